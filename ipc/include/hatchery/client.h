@@ -1,0 +1,66 @@
+/* client.h - the C client library for hatcheryd and for leased VMs.
+ *
+ * Lifecycle:
+ *   hatch_connect()  -> struct hatch_client *   (one connection to hatcheryd)
+ *   hatch_acquire()  -> int vm_fd                (a socket to one vmproc)
+ *   hatch_vm_ping()/hatch_vm_info() on vm_fd
+ *   hatch_vm_release(vm_fd) or close(vm_fd)      (the VM is single-use)
+ *   hatch_close()
+ *
+ * Calls are synchronous: one request, one reply. A client is not
+ * thread-safe; use one per thread. Every call takes an optional
+ * `struct hatch_err *` and returns 0 on success or -1 with it filled:
+ * err->code is the hatchery.v1.ErrorCode the server replied with, or
+ * INTERNAL / UNAVAILABLE for local and transport failures.
+ *
+ * Ownership: reply messages handed out through `**out` are the caller's;
+ * free them with hatch_free(). vm_fd is the caller's to close.
+ */
+#ifndef HATCHERY_CLIENT_H
+#define HATCHERY_CLIENT_H
+
+#include <stdint.h>
+
+#include "hatchery/error.h"
+#include "hatchery/v1/supervisor.pb-c.h"
+#include "hatchery/v1/vm.pb-c.h"
+
+#define HATCH_DEFAULT_SOCKET "/run/hatchery/hatchery.sock"
+
+struct hatch_client;
+
+/* Connect to hatcheryd at `path` (NULL: $HATCHERY_SOCKET, else the default). */
+int hatch_connect(const char *path, struct hatch_client **out,
+		  struct hatch_err *err);
+void hatch_close(struct hatch_client *c);
+
+/* Fail a call whose reply has not come in `ms` milliseconds (0: wait forever,
+ * the default). Acquire waits at least its own deadline plus this. */
+void hatch_set_timeout(struct hatch_client *c, unsigned ms);
+
+int hatch_ping(struct hatch_client *c, Hatchery__V1__PingReply **out,
+	       struct hatch_err *err);
+
+/* Lease a ready VM of `pool`, waiting up to deadline_ms for one. On success
+ * *vm_fd is a connected SOCK_SEQPACKET socket to the child. `info` may be
+ * NULL. */
+int hatch_acquire(struct hatch_client *c, const char *pool,
+		  uint32_t deadline_ms, int *vm_fd,
+		  Hatchery__V1__AcquireReply **info, struct hatch_err *err);
+
+int hatch_status(struct hatch_client *c, Hatchery__V1__StatusReply **out,
+		 struct hatch_err *err);
+int hatch_stats(struct hatch_client *c, Hatchery__V1__StatsReply **out,
+		struct hatch_err *err);
+
+/* Calls on a leased VM's socket. */
+int hatch_vm_ping(int vm_fd, struct hatch_err *err);
+int hatch_vm_info(int vm_fd, Hatchery__V1__VmInfoReply **out,
+		  struct hatch_err *err);
+/* Ask the child to tear down, wait for its reply and close vm_fd. */
+int hatch_vm_release(int vm_fd, struct hatch_err *err);
+
+/* Free a reply message returned by any call above (NULL is fine). */
+void hatch_free(void *msg);
+
+#endif

@@ -1,0 +1,67 @@
+/* config.h - hatcheryd's INI configuration (libinih), parsed and validated.
+ *
+ * Pure code: no sockets, no KVM, unit-tested on strings. Every error names
+ * the file, the line, the section and the key, and says what was expected:
+ *   hatchery.conf:12: [pool "default"] min_idle: expected an integer in
+ *   0..4096, got "four"
+ * Unknown sections and keys are errors (a typo must not silently fall back
+ * to a default).
+ *
+ * Ownership: sup_config_load/parse fill a caller-provided struct; free what
+ * they allocated with sup_config_free(). On failure nothing needs freeing.
+ */
+#ifndef HATCHERY_SUP_CONFIG_H
+#define HATCHERY_SUP_CONFIG_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "hatchery/error.h"
+
+#define SUP_POOL_NAME_MAX 63
+#define SUP_MAX_POOLS 64
+#define SUP_MAX_ALLOW_UIDS 32
+#define SUP_MAX_CHILDREN_PER_POOL 4096
+
+enum sup_pool_kind {
+	SUP_POOL_EMPTY = 0, /* a VM with memory, irqchip, PIT and vCPUs; no guest */
+};
+
+struct sup_pool_config {
+	char name[SUP_POOL_NAME_MAX + 1];
+	enum sup_pool_kind kind;        /* kind = empty                        */
+	unsigned min_idle;              /* 0..4096, default 4, <= max           */
+	unsigned max;                   /* 1..4096, default 64                  */
+	unsigned max_spawning;          /* 1..256, default 4: concurrent forks  */
+	unsigned memory_mib;            /* 1..65536, default 64                 */
+	unsigned vcpus;                 /* 1..64, default 1                     */
+	unsigned health_interval_ms;    /* 10..3600000, default 1000            */
+	unsigned health_timeout_ms;     /* 1..60000, default 200                */
+	uid_t allow_uids[SUP_MAX_ALLOW_UIDS]; /* allow_uids = 0, 1000 (default: 0) */
+	size_t n_allow_uids;
+};
+
+struct sup_config {
+	char socket_path[108];          /* [supervisor] socket (sun_path size)  */
+	unsigned socket_mode;           /* [supervisor] socket_mode, octal, default 0666 */
+	struct sup_pool_config *pools;  /* [pool "NAME"] sections, in file order */
+	size_t n_pools;
+};
+
+/* Parse and validate `path`. Returns 0, or -1 with err filled (code
+ * INVALID_ARGUMENT). */
+int sup_config_load(const char *path, struct sup_config *out,
+		    struct hatch_err *err);
+
+/* Same, from a string; `name` is used in messages in place of a file name. */
+int sup_config_parse_string(const char *text, const char *name,
+			    struct sup_config *out, struct hatch_err *err);
+
+void sup_config_free(struct sup_config *c);
+
+const char *sup_pool_kind_name(enum sup_pool_kind k);
+
+/* Is `uid` in the pool's allow_uids? */
+int sup_pool_allows(const struct sup_pool_config *p, uid_t uid);
+
+#endif
