@@ -1,1 +1,282 @@
-/* placeholder */
+/* vmproc.c - the child: build one VM, report ready, serve one lease, exit. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hatchery/cleanup.h"
+#include "hatchery/ipc.h"
+#include "hatchery/v1/control.pb-c.h"
+#include "hatchery/v1/vm.pb-c.h"
+#include "vmproc.h"
+
+/* Fixed fd numbers in the child after fd hygiene. */
+#define CTRL_FD 3
+#define KVM_FD 4
+
+#define E(x) HATCHERY__V1__ERROR_CODE__##x
+
+/* One receive buffer for the child's life; static so the fork does not
+ * have to copy a heap allocation, and only the pages a message touches get
+ * dirtied. */
+static uint8_t rx_buf[IPC_MAX_MSG];
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Report a setup failure to the supervisor and exit. The supervisor logs
+ * the message, counts a spawn failure and shows it in status. */
+__attribute__((noreturn, format(printf, 1, 2))) static void
+fail_or_die(const char *fmt, ...)
+{
+	char msg[HATCH_ERR_MSG_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	Hatchery__V1__ChildMsg m = HATCHERY__V1__CHILD_MSG__INIT;
+	Hatchery__V1__ChildFailed f = HATCHERY__V1__CHILD_FAILED__INIT;
+	f.message = msg;
+	m.body_case = HATCHERY__V1__CHILD_MSG__BODY_FAILED;
+	m.failed = &f;
+	ipc_send_pb(CTRL_FD, &m.base, NULL, 0, false);
+	_exit(1);
+}
+
+/* Move ctrl and kvm to fixed numbers and close everything else we
+ * inherited from the supervisor: its listening socket, epoll, signalfd,
+ * other children's control sockets and pidfds, clients' connections. */
+static void fd_hygiene_or_die(int ctrl, int kvm)
+{
+	/* Move both out of the way first so the dup3 targets are free of
+	 * either source. */
+	int c = fcntl(ctrl, F_DUPFD_CLOEXEC, 16);
+	int k = fcntl(kvm, F_DUPFD_CLOEXEC, 16);
+	if (c < 0 || k < 0)
+		_exit(2);
+	if (dup3(c, CTRL_FD, O_CLOEXEC) < 0 || dup3(k, KVM_FD, O_CLOEXEC) < 0)
+		_exit(2);
+	if (syscall(SYS_close_range, KVM_FD + 1, ~0u, 0) < 0) {
+		/* close_range is 5.9+; fall back to the slow way. */
+		for (int fd = KVM_FD + 1; fd < 65536; fd++)
+			close(fd);
+	}
+}
+
+static void child_init_or_die(const struct vmp_spawn *s)
+{
+	/* Die with the supervisor. The parent may already have died between
+	 * fork and this prctl, in which case we were reparented and the
+	 * signal will never come: check. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != s->supervisor_pid)
+		_exit(1);
+	/* The supervisor blocks the signals it reads from its signalfd; a
+	 * child must not inherit that mask. */
+	sigset_t all;
+	sigfillset(&all);
+	sigprocmask(SIG_UNBLOCK, &all, NULL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
+	fd_hygiene_or_die(s->ctrl_fd, s->kvm->kvm_fd);
+	char name[16];
+	snprintf(name, sizeof(name), "vmproc-%llu", (unsigned long long)s->child_id);
+	prctl(PR_SET_NAME, name);
+}
+
+struct child {
+	const struct vmp_spawn *s;
+	struct vmp_vm vm;
+	int client_fd;
+};
+
+static void send_error(int fd, uint64_t id, int code, const char *msg)
+{
+	Hatchery__V1__VmReply rep = HATCHERY__V1__VM_REPLY__INIT;
+	Hatchery__V1__Error e = HATCHERY__V1__ERROR__INIT;
+	e.code = code;
+	e.message = (char *)msg;
+	rep.id = id;
+	rep.error = &e;
+	ipc_send_pb(fd, &rep.base, NULL, 0, false);
+}
+
+/* Serve one packet from the client. Returns 1 to go on, 0 to end the lease. */
+static int serve_client(struct child *ch)
+{
+	struct ipc_msg m = { .buf = rx_buf };
+	int r = ipc_recv(ch->client_fd, &m, false);
+	if (r == 0)
+		return 0; /* the client hung up: the lease is over */
+	if (r == -EMSGSIZE || r == -ETOOMANYREFS) {
+		send_error(ch->client_fd, 0,
+			   r == -EMSGSIZE ? E(MESSAGE_TOO_LARGE) : E(UNEXPECTED_FDS),
+			   ipc_strerror(r));
+		return 1;
+	}
+	if (r < 0)
+		return 0;
+	if (m.nfds) {
+		ipc_msg_close_fds(&m);
+		send_error(ch->client_fd, 0, E(UNEXPECTED_FDS),
+			   "VM requests carry no file descriptors");
+		return 1;
+	}
+	Hatchery__V1__VmRequest *req = hatchery__v1__vm_request__unpack(NULL, m.len, m.buf);
+	if (!req) {
+		send_error(ch->client_fd, 0, E(MALFORMED),
+			   "packet did not decode as hatchery.v1.VmRequest");
+		return 1;
+	}
+	Hatchery__V1__VmReply rep = HATCHERY__V1__VM_REPLY__INIT;
+	rep.id = req->id;
+	Hatchery__V1__VmPingReply ping = HATCHERY__V1__VM_PING_REPLY__INIT;
+	Hatchery__V1__VmInfoReply info = HATCHERY__V1__VM_INFO_REPLY__INIT;
+	Hatchery__V1__VmReleaseReply rel = HATCHERY__V1__VM_RELEASE_REPLY__INIT;
+	int go_on = 1;
+	switch (req->body_case) {
+	case HATCHERY__V1__VM_REQUEST__BODY_PING:
+		rep.body_case = HATCHERY__V1__VM_REPLY__BODY_PING;
+		rep.ping = &ping;
+		break;
+	case HATCHERY__V1__VM_REQUEST__BODY_INFO: {
+		const struct vmp_spawn *s = ch->s;
+		info.pid = (uint32_t)getpid();
+		info.pool = (char *)s->pool;
+		info.child_id = s->child_id;
+		info.memory_mib = s->memory_mib;
+		info.vcpus = ch->vm.nvcpus;
+		info.kind = (char *)s->kind;
+		info.kvm_api_version = s->kvm->api_version;
+		info.irqchip = ch->vm.irqchip;
+		info.pit = ch->vm.pit;
+		info.cpuid_entries = ch->vm.cpuid_entries;
+		info.create_vm_ns = ch->vm.t.create_vm_ns;
+		info.memory_ns = ch->vm.t.memory_ns;
+		info.irqchip_ns = ch->vm.t.irqchip_ns;
+		info.vcpus_ns = ch->vm.t.vcpus_ns;
+		rep.body_case = HATCHERY__V1__VM_REPLY__BODY_INFO;
+		rep.info = &info;
+		break;
+	}
+	case HATCHERY__V1__VM_REQUEST__BODY_RELEASE:
+		rep.body_case = HATCHERY__V1__VM_REPLY__BODY_RELEASE;
+		rep.release = &rel;
+		go_on = 0;
+		break;
+	default: {
+		Hatchery__V1__Error e = HATCHERY__V1__ERROR__INIT;
+		e.code = E(INVALID_ARGUMENT);
+		e.message = (char *)"unknown or empty VmRequest body";
+		rep.error = &e;
+		ipc_send_pb(ch->client_fd, &rep.base, NULL, 0, false);
+		hatchery__v1__vm_request__free_unpacked(req, NULL);
+		return 1;
+	}
+	}
+	ipc_send_pb(ch->client_fd, &rep.base, NULL, 0, false);
+	hatchery__v1__vm_request__free_unpacked(req, NULL);
+	return go_on;
+}
+
+/* Serve one packet from the supervisor. Returns 1 to go on, 0 to exit. */
+static int serve_ctrl(struct child *ch)
+{
+	struct ipc_msg m = { .buf = rx_buf };
+	int r = ipc_recv(CTRL_FD, &m, false);
+	if (r <= 0)
+		return 0; /* supervisor gone (PDEATHSIG would follow) or broken */
+	Hatchery__V1__SupMsg *msg = hatchery__v1__sup_msg__unpack(NULL, m.len, m.buf);
+	if (!msg) {
+		ipc_msg_close_fds(&m);
+		return 0;
+	}
+	int go_on = 1;
+	switch (msg->body_case) {
+	case HATCHERY__V1__SUP_MSG__BODY_PING: {
+		ipc_msg_close_fds(&m);
+		Hatchery__V1__ChildMsg out = HATCHERY__V1__CHILD_MSG__INIT;
+		Hatchery__V1__ChildPong pong = HATCHERY__V1__CHILD_PONG__INIT;
+		pong.seq = msg->ping->seq;
+		out.body_case = HATCHERY__V1__CHILD_MSG__BODY_PONG;
+		out.pong = &pong;
+		ipc_send_pb(CTRL_FD, &out.base, NULL, 0, false);
+		break;
+	}
+	case HATCHERY__V1__SUP_MSG__BODY_LEASE:
+		if (ch->client_fd >= 0 || ipc_msg_expect_fds(&m, 1) < 0) {
+			ipc_msg_close_fds(&m);
+			go_on = 0; /* a second lease is a supervisor bug: bail */
+			break;
+		}
+		ch->client_fd = ipc_msg_take_fd(&m, 0);
+		break;
+	default:
+		ipc_msg_close_fds(&m);
+		break;
+	}
+	hatchery__v1__sup_msg__free_unpacked(msg, NULL);
+	return go_on;
+}
+
+void vmp_child_main(const struct vmp_spawn *s)
+{
+	child_init_or_die(s);
+	/* fd_hygiene moved the kvm fd; point our copy of the host at it. */
+	struct vmp_kvm_host kvm = *s->kvm;
+	kvm.kvm_fd = KVM_FD;
+	struct vmp_spawn me = *s;
+	me.ctrl_fd = CTRL_FD;
+	me.kvm = &kvm;
+
+	struct child ch = { .s = &me, .client_fd = -1 };
+	struct hatch_err err = { 0 };
+	if (vmp_vm_create(&kvm, (size_t)s->memory_mib << 20, s->vcpus, &ch.vm, &err) < 0)
+		fail_or_die("%s", err.msg);
+	/* The child needs /dev/kvm no more: only its VM fds. */
+	close(KVM_FD);
+
+	Hatchery__V1__ChildMsg out = HATCHERY__V1__CHILD_MSG__INIT;
+	Hatchery__V1__ChildReady ready = HATCHERY__V1__CHILD_READY__INIT;
+	ready.setup_ns = now_ns() - s->t_fork;
+	out.body_case = HATCHERY__V1__CHILD_MSG__BODY_READY;
+	out.ready = &ready;
+	if (ipc_send_pb(CTRL_FD, &out.base, NULL, 0, false) < 0)
+		_exit(1);
+
+	for (;;) {
+		struct pollfd p[2] = {
+			{ .fd = CTRL_FD, .events = POLLIN },
+			{ .fd = ch.client_fd, .events = POLLIN },
+		};
+		int n = poll(p, ch.client_fd >= 0 ? 2 : 1, -1);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			_exit(1);
+		}
+		/* Client first: once leased, its requests are the hot path. */
+		if (ch.client_fd >= 0 && p[1].revents) {
+			if (!serve_client(&ch))
+				break;
+		}
+		if (p[0].revents) {
+			if (!serve_ctrl(&ch))
+				break;
+		}
+	}
+	/* Lease over (or supervisor gone). Exiting tears the VM down; the
+	 * supervisor sees our pidfd and forks a replacement. */
+	_exit(0);
+}

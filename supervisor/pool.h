@@ -1,0 +1,137 @@
+/* pool.h - pools of children and the child state machine (pure code).
+ *
+ * The supervisor's view of one child is an explicit state machine, s6 style:
+ * every transition goes through sup_child_event(), which looks the move up in
+ * one table, keeps the per-state lists and counts, and does the bookkeeping
+ * (stats, spawn-failure backoff). Nothing here makes a syscall: the server
+ * feeds events in and carries out the actions that come back, so the whole
+ * life cycle is unit-tested without fork or KVM.
+ *
+ *   SPAWNING --ready--> READY --lease--> LEASED
+ *      |                  |                 |
+ *      |         health timeout/kill        |
+ *      |                  v                 |
+ *      |                DYING               |
+ *      +--- exit/crash ----+--- exit/crash ---+--> DEAD (reaped, freed)
+ *
+ * Ownership: a pool owns its children (sup_child_new/sup_child_free);
+ * the fds inside a child are the server's to open and close.
+ */
+#ifndef HATCHERY_SUP_POOL_H
+#define HATCHERY_SUP_POOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "config.h"
+#include "latency.h"
+
+enum sup_child_state {
+	CHILD_SPAWNING, /* forked, building its VM                        */
+	CHILD_READY,    /* idle, health-checked, can be leased            */
+	CHILD_LEASED,   /* a client holds its VM socket                   */
+	CHILD_DYING,    /* we sent SIGKILL (health, shutdown); awaiting reap */
+	CHILD_DEAD,     /* reaped; about to be freed                      */
+	CHILD__NSTATES
+};
+
+enum sup_child_event {
+	EV_READY,       /* child reported Ready on its control channel    */
+	EV_LEASE,       /* handed to a client                             */
+	EV_KILL,        /* we killed it (health timeout, shutdown)        */
+	EV_EXIT,        /* it exited with status 0                         */
+	EV_CRASH,       /* it died by a signal or with a non-zero status   */
+	EV__N
+};
+
+/* Why a child was killed, for the stats (carried with EV_KILL). */
+enum sup_kill_reason {
+	KILL_HEALTH,
+	KILL_SHUTDOWN,
+	KILL_PROTOCOL,  /* it spoke garbage on its control channel */
+	KILL_SPAWN_TIMEOUT, /* it never reported ready */
+};
+
+struct sup_pool;
+
+struct sup_child {
+	uint64_t id;                 /* unique across the supervisor's life */
+	pid_t pid;
+	int pidfd;                   /* server-owned, -1 when closed */
+	int ctrl_fd;                 /* server-owned, -1 when closed */
+	enum sup_child_state state;
+	struct sup_pool *pool;
+	uint64_t t_fork;             /* CLOCK_MONOTONIC ns */
+	uint64_t t_state;            /* when it entered its state */
+	uint64_t ping_seq;           /* last health ping sent */
+	uint64_t ping_sent_at;       /* 0: no ping outstanding */
+	uint64_t next_health_at;
+	bool spawn_failed_msg;       /* child reported ChildFailed before exit */
+	struct sup_child *prev, *next; /* in pool->list[state] */
+	void *server_data;           /* the server's watch records */
+};
+
+struct sup_pool_stats {
+	uint64_t acquisitions, hits, misses;
+	uint64_t spawned, spawn_failures, unexpected_exits, health_failures;
+	struct lat_hist acquire;
+	struct lat_hist spawn_to_ready;
+};
+
+struct sup_pool {
+	const struct sup_pool_config *cfg; /* not owned */
+	struct sup_child *list[CHILD__NSTATES]; /* FIFO per state, head = oldest */
+	struct sup_child *tail[CHILD__NSTATES];
+	unsigned count[CHILD__NSTATES];
+	unsigned waiting;            /* Acquire requests queued (server-owned count) */
+	/* spawn failure backoff */
+	unsigned consecutive_failures;
+	uint64_t next_spawn_at;      /* no forks before this time */
+	char last_error[256];
+	struct sup_pool_stats stats;
+};
+
+#define SUP_BACKOFF_BASE_NS (50ull * 1000 * 1000)    /* 50 ms */
+#define SUP_BACKOFF_MAX_NS (10ull * 1000 * 1000 * 1000) /* 10 s */
+/* A pool counts as degraded after this many spawn failures in a row. */
+#define SUP_DEGRADED_AFTER 3
+
+void sup_pool_init(struct sup_pool *p, const struct sup_pool_config *cfg);
+
+/* Allocate a child in SPAWNING state and count it. Returns NULL on ENOMEM. */
+struct sup_child *sup_child_new(struct sup_pool *p, uint64_t id, uint64_t now);
+
+/* Remove a DEAD child from its pool and free it. */
+void sup_child_free(struct sup_child *c);
+
+/* What the server must do after a transition. */
+enum sup_action {
+	ACT_NONE,
+	ACT_INVALID,          /* the event makes no sense in this state: ignored */
+};
+
+/* Apply `ev` at time `now`. Returns ACT_INVALID (and changes nothing) for a
+ * move the table does not allow. `reason` is only read for EV_KILL. */
+enum sup_action sup_child_event(struct sup_child *c, enum sup_child_event ev,
+				uint64_t now, enum sup_kill_reason reason);
+
+/* Record why the latest spawn failed (shown in status). */
+void sup_pool_set_error(struct sup_pool *p, const char *msg);
+
+/* Children alive in any state but DEAD: what `max` bounds. */
+unsigned sup_pool_total(const struct sup_pool *p);
+
+/* How many children to fork now: enough to bring idle + spawning up to
+ * min_idle plus the queued requests, bounded by max, max_spawning and the
+ * failure backoff. */
+unsigned sup_pool_spawn_needed(const struct sup_pool *p, uint64_t now);
+
+bool sup_pool_degraded(const struct sup_pool *p);
+
+/* Oldest READY child, or NULL. */
+struct sup_child *sup_pool_first_ready(const struct sup_pool *p);
+
+const char *sup_child_state_name(enum sup_child_state s);
+
+#endif

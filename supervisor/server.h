@@ -1,0 +1,42 @@
+/* server.h - hatcheryd's event loop: one epoll, no threads.
+ *
+ * Internal to supervisor/. main.c loads the config and probes /dev/kvm,
+ * then hands both to sup_server_run(), which owns every fd and child until
+ * it returns (after SIGTERM/SIGINT, with every child reaped and the socket
+ * unlinked).
+ */
+#ifndef HATCHERY_SUP_SERVER_H
+#define HATCHERY_SUP_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "config.h"
+#include "hatchery/error.h"
+#include "kvm.h"
+#include "pool.h"
+
+struct sup_server_opts {
+	const struct sup_config *cfg;     /* not owned */
+	const struct vmp_kvm_host *kvm;   /* not owned; kvm_fd inherited by children */
+	bool verbose;
+};
+
+/* Bind the socket, fill the pools and serve until SIGTERM/SIGINT.
+ * Returns 0 after a clean shutdown, -1 with err on a start-up failure. */
+int sup_server_run(const struct sup_server_opts *o, struct hatch_err *err);
+
+/* spawn.c: fork one child of `pool` (clone3 with CLONE_PIDFD). In the
+ * child, enters vmp_child_main and never returns. In the parent fills
+ * c->pid, c->pidfd and c->ctrl_fd (nonblocking). Returns 0 or -errno. */
+int sup_spawn(struct sup_child *c, const struct vmp_kvm_host *kvm,
+	      const char *kind);
+
+/* log.c-style helpers live in server.c. */
+void sup_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void sup_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+uint64_t sup_now_ns(void);
+
+#endif

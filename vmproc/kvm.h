@@ -1,0 +1,67 @@
+/* kvm.h - a thin wrapper over the KVM API for one VM per process.
+ *
+ * Two halves. The host half (vmp_kvm_host_*) runs once in the supervisor at
+ * start-up: it opens /dev/kvm, checks the API version and the capabilities
+ * every child needs, and reads the host's supported CPUID, so that a
+ * configuration the machine cannot satisfy fails before anything forks, and
+ * children inherit the answers instead of asking again. The VM half
+ * (vmp_vm_*) runs in a child.
+ *
+ * Ioctls are tiered as in the kernel's KVM selftests: functions here return
+ * 0 or -1 with a message naming the ioctl and errno; nothing exits.
+ */
+#ifndef HATCHERY_VMP_KVM_H
+#define HATCHERY_VMP_KVM_H
+
+#include <linux/kvm.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hatchery/error.h"
+
+#define VMP_MAX_VCPUS 64
+
+struct vmp_kvm_host {
+	int kvm_fd;                 /* /dev/kvm, O_CLOEXEC; inherited by children */
+	int api_version;
+	int vcpu_mmap_size;         /* size of each vCPU's kvm_run mapping */
+	struct kvm_cpuid2 *cpuid;   /* owned; KVM_GET_SUPPORTED_CPUID */
+};
+
+/* Open and probe `path` (normally "/dev/kvm"). On failure err says what is
+ * missing, e.g. "/dev/kvm: Permission denied". */
+int vmp_kvm_host_open(struct vmp_kvm_host *h, const char *path,
+		      struct hatch_err *err);
+void vmp_kvm_host_close(struct vmp_kvm_host *h);
+
+struct vmp_vm_timings {
+	uint64_t create_vm_ns, memory_ns, irqchip_ns, vcpus_ns;
+};
+
+struct vmp_vm {
+	int vm_fd;
+	uint8_t *mem;               /* guest RAM, host mapping (MAP_NORESERVE) */
+	size_t mem_size;
+	unsigned nvcpus;
+	int vcpu_fd[VMP_MAX_VCPUS];
+	struct kvm_run *run[VMP_MAX_VCPUS];
+	size_t run_size;
+	bool irqchip, pit;
+	unsigned cpuid_entries;
+	struct vmp_vm_timings t;
+};
+
+/* Guest RAM starts at GPA 0. Above this it continues at 4 GiB, leaving the
+ * 32-bit MMIO hole (LAPIC, IOAPIC) free, as on a PC. */
+#define VMP_LOW_MEM_MAX (3ull << 30)
+
+/* Build a VM in the order that is cheap on this host: memory slots are
+ * registered before KVM_CREATE_IRQCHIP (after it, each costs ~7.5 ms under
+ * kvm-pvm), then the in-kernel irqchip and PIT, then vCPUs with the host's
+ * supported CPUID. */
+int vmp_vm_create(const struct vmp_kvm_host *h, size_t mem_size,
+		  unsigned nvcpus, struct vmp_vm *vm, struct hatch_err *err);
+void vmp_vm_destroy(struct vmp_vm *vm);
+
+#endif
