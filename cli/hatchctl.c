@@ -1,1 +1,1087 @@
-/* placeholder */
+/* hatchctl.c - command-line client for hatcheryd.
+ *
+ * Talks to the daemon only through the client library (hatchery/client.h).
+ * Each command parses its own options before connecting, so a usage error
+ * never touches the socket. The exit status is the contract with shell
+ * scripts (see usage()); it is chosen from a hatch_err in exactly one place,
+ * fail().
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "hatchery/cleanup.h"
+#include "hatchery/client.h"
+#include "hatchery/error.h"
+
+#define E(x) HATCHERY__V1__ERROR_CODE__##x
+
+/* Exit statuses; documented in usage() and stable for scripts. */
+enum hx_exit {
+	HX_OK = 0,
+	HX_FAILED = 1,      /* error reply from the server, or a local failure */
+	HX_USAGE = 2,
+	HX_UNAVAILABLE = 3, /* cannot connect, no reply, or daemon shutting down */
+	HX_EXHAUSTED = 4,   /* POOL_EXHAUSTED: worth retrying */
+	HX_DENIED = 5,      /* PERMISSION_DENIED */
+};
+
+#define DEFAULT_TIMEOUT_MS 5000u
+#define DEFAULT_DEADLINE_MS 1000u
+/* Bound both so timeout + deadline still fits poll()'s int milliseconds. */
+#define MAX_MS (24u * 3600u * 1000u)
+
+/* getopt prints argv[0] in its messages; give it a stable name. */
+static char prog[] = "hatchctl";
+
+struct ctx {
+	const char *socket; /* NULL: $HATCHERY_SOCKET, else the default */
+	unsigned timeout_ms;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"Usage: hatchctl [-s SOCKET] [-t TIMEOUT_MS] COMMAND [ARGS]\n"
+"\n"
+"Commands:\n"
+"  status [--json]     pools (idle/leased/spawning/waiting, min_idle/max,\n"
+"                      degraded, last error) and every child (id, pid,\n"
+"                      state, age)\n"
+"  stats [--json]      per-pool counters and acquire / spawn-to-ready\n"
+"                      latency (count, p50, p90, p99, max)\n"
+"  ping [--json]       ping hatcheryd: version, pid, round-trip time\n"
+"  acquire POOL [--deadline MS] [--json]\n"
+"                      lease a VM of POOL (waiting up to MS for one, default\n"
+"                      %u), ping it, read its info, release it, and show\n"
+"                      what came back and how long each step took\n"
+"  help                this text\n"
+"\n"
+"Options:\n"
+"  -s, --socket SOCKET      hatcheryd's socket (default: $HATCHERY_SOCKET,\n"
+"                           else " HATCH_DEFAULT_SOCKET ")\n"
+"  -t, --timeout TIMEOUT_MS fail a call with no reply after this long\n"
+"                           (default %u; 0 waits forever)\n"
+"  -h, --help               this text\n"
+"\n"
+"Text output is for people. With --json, stdout is one JSON object; times\n"
+"in it are integer nanoseconds.\n"
+"\n"
+"Exit status:\n"
+"  0  success\n"
+"  1  the request failed: an error reply from the server (or a local error)\n"
+"  2  usage error\n"
+"  3  hatcheryd unavailable: cannot connect, no reply in time, or shutting\n"
+"     down\n"
+"  4  POOL_EXHAUSTED: no VM became ready before the deadline; retry later\n"
+"  5  PERMISSION_DENIED\n"
+"Errors are printed to stderr as \"hatchctl: CODE_NAME: message\".\n",
+		DEFAULT_DEADLINE_MS, DEFAULT_TIMEOUT_MS);
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "%s: ", prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'hatchctl help'.\n");
+	return HX_USAGE;
+}
+
+/* The one place a hatch_err becomes a message and an exit status. */
+static int fail(const struct hatch_err *err)
+{
+	fprintf(stderr, "%s: %s: %s\n", prog, hatch_err_code_name(err->code),
+		err->msg[0] ? err->msg : "(no message)");
+	switch (err->code) {
+	case E(UNAVAILABLE):
+		return HX_UNAVAILABLE;
+	case E(POOL_EXHAUSTED):
+		return HX_EXHAUSTED;
+	case E(PERMISSION_DENIED):
+		return HX_DENIED;
+	default:
+		return HX_FAILED;
+	}
+}
+
+/* Everything went to stdout through stdio; a full disk or closed pipe only
+ * shows up here. */
+static int finish_stdout(void)
+{
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "%s: write to stdout: %s\n", prog, strerror(errno));
+		return HX_FAILED;
+	}
+	return HX_OK;
+}
+
+/* Parse a decimal count of milliseconds in [0, MAX_MS]. */
+static int parse_ms(const char *s, unsigned *out)
+{
+	if (!s || *s < '0' || *s > '9') /* strtoul accepts " -1" */
+		return -1;
+	errno = 0;
+	char *end;
+	unsigned long v = strtoul(s, &end, 10);
+	if (errno || *end || v > MAX_MS)
+		return -1;
+	*out = (unsigned)v;
+	return 0;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static double ns_to_us(uint64_t ns)
+{
+	return (double)ns / 1000.0;
+}
+
+static void format_age(char *buf, size_t len, uint64_t ms)
+{
+	uint64_t s = ms / 1000;
+	if (ms < 1000)
+		snprintf(buf, len, "%llums", (unsigned long long)ms);
+	else if (s < 60)
+		snprintf(buf, len, "%.1fs", (double)ms / 1000.0);
+	else if (s < 3600)
+		snprintf(buf, len, "%llum%02llus", (unsigned long long)(s / 60),
+			 (unsigned long long)(s % 60));
+	else if (s < 86400)
+		snprintf(buf, len, "%lluh%02llum", (unsigned long long)(s / 3600),
+			 (unsigned long long)(s / 60 % 60));
+	else
+		snprintf(buf, len, "%llud%02lluh", (unsigned long long)(s / 86400),
+			 (unsigned long long)(s / 3600 % 24));
+}
+
+static bool is_ctl(char c)
+{
+	return (unsigned char)c < 0x20 || c == 0x7f;
+}
+
+/* Print a string from the daemon with control characters defused. */
+static void put_clean(const char *s)
+{
+	for (; *s; s++)
+		putchar(is_ctl(*s) ? '?' : *s);
+}
+
+/* --- text tables ---------------------------------------------------------
+ * Cells are formatted first and the table printed once every width is
+ * known. Allocation failure is sticky and reported by table_print(), so the
+ * callers stay free of error checks per cell. */
+
+struct table {
+	size_t ncols;
+	const char *align; /* per column: 'l' or 'r' */
+	char **cells;      /* row-major; the first row is the header */
+	size_t n, cap;
+	bool oom;
+};
+
+static void table_cell(struct table *t, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void table_cell(struct table *t, const char *fmt, ...)
+{
+	if (t->oom)
+		return;
+	if (t->n == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 64;
+		char **c = realloc(t->cells, cap * sizeof(*c));
+		if (!c) {
+			t->oom = true;
+			return;
+		}
+		t->cells = c;
+		t->cap = cap;
+	}
+	va_list ap;
+	va_start(ap, fmt);
+	int r = vasprintf(&t->cells[t->n], fmt, ap);
+	va_end(ap);
+	if (r < 0) {
+		t->oom = true;
+		return;
+	}
+	/* Strings come from the daemon; a newline or an escape sequence in,
+	 * say, last_error must not break the table or drive the terminal. */
+	for (char *p = t->cells[t->n]; *p; p++)
+		if (is_ctl(*p))
+			*p = '?';
+	t->n++;
+}
+
+static void table_free(struct table *t)
+{
+	for (size_t i = 0; i < t->n; i++)
+		free(t->cells[i]);
+	free(t->cells);
+	t->cells = NULL;
+	t->n = t->cap = 0;
+}
+
+/* Columns on screen, not bytes: headers carry "µs". Counts every byte that
+ * is not a UTF-8 continuation byte. */
+static size_t display_width(const char *s)
+{
+	size_t w = 0;
+	for (; *s; s++)
+		w += ((unsigned char)*s & 0xC0) != 0x80;
+	return w;
+}
+
+static int table_print(struct table *t)
+{
+	if (t->oom)
+		return -ENOMEM;
+	if (t->n % t->ncols)
+		return -EINVAL; /* a row left short: a bug here, not in the data */
+	size_t *width = calloc(t->ncols, sizeof(*width));
+	if (!width)
+		return -ENOMEM;
+	for (size_t i = 0; i < t->n; i++) {
+		size_t w = display_width(t->cells[i]);
+		if (w > width[i % t->ncols])
+			width[i % t->ncols] = w;
+	}
+	for (size_t row = 0; row < t->n; row += t->ncols) {
+		char **cells = t->cells + row;
+		/* Stop after the last non-empty cell: no trailing blanks. */
+		size_t ncols = t->ncols;
+		while (ncols > 0 && !*cells[ncols - 1])
+			ncols--;
+		for (size_t col = 0; col < ncols; col++) {
+			const char *s = cells[col];
+			int pad = (int)(width[col] - display_width(s));
+			bool last = col == ncols - 1;
+			if (t->align[col] == 'r')
+				printf("%*s%s", pad, "", s);
+			else if (last)
+				fputs(s, stdout);
+			else
+				printf("%s%*s", s, pad, "");
+			if (!last)
+				fputs("  ", stdout);
+		}
+		putchar('\n');
+	}
+	free(width);
+	return 0;
+}
+
+static int print_table(struct table *t)
+{
+	int r = table_print(t);
+	table_free(t);
+	if (r < 0) {
+		fprintf(stderr, "%s: %s\n", prog, strerror(-r));
+		return HX_FAILED;
+	}
+	return HX_OK;
+}
+
+/* --- JSON output ---------------------------------------------------------
+ * A writer just smart enough for one compact object on stdout: it places the
+ * commas, and escapes strings. One `comma` flag suffices because a value
+ * after a closed container always needs one, and the first value inside a
+ * new container never does. */
+
+struct json {
+	bool comma;
+};
+
+/* Length of the valid UTF-8 sequence at s, or 0 if it is not one. Strings
+ * come off the wire unchecked, and invalid UTF-8 is not valid JSON. */
+static size_t utf8_seq_len(const unsigned char *s)
+{
+	unsigned char c = s[0];
+	size_t n;
+	uint32_t cp;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xC2 && c <= 0xDF) {
+		n = 2;
+		cp = c & 0x1F;
+	} else if (c >= 0xE0 && c <= 0xEF) {
+		n = 3;
+		cp = c & 0x0F;
+	} else if (c >= 0xF0 && c <= 0xF4) {
+		n = 4;
+		cp = c & 0x07;
+	} else {
+		return 0;
+	}
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xC0) != 0x80) /* also stops at the NUL */
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3F);
+	}
+	/* overlong, surrogate, or past U+10FFFF */
+	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+	    (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
+		return 0;
+	return n;
+}
+
+static void json_string(const char *str)
+{
+	const unsigned char *s = (const unsigned char *)(str ? str : "");
+	putchar('"');
+	while (*s) {
+		unsigned char c = *s;
+		switch (c) {
+		case '"':  fputs("\\\"", stdout); s++; continue;
+		case '\\': fputs("\\\\", stdout); s++; continue;
+		case '\b': fputs("\\b", stdout); s++; continue;
+		case '\f': fputs("\\f", stdout); s++; continue;
+		case '\n': fputs("\\n", stdout); s++; continue;
+		case '\r': fputs("\\r", stdout); s++; continue;
+		case '\t': fputs("\\t", stdout); s++; continue;
+		}
+		if (c < 0x20) {
+			printf("\\u%04x", c);
+			s++;
+			continue;
+		}
+		size_t n = utf8_seq_len(s);
+		if (!n) {
+			fputs("\\ufffd", stdout);
+			s++;
+			continue;
+		}
+		fwrite(s, 1, n, stdout);
+		s += n;
+	}
+	putchar('"');
+}
+
+static void json_key(struct json *j, const char *key)
+{
+	if (j->comma)
+		putchar(',');
+	j->comma = true;
+	if (key) {
+		json_string(key);
+		putchar(':');
+	}
+}
+
+static void json_open(struct json *j, const char *key, char bracket)
+{
+	json_key(j, key);
+	putchar(bracket);
+	j->comma = false;
+}
+
+static void json_close(struct json *j, char bracket)
+{
+	putchar(bracket);
+	j->comma = true;
+}
+
+static void json_u64(struct json *j, const char *key, uint64_t v)
+{
+	json_key(j, key);
+	printf("%llu", (unsigned long long)v);
+}
+
+static void json_i64(struct json *j, const char *key, int64_t v)
+{
+	json_key(j, key);
+	printf("%lld", (long long)v);
+}
+
+static void json_bool(struct json *j, const char *key, bool v)
+{
+	json_key(j, key);
+	fputs(v ? "true" : "false", stdout);
+}
+
+static void json_str(struct json *j, const char *key, const char *v)
+{
+	json_key(j, key);
+	json_string(v);
+}
+
+/* --- per-command option parsing ------------------------------------------ */
+
+enum { OPT_JSON = 0x100, OPT_DEADLINE };
+
+struct cmd_opts {
+	bool json;
+	unsigned deadline_ms;
+	char *args[2]; /* positional arguments */
+	int nargs;
+};
+
+/* Parse a command's options with a second getopt pass; argv[0] is the
+ * command name. `long_opts` lists what this command accepts; nargs_want is
+ * the exact number of positional arguments. */
+static int parse_cmd(int argc, char **argv, const struct option *long_opts,
+		     int nargs_want, const char *args_name, struct cmd_opts *o)
+{
+	/* getopt prefixes its own messages with argv[0]; static, because the
+	 * pointer stays behind in argv. */
+	const char *cmd = argv[0];
+	static char name[64];
+	snprintf(name, sizeof(name), "%s %s", prog, cmd);
+	argv[0] = name;
+
+	optind = 0; /* glibc: reinitialise for a new argument vector */
+	int c;
+	while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_JSON:
+			o->json = true;
+			break;
+		case OPT_DEADLINE:
+			if (parse_ms(optarg, &o->deadline_ms) < 0)
+				return usage_error("%s: --deadline wants milliseconds in 0..%u, not '%s'",
+						   cmd, MAX_MS, optarg);
+			break;
+		default: /* getopt has said what was wrong */
+			fprintf(stderr, "Try 'hatchctl help'.\n");
+			return HX_USAGE;
+		}
+	}
+	int left = argc - optind;
+	if (left != nargs_want) {
+		if (left < nargs_want)
+			return usage_error("%s: missing %s", cmd, args_name);
+		return usage_error("%s: unexpected argument '%s'",
+				   cmd, argv[optind + nargs_want]);
+	}
+	for (int i = 0; i < left && i < (int)HATCH_ARRAY_SIZE(o->args); i++)
+		o->args[o->nargs++] = argv[optind + i];
+	return HX_OK;
+}
+
+static const struct option json_only_opts[] = {
+	{ "json", no_argument, NULL, OPT_JSON },
+	{ 0 },
+};
+
+static const struct option acquire_opts[] = {
+	{ "json", no_argument, NULL, OPT_JSON },
+	{ "deadline", required_argument, NULL, OPT_DEADLINE },
+	{ 0 },
+};
+
+static int connect_client(const struct ctx *cx, struct hatch_client **out,
+			  struct hatch_err *err)
+{
+	if (hatch_connect(cx->socket, out, err) < 0)
+		return -1;
+	hatch_set_timeout(*out, cx->timeout_ms);
+	return 0;
+}
+
+/* --- ping ----------------------------------------------------------------- */
+
+static int cmd_ping(const struct ctx *cx, int argc, char **argv)
+{
+	struct cmd_opts o = { 0 };
+	int r = parse_cmd(argc, argv, json_only_opts, 0, NULL, &o);
+	if (r != HX_OK)
+		return r;
+
+	struct hatch_err err = { 0 };
+	struct hatch_client *c = NULL;
+	if (connect_client(cx, &c, &err) < 0)
+		return fail(&err);
+	Hatchery__V1__PingReply *rep = NULL;
+	uint64_t t0 = now_ns();
+	r = hatch_ping(c, &rep, &err);
+	uint64_t rtt = now_ns() - t0;
+	hatch_close(c);
+	if (r < 0)
+		return fail(&err);
+
+	if (o.json) {
+		struct json j = { 0 };
+		json_open(&j, NULL, '{');
+		json_str(&j, "version", rep->version);
+		json_u64(&j, "pid", rep->pid);
+		json_u64(&j, "rtt_ns", rtt);
+		json_close(&j, '}');
+		putchar('\n');
+	} else {
+		fputs("hatcheryd ", stdout);
+		put_clean(rep->version);
+		printf(", pid %u: round trip %.1f µs\n", rep->pid, ns_to_us(rtt));
+	}
+	hatch_free(rep);
+	return finish_stdout();
+}
+
+/* --- status --------------------------------------------------------------- */
+
+static void status_json(const Hatchery__V1__StatusReply *st)
+{
+	struct json j = { 0 };
+	json_open(&j, NULL, '{');
+	json_u64(&j, "pid", st->pid);
+	json_u64(&j, "uptime_ms", st->uptime_ms);
+	json_open(&j, "pools", '[');
+	for (size_t i = 0; i < st->n_pools; i++) {
+		const Hatchery__V1__PoolStatus *p = st->pools[i];
+		json_open(&j, NULL, '{');
+		json_str(&j, "name", p->name);
+		json_str(&j, "kind", p->kind);
+		json_u64(&j, "idle", p->idle);
+		json_u64(&j, "leased", p->leased);
+		json_u64(&j, "spawning", p->spawning);
+		json_u64(&j, "waiting", p->waiting);
+		json_u64(&j, "min_idle", p->min_idle);
+		json_u64(&j, "max", p->max);
+		json_bool(&j, "degraded", p->degraded);
+		json_str(&j, "last_error", p->last_error);
+		json_open(&j, "children", '[');
+		for (size_t k = 0; k < p->n_children; k++) {
+			const Hatchery__V1__ChildStatus *ch = p->children[k];
+			json_open(&j, NULL, '{');
+			json_u64(&j, "id", ch->id);
+			json_u64(&j, "pid", ch->pid);
+			json_str(&j, "state", ch->state);
+			json_u64(&j, "age_ms", ch->age_ms);
+			json_close(&j, '}');
+		}
+		json_close(&j, ']');
+		json_bool(&j, "children_truncated", p->children_truncated);
+		json_close(&j, '}');
+	}
+	json_close(&j, ']');
+	json_close(&j, '}');
+	putchar('\n');
+}
+
+static int status_text(const Hatchery__V1__StatusReply *st)
+{
+	char age[32];
+	format_age(age, sizeof(age), st->uptime_ms);
+	printf("hatcheryd pid %u, up %s, %zu pool%s\n", st->pid, age,
+	       st->n_pools, st->n_pools == 1 ? "" : "s");
+	if (!st->n_pools)
+		return HX_OK;
+
+	putchar('\n');
+	struct table t = { .ncols = 10, .align = "llrrrrrrll" };
+	size_t nchildren = 0;
+	bool truncated = false;
+	const char *hdr[] = { "POOL", "KIND", "IDLE", "LEASED", "SPAWNING",
+			      "WAITING", "MIN_IDLE", "MAX", "STATE",
+			      "LAST_ERROR" };
+	for (size_t i = 0; i < HATCH_ARRAY_SIZE(hdr); i++)
+		table_cell(&t, "%s", hdr[i]);
+	for (size_t i = 0; i < st->n_pools; i++) {
+		const Hatchery__V1__PoolStatus *p = st->pools[i];
+		table_cell(&t, "%s", p->name);
+		table_cell(&t, "%s", p->kind);
+		table_cell(&t, "%u", p->idle);
+		table_cell(&t, "%u", p->leased);
+		table_cell(&t, "%u", p->spawning);
+		table_cell(&t, "%u", p->waiting);
+		table_cell(&t, "%u", p->min_idle);
+		table_cell(&t, "%u", p->max);
+		table_cell(&t, "%s", p->degraded ? "DEGRADED" : "ok");
+		table_cell(&t, "%s", *p->last_error ? p->last_error : "-");
+		nchildren += p->n_children;
+		truncated |= p->children_truncated;
+	}
+	int r = print_table(&t);
+	if (r != HX_OK || (!nchildren && !truncated))
+		return r;
+
+	putchar('\n');
+	t = (struct table){ .ncols = 5, .align = "lrrll" };
+	table_cell(&t, "POOL");
+	table_cell(&t, "CHILD");
+	table_cell(&t, "PID");
+	table_cell(&t, "STATE");
+	table_cell(&t, "AGE");
+	for (size_t i = 0; i < st->n_pools; i++) {
+		const Hatchery__V1__PoolStatus *p = st->pools[i];
+		for (size_t k = 0; k < p->n_children; k++) {
+			const Hatchery__V1__ChildStatus *ch = p->children[k];
+			format_age(age, sizeof(age), ch->age_ms);
+			table_cell(&t, "%s", p->name);
+			table_cell(&t, "%llu", (unsigned long long)ch->id);
+			table_cell(&t, "%u", ch->pid);
+			table_cell(&t, "%s", ch->state);
+			table_cell(&t, "%s", age);
+		}
+	}
+	r = print_table(&t);
+	if (r != HX_OK || !truncated)
+		return r;
+	/* The daemon cut the lists to fit one packet; the counts are whole. */
+	printf("(child list cut short to fit one reply for pool");
+	for (size_t i = 0; i < st->n_pools; i++)
+		if (st->pools[i]->children_truncated) {
+			putchar(' ');
+			put_clean(st->pools[i]->name);
+		}
+	printf(")\n");
+	return HX_OK;
+}
+
+static int cmd_status(const struct ctx *cx, int argc, char **argv)
+{
+	struct cmd_opts o = { 0 };
+	int r = parse_cmd(argc, argv, json_only_opts, 0, NULL, &o);
+	if (r != HX_OK)
+		return r;
+
+	struct hatch_err err = { 0 };
+	struct hatch_client *c = NULL;
+	if (connect_client(cx, &c, &err) < 0)
+		return fail(&err);
+	Hatchery__V1__StatusReply *st = NULL;
+	r = hatch_status(c, &st, &err);
+	hatch_close(c);
+	if (r < 0)
+		return fail(&err);
+
+	if (o.json) {
+		status_json(st);
+		r = HX_OK;
+	} else {
+		r = status_text(st);
+	}
+	hatch_free(st);
+	return r != HX_OK ? r : finish_stdout();
+}
+
+/* --- stats ---------------------------------------------------------------- */
+
+/* An absent Latency message means no samples: all zero. */
+static const Hatchery__V1__Latency no_latency = HATCHERY__V1__LATENCY__INIT;
+
+static const Hatchery__V1__Latency *lat_or_zero(const Hatchery__V1__Latency *l)
+{
+	return l ? l : &no_latency;
+}
+
+static void latency_json(struct json *j, const char *key,
+			 const Hatchery__V1__Latency *l)
+{
+	l = lat_or_zero(l);
+	json_open(j, key, '{');
+	json_u64(j, "count", l->count);
+	json_u64(j, "p50", l->p50);
+	json_u64(j, "p90", l->p90);
+	json_u64(j, "p99", l->p99);
+	json_u64(j, "max", l->max);
+	json_close(j, '}');
+}
+
+static void stats_json(const Hatchery__V1__StatsReply *st)
+{
+	struct json j = { 0 };
+	json_open(&j, NULL, '{');
+	json_open(&j, "pools", '[');
+	for (size_t i = 0; i < st->n_pools; i++) {
+		const Hatchery__V1__PoolStats *p = st->pools[i];
+		json_open(&j, NULL, '{');
+		json_str(&j, "name", p->name);
+		json_u64(&j, "acquisitions", p->acquisitions);
+		json_u64(&j, "hits", p->hits);
+		json_u64(&j, "misses", p->misses);
+		json_u64(&j, "spawned", p->spawned);
+		json_u64(&j, "spawn_failures", p->spawn_failures);
+		json_u64(&j, "unexpected_exits", p->unexpected_exits);
+		json_u64(&j, "health_failures", p->health_failures);
+		json_u64(&j, "active_leases", p->active_leases);
+		latency_json(&j, "acquire", p->acquire);
+		latency_json(&j, "spawn_to_ready", p->spawn_to_ready);
+		json_close(&j, '}');
+	}
+	json_close(&j, ']');
+	json_close(&j, '}');
+	putchar('\n');
+}
+
+static void latency_row(struct table *t, const char *pool, const char *what,
+			const Hatchery__V1__Latency *l)
+{
+	l = lat_or_zero(l);
+	table_cell(t, "%s", pool);
+	table_cell(t, "%s", what);
+	table_cell(t, "%llu", (unsigned long long)l->count);
+	if (!l->count) { /* percentiles of nothing: say so, not 0.0 */
+		for (int i = 0; i < 4; i++)
+			table_cell(t, "-");
+		return;
+	}
+	table_cell(t, "%.1f", ns_to_us(l->p50));
+	table_cell(t, "%.1f", ns_to_us(l->p90));
+	table_cell(t, "%.1f", ns_to_us(l->p99));
+	table_cell(t, "%.1f", ns_to_us(l->max));
+}
+
+static int stats_text(const Hatchery__V1__StatsReply *st)
+{
+	if (!st->n_pools) {
+		printf("no pools\n");
+		return HX_OK;
+	}
+	struct table t = { .ncols = 9, .align = "lrrrrrrrr" };
+	const char *hdr[] = { "POOL", "ACQUIRED", "HITS", "MISSES", "SPAWNED",
+			      "SPAWN_FAIL", "UNEXP_EXIT", "HEALTH_FAIL",
+			      "LEASED" };
+	for (size_t i = 0; i < HATCH_ARRAY_SIZE(hdr); i++)
+		table_cell(&t, "%s", hdr[i]);
+	for (size_t i = 0; i < st->n_pools; i++) {
+		const Hatchery__V1__PoolStats *p = st->pools[i];
+		table_cell(&t, "%s", p->name);
+		table_cell(&t, "%llu", (unsigned long long)p->acquisitions);
+		table_cell(&t, "%llu", (unsigned long long)p->hits);
+		table_cell(&t, "%llu", (unsigned long long)p->misses);
+		table_cell(&t, "%llu", (unsigned long long)p->spawned);
+		table_cell(&t, "%llu", (unsigned long long)p->spawn_failures);
+		table_cell(&t, "%llu", (unsigned long long)p->unexpected_exits);
+		table_cell(&t, "%llu", (unsigned long long)p->health_failures);
+		table_cell(&t, "%u", p->active_leases);
+	}
+	int r = print_table(&t);
+	if (r != HX_OK)
+		return r;
+
+	putchar('\n');
+	t = (struct table){ .ncols = 7, .align = "llrrrrr" };
+	const char *lhdr[] = { "POOL", "LATENCY", "COUNT", "P50 µs", "P90 µs",
+			       "P99 µs", "MAX µs" };
+	for (size_t i = 0; i < HATCH_ARRAY_SIZE(lhdr); i++)
+		table_cell(&t, "%s", lhdr[i]);
+	for (size_t i = 0; i < st->n_pools; i++) {
+		const Hatchery__V1__PoolStats *p = st->pools[i];
+		latency_row(&t, p->name, "acquire", p->acquire);
+		latency_row(&t, p->name, "spawn_to_ready", p->spawn_to_ready);
+	}
+	return print_table(&t);
+}
+
+static int cmd_stats(const struct ctx *cx, int argc, char **argv)
+{
+	struct cmd_opts o = { 0 };
+	int r = parse_cmd(argc, argv, json_only_opts, 0, NULL, &o);
+	if (r != HX_OK)
+		return r;
+
+	struct hatch_err err = { 0 };
+	struct hatch_client *c = NULL;
+	if (connect_client(cx, &c, &err) < 0)
+		return fail(&err);
+	Hatchery__V1__StatsReply *st = NULL;
+	r = hatch_stats(c, &st, &err);
+	hatch_close(c);
+	if (r < 0)
+		return fail(&err);
+
+	if (o.json) {
+		stats_json(st);
+		r = HX_OK;
+	} else {
+		r = stats_text(st);
+	}
+	hatch_free(st);
+	return r != HX_OK ? r : finish_stdout();
+}
+
+/* --- acquire -------------------------------------------------------------- */
+
+struct acquire_times {
+	uint64_t acquire, ping, info, release; /* ns, measured here */
+};
+
+static void acquire_json(const char *pool, const Hatchery__V1__AcquireReply *a,
+			 const Hatchery__V1__VmInfoReply *vi,
+			 const struct acquire_times *tm)
+{
+	struct json j = { 0 };
+	json_open(&j, NULL, '{');
+	json_str(&j, "pool", pool);
+	json_u64(&j, "child_pid", a->child_pid);
+	json_u64(&j, "child_id", a->child_id);
+	json_bool(&j, "hit", a->hit);
+	json_u64(&j, "wait_ns", a->wait_ns);
+	json_open(&j, "vm", '{');
+	json_u64(&j, "pid", vi->pid);
+	json_str(&j, "pool", vi->pool);
+	json_u64(&j, "child_id", vi->child_id);
+	json_str(&j, "kind", vi->kind);
+	json_u64(&j, "memory_mib", vi->memory_mib);
+	json_u64(&j, "vcpus", vi->vcpus);
+	json_i64(&j, "kvm_api_version", vi->kvm_api_version);
+	json_bool(&j, "irqchip", vi->irqchip);
+	json_bool(&j, "pit", vi->pit);
+	json_u64(&j, "cpuid_entries", vi->cpuid_entries);
+	json_u64(&j, "create_vm_ns", vi->create_vm_ns);
+	json_u64(&j, "memory_ns", vi->memory_ns);
+	json_u64(&j, "irqchip_ns", vi->irqchip_ns);
+	json_u64(&j, "vcpus_ns", vi->vcpus_ns);
+	json_close(&j, '}');
+	json_open(&j, "timing_ns", '{');
+	json_u64(&j, "acquire", tm->acquire);
+	json_u64(&j, "first_vm_ping", tm->ping);
+	json_u64(&j, "info", tm->info);
+	json_u64(&j, "release", tm->release);
+	json_close(&j, '}');
+	json_close(&j, '}');
+	putchar('\n');
+}
+
+static int acquire_text(const char *pool, const Hatchery__V1__AcquireReply *a,
+			const Hatchery__V1__VmInfoReply *vi,
+			const struct acquire_times *tm)
+{
+	printf("leased child %llu (pid %u) of pool %s: %s\n\n",
+	       (unsigned long long)a->child_id, a->child_pid, pool,
+	       a->hit ? "hit, an idle child" : "miss, waited for a spawn");
+
+	struct table t = { .ncols = 2, .align = "ll" };
+	table_cell(&t, "VM");
+	table_cell(&t, "%s", "");
+	table_cell(&t, "  pid");
+	table_cell(&t, "%u", vi->pid);
+	table_cell(&t, "  kind");
+	table_cell(&t, "%s", vi->kind);
+	table_cell(&t, "  memory");
+	table_cell(&t, "%u MiB", vi->memory_mib);
+	table_cell(&t, "  vcpus");
+	table_cell(&t, "%u", vi->vcpus);
+	table_cell(&t, "  kvm_api_version");
+	table_cell(&t, "%d", vi->kvm_api_version);
+	table_cell(&t, "  irqchip");
+	table_cell(&t, "%s", vi->irqchip ? "yes" : "no");
+	table_cell(&t, "  pit");
+	table_cell(&t, "%s", vi->pit ? "yes" : "no");
+	table_cell(&t, "  cpuid_entries");
+	table_cell(&t, "%u", vi->cpuid_entries);
+	int r = print_table(&t);
+	if (r != HX_OK)
+		return r;
+
+	/* Two sections, one table, so their numbers line up. */
+	putchar('\n');
+	t = (struct table){ .ncols = 2, .align = "lr" };
+	table_cell(&t, "SETUP (in the child)");
+	table_cell(&t, "µs");
+	table_cell(&t, "  create_vm");
+	table_cell(&t, "%.1f", ns_to_us(vi->create_vm_ns));
+	table_cell(&t, "  memory");
+	table_cell(&t, "%.1f", ns_to_us(vi->memory_ns));
+	table_cell(&t, "  irqchip");
+	table_cell(&t, "%.1f", ns_to_us(vi->irqchip_ns));
+	table_cell(&t, "  vcpus");
+	table_cell(&t, "%.1f", ns_to_us(vi->vcpus_ns));
+	table_cell(&t, "  total");
+	table_cell(&t, "%.1f", ns_to_us(vi->create_vm_ns + vi->memory_ns +
+					vi->irqchip_ns + vi->vcpus_ns));
+	table_cell(&t, "%s", "");
+	table_cell(&t, "%s", "");
+	table_cell(&t, "STEPS (from here)");
+	table_cell(&t, "µs");
+	table_cell(&t, "  acquire");
+	table_cell(&t, "%.1f", ns_to_us(tm->acquire));
+	table_cell(&t, "    in hatcheryd");
+	table_cell(&t, "%.1f", ns_to_us(a->wait_ns));
+	table_cell(&t, "  first VM ping");
+	table_cell(&t, "%.1f", ns_to_us(tm->ping));
+	table_cell(&t, "  info");
+	table_cell(&t, "%.1f", ns_to_us(tm->info));
+	table_cell(&t, "  release");
+	table_cell(&t, "%.1f", ns_to_us(tm->release));
+	return print_table(&t);
+}
+
+/* The VM calls in the library wait forever; a wedged child must not hang a
+ * script any more than a wedged daemon may, so -t is put on the socket. */
+static int vm_set_timeout(int vm_fd, unsigned ms, struct hatch_err *err)
+{
+	if (!ms)
+		return 0;
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = ms % 1000 * 1000 };
+	if (setsockopt(vm_fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+	    setsockopt(vm_fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
+		return hatch_err_set(err, E(INTERNAL), errno,
+				     "set a timeout on the VM socket");
+	return 0;
+}
+
+/* Say which step on which child failed; a recv that ran into the socket
+ * timeout only reads "Resource temporarily unavailable", so name it. */
+static int vm_step_failed(struct hatch_err *err, const char *step,
+			  const Hatchery__V1__AcquireReply *a, unsigned timeout_ms,
+			  uint64_t elapsed_ns)
+{
+	if (err->code == E(UNAVAILABLE) && timeout_ms &&
+	    elapsed_ns >= (uint64_t)timeout_ms * 1000000u)
+		hatch_err_wrap(err, "no reply within %u ms", timeout_ms);
+	hatch_err_wrap(err, "%s on child %llu (pid %u)", step,
+		       (unsigned long long)a->child_id, a->child_pid);
+	return fail(err);
+}
+
+static int cmd_acquire(const struct ctx *cx, int argc, char **argv)
+{
+	struct cmd_opts o = { .deadline_ms = DEFAULT_DEADLINE_MS };
+	int r = parse_cmd(argc, argv, acquire_opts, 1, "POOL", &o);
+	if (r != HX_OK)
+		return r;
+	const char *pool = o.args[0];
+	if (!*pool)
+		return usage_error("acquire: POOL must not be empty");
+
+	struct hatch_err err = { 0 };
+	struct hatch_client *c = NULL;
+	if (connect_client(cx, &c, &err) < 0)
+		return fail(&err);
+
+	struct acquire_times tm = { 0 };
+	Hatchery__V1__AcquireReply *a = NULL;
+	_cleanup_close_ int vm_fd = -1;
+	uint64_t t0 = now_ns();
+	r = hatch_acquire(c, pool, o.deadline_ms, &vm_fd, &a, &err);
+	tm.acquire = now_ns() - t0;
+	/* The lease lives on vm_fd, not on this connection. */
+	hatch_close(c);
+	if (r < 0) {
+		hatch_err_wrap(&err, "acquire from pool %s", pool);
+		return fail(&err);
+	}
+
+	Hatchery__V1__VmInfoReply *vi = NULL;
+	if (vm_set_timeout(vm_fd, cx->timeout_ms, &err) < 0) {
+		r = fail(&err);
+		goto out;
+	}
+	t0 = now_ns();
+	r = hatch_vm_ping(vm_fd, &err);
+	tm.ping = now_ns() - t0;
+	if (r < 0) {
+		r = vm_step_failed(&err, "VM ping", a, cx->timeout_ms, tm.ping);
+		goto out;
+	}
+	t0 = now_ns();
+	r = hatch_vm_info(vm_fd, &vi, &err);
+	tm.info = now_ns() - t0;
+	if (r < 0) {
+		r = vm_step_failed(&err, "VM info", a, cx->timeout_ms, tm.info);
+		goto out;
+	}
+	t0 = now_ns();
+	r = hatch_vm_release(steal_fd(&vm_fd), &err); /* closes the fd */
+	tm.release = now_ns() - t0;
+	if (r < 0) {
+		r = vm_step_failed(&err, "VM release", a, cx->timeout_ms,
+				   tm.release);
+		goto out;
+	}
+
+	if (vi->child_id != a->child_id)
+		fprintf(stderr,
+			"%s: warning: the VM says it is child %llu, hatcheryd leased child %llu\n",
+			prog, (unsigned long long)vi->child_id,
+			(unsigned long long)a->child_id);
+	if (o.json) {
+		acquire_json(pool, a, vi, &tm);
+		r = HX_OK;
+	} else {
+		r = acquire_text(pool, a, vi, &tm);
+	}
+	if (r == HX_OK)
+		r = finish_stdout();
+out:
+	/* On a failed step vm_fd is still ours: closing it without Release
+	 * makes the child tear down all the same. */
+	hatch_free(vi);
+	hatch_free(a);
+	return r;
+}
+
+/* --- main ----------------------------------------------------------------- */
+
+static int cmd_help(const struct ctx *cx, int argc, char **argv)
+{
+	if (argc > 1)
+		return usage_error("help: unexpected argument '%s'", argv[1]);
+	usage(stdout);
+	return finish_stdout();
+}
+
+static const struct command {
+	const char *name;
+	int (*run)(const struct ctx *cx, int argc, char **argv);
+} commands[] = {
+	{ "status", cmd_status },
+	{ "stats", cmd_stats },
+	{ "ping", cmd_ping },
+	{ "acquire", cmd_acquire },
+	{ "help", cmd_help },
+};
+
+int main(int argc, char **argv)
+{
+	static const struct option global_opts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct ctx cx = { .timeout_ms = DEFAULT_TIMEOUT_MS };
+
+	if (argc < 1)
+		return HX_USAGE;
+	argv[0] = prog;
+	int c;
+	/* "+": stop at the command; what follows is the command's. */
+	while ((c = getopt_long(argc, argv, "+s:t:h", global_opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			if (!*optarg)
+				return usage_error("-s: empty socket path");
+			cx.socket = optarg;
+			break;
+		case 't':
+			if (parse_ms(optarg, &cx.timeout_ms) < 0)
+				return usage_error("-t wants milliseconds in 0..%u, not '%s'",
+						   MAX_MS, optarg);
+			break;
+		case 'h':
+			usage(stdout);
+			return finish_stdout();
+		default: /* getopt has said what was wrong */
+			fprintf(stderr, "Try 'hatchctl help'.\n");
+			return HX_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		fprintf(stderr, "%s: no command given\n\n", prog);
+		usage(stderr);
+		return HX_USAGE;
+	}
+
+	const char *name = argv[optind];
+	for (size_t i = 0; i < HATCH_ARRAY_SIZE(commands); i++)
+		if (!strcmp(name, commands[i].name))
+			return commands[i].run(&cx, argc - optind, argv + optind);
+	return usage_error("unknown command '%s'", name);
+}
