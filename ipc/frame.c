@@ -60,18 +60,29 @@ int ipc_send_pb(int sock, const ProtobufCMessage *msg, const int *fds,
 	return r;
 }
 
+/* The number of fds in one SCM_RIGHTS cmsg. The kernel fills as many as
+ * the control buffer has room for, and CMSG_SPACE rounds that room up, so
+ * this can exceed what the buffer was sized for: never copy into a
+ * fixed-size array, walk them. */
+static size_t cmsg_nfds(const struct cmsghdr *c)
+{
+	return (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+}
+
+static int cmsg_fd(const struct cmsghdr *c, size_t i)
+{
+	int fd;
+	memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+	return fd;
+}
+
 static void close_cmsg_fds(struct msghdr *mh)
 {
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
 		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
 			continue;
-		size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		int fds[IPC_MAX_FDS + 1];
-		if (n > HATCH_ARRAY_SIZE(fds))
-			n = HATCH_ARRAY_SIZE(fds);
-		memcpy(fds, CMSG_DATA(c), n * sizeof(int));
-		for (size_t i = 0; i < n; i++)
-			close(fds[i]);
+		for (size_t i = 0; i < cmsg_nfds(c); i++)
+			close(cmsg_fd(c, i));
 	}
 }
 
@@ -83,7 +94,10 @@ int ipc_recv(int sock, struct ipc_msg *m, bool nonblock)
 	/* One slot more than accepted, so that "too many" is seen as fds we
 	 * got and close, rather than fds the kernel silently dropped. */
 	union {
-		char b[CMSG_SPACE(sizeof(int) * (IPC_MAX_FDS + 1))];
+		/* Room for one fd more than accepted plus a SCM_CREDENTIALS
+		 * block, so that a peer's SO_PASSCRED does not crowd out fds. */
+		char b[CMSG_SPACE(sizeof(int) * (IPC_MAX_FDS + 1)) +
+		       CMSG_SPACE(sizeof(struct ucred))];
 		struct cmsghdr align;
 	} ctl;
 	struct msghdr mh = {
@@ -112,25 +126,21 @@ int ipc_recv(int sock, struct ipc_msg *m, bool nonblock)
 			close_cmsg_fds(&mh);
 		return -ETOOMANYREFS;
 	}
+	size_t total = 0; /* over every SCM_RIGHTS cmsg the packet carried */
 	for (struct cmsghdr *c = had_ctl ? CMSG_FIRSTHDR(&mh) : NULL; c;
 	     c = CMSG_NXTHDR(&mh, c)) {
 		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
 			continue;
-		size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		int fds[IPC_MAX_FDS + 1];
-		if (k > HATCH_ARRAY_SIZE(fds))
-			k = HATCH_ARRAY_SIZE(fds); /* cannot happen: buffer is that big */
-		memcpy(fds, CMSG_DATA(c), k * sizeof(int));
-		for (size_t i = 0; i < k; i++) {
+		for (size_t i = 0; i < cmsg_nfds(c); i++, total++) {
 			if (m->nfds < IPC_MAX_FDS)
-				m->fds[m->nfds++] = fds[i];
+				m->fds[m->nfds++] = cmsg_fd(c, i);
 			else
-				close(fds[i]);
+				close(cmsg_fd(c, i));
 		}
-		if (k > IPC_MAX_FDS) {
-			ipc_msg_close_fds(m);
-			return -ETOOMANYREFS;
-		}
+	}
+	if (total > IPC_MAX_FDS) {
+		ipc_msg_close_fds(m);
+		return -ETOOMANYREFS;
 	}
 	/* A zero-length packet with no fds is how SOCK_SEQPACKET reports EOF;
 	 * a zero-length packet that carried fds is a (bogus) message. */
