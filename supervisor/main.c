@@ -79,6 +79,20 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
+	/* What the config asks of this host's KVM, checked now rather than as a
+	 * stream of failing children. */
+	for (size_t i = 0; i < cfg.n_pools; i++) {
+		const struct sup_pool_config *p = &cfg.pools[i];
+		if ((int)p->vcpus > kvm.max_vcpus) {
+			fprintf(stderr, "hatcheryd: pool \"%s\": vcpus = %u, but this "
+					"host's KVM allows at most %d\n",
+				p->name, p->vcpus, kvm.max_vcpus);
+			vmp_kvm_host_close(&kvm);
+			sup_config_free(&cfg);
+			return 1;
+		}
+	}
+
 	/* Each child costs the supervisor two fds (control socket, pidfd):
 	 * the default soft limit of 1024 would cap us near 500 children. */
 	struct rlimit rl;

@@ -69,6 +69,10 @@ int vmp_kvm_host_open(struct vmp_kvm_host *h, const char *path,
 	}
 	if (!h->cpuid)
 		return hatch_err_set(err, E_VM, E2BIG, "KVM_GET_SUPPORTED_CPUID");
+	int maxv = ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+	if (maxv <= 0)
+		maxv = ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
+	h->max_vcpus = maxv > 0 ? maxv : 4; /* the API's documented floor */
 	h->api_version = v;
 	h->vcpu_mmap_size = msz;
 	h->kvm_fd = steal_fd(&fd);

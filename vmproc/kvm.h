@@ -26,6 +26,7 @@ struct vmp_kvm_host {
 	int kvm_fd;                 /* /dev/kvm, O_CLOEXEC; inherited by children */
 	int api_version;
 	int vcpu_mmap_size;         /* size of each vCPU's kvm_run mapping */
+	int max_vcpus;              /* KVM_CAP_MAX_VCPUS (or NR_VCPUS) */
 	struct kvm_cpuid2 *cpuid;   /* owned; KVM_GET_SUPPORTED_CPUID */
 };
 
