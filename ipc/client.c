@@ -166,7 +166,7 @@ int hatch_ping(struct hatch_client *c, Hatchery__V1__PingReply **out,
 	Hatchery__V1__PingRequest body = HATCHERY__V1__PING_REQUEST__INIT;
 	req.body_case = HATCHERY__V1__REQUEST__BODY_PING;
 	req.ping = &body;
-	Hatchery__V1__Reply *rep;
+	Hatchery__V1__Reply *rep = NULL;
 	if (sup_call(c, &req, HATCHERY__V1__REPLY__BODY_PING, &rep, NULL, 0,
 		     err) < 0)
 		return -1;
@@ -189,7 +189,7 @@ int hatch_acquire(struct hatch_client *c, const char *pool,
 	body.deadline_ms = deadline_ms;
 	req.body_case = HATCHERY__V1__REQUEST__BODY_ACQUIRE;
 	req.acquire = &body;
-	Hatchery__V1__Reply *rep;
+	Hatchery__V1__Reply *rep = NULL;
 	_cleanup_close_ int fd = -1;
 	if (sup_call(c, &req, HATCHERY__V1__REPLY__BODY_ACQUIRE, &rep, &fd,
 		     deadline_ms, err) < 0)
@@ -216,7 +216,7 @@ int hatch_status(struct hatch_client *c, Hatchery__V1__StatusReply **out,
 	Hatchery__V1__StatusRequest body = HATCHERY__V1__STATUS_REQUEST__INIT;
 	req.body_case = HATCHERY__V1__REQUEST__BODY_STATUS;
 	req.status = &body;
-	Hatchery__V1__Reply *rep;
+	Hatchery__V1__Reply *rep = NULL;
 	if (sup_call(c, &req, HATCHERY__V1__REPLY__BODY_STATUS, &rep, NULL, 0,
 		     err) < 0)
 		return -1;
@@ -234,7 +234,7 @@ int hatch_stats(struct hatch_client *c, Hatchery__V1__StatsReply **out,
 	Hatchery__V1__StatsRequest body = HATCHERY__V1__STATS_REQUEST__INIT;
 	req.body_case = HATCHERY__V1__REQUEST__BODY_STATS;
 	req.stats = &body;
-	Hatchery__V1__Reply *rep;
+	Hatchery__V1__Reply *rep = NULL;
 	if (sup_call(c, &req, HATCHERY__V1__REPLY__BODY_STATS, &rep, NULL, 0,
 		     err) < 0)
 		return -1;
@@ -282,7 +282,7 @@ int hatch_vm_ping(int vm_fd, struct hatch_err *err)
 	Hatchery__V1__VmPingRequest body = HATCHERY__V1__VM_PING_REQUEST__INIT;
 	req.body_case = HATCHERY__V1__VM_REQUEST__BODY_PING;
 	req.ping = &body;
-	Hatchery__V1__VmReply *rep;
+	Hatchery__V1__VmReply *rep = NULL;
 	if (vm_call(vm_fd, &req, HATCHERY__V1__VM_REPLY__BODY_PING, &rep, err) < 0)
 		return -1;
 	hatch_free(rep);
@@ -296,7 +296,7 @@ int hatch_vm_info(int vm_fd, Hatchery__V1__VmInfoReply **out,
 	Hatchery__V1__VmInfoRequest body = HATCHERY__V1__VM_INFO_REQUEST__INIT;
 	req.body_case = HATCHERY__V1__VM_REQUEST__BODY_INFO;
 	req.info = &body;
-	Hatchery__V1__VmReply *rep;
+	Hatchery__V1__VmReply *rep = NULL;
 	if (vm_call(vm_fd, &req, HATCHERY__V1__VM_REPLY__BODY_INFO, &rep, err) < 0)
 		return -1;
 	*out = rep->info;
@@ -312,7 +312,7 @@ int hatch_vm_release(int vm_fd, struct hatch_err *err)
 	Hatchery__V1__VmReleaseRequest body = HATCHERY__V1__VM_RELEASE_REQUEST__INIT;
 	req.body_case = HATCHERY__V1__VM_REQUEST__BODY_RELEASE;
 	req.release = &body;
-	Hatchery__V1__VmReply *rep;
+	Hatchery__V1__VmReply *rep = NULL;
 	int r = vm_call(vm_fd, &req, HATCHERY__V1__VM_REPLY__BODY_RELEASE, &rep, err);
 	close(vm_fd);
 	if (r < 0)
