@@ -1,0 +1,155 @@
+/* bench.h - hatch-bench: the measurements behind scripts/bench.
+ *
+ * One invocation runs one phase against a hatcheryd that scripts/bench
+ * started with a configuration written for that phase, and appends what it
+ * measured to a rows file: one line per figure, tab-separated key=value
+ * pairs, the first two always name= and unit=. `hatch-bench report` reads
+ * the rows back, sets each figure beside its target, prints the table and
+ * writes the JSON. Measuring and judging are kept apart so that every phase
+ * can have a daemon of its own and the targets live in one table
+ * (report.c).
+ *
+ * Files: bench.c (arguments, the client helpers every phase shares),
+ * samples.c (percentiles), rows.c (the rows file), measure.c (phases
+ * against hatcheryd), qemu.c (the peer), report.c (targets, table, JSON).
+ */
+#ifndef HATCH_BENCH_H
+#define HATCH_BENCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "hatchery/cleanup.h"
+#include "hatchery/client.h"
+
+#define NS_PER_US 1000ull
+#define NS_PER_MS 1000000ull
+#define NS_PER_S 1000000000ull
+
+/* ---- bench.c: options and shared client helpers ------------------------- */
+
+struct bench_opts {
+	const char *socket;       /* hatcheryd's socket */
+	const char *pool;         /* default "default" */
+	const char *label;        /* suffix of row names: "8", "500", "ms4" */
+	const char *desc;         /* acquire: the run, in words (default "LABEL idle") */
+	const char *rows;         /* rows file (appended to; read by report) */
+	const char *json;         /* report: where to write the JSON */
+	const char *qemu;         /* qemu: the binary, NULL if not installed */
+	const char *qemu_version; /* qemu: `--version`'s first line */
+	const char *commit;       /* report: recorded in "machine" */
+	unsigned count;           /* timed iterations */
+	unsigned idle;            /* idle children the pool is configured to keep */
+	unsigned rounds;          /* refill: drain rounds */
+	unsigned memory_mib;      /* memory: size of the guest mapping */
+	uint64_t meminfo_before;  /* memory: MemAvailable (KiB) before the daemon */
+	bool quick;
+	bool wait_reaped;         /* acquire: also wait for the released child's reaping */
+};
+
+static inline void bench_client_closep(struct hatch_client **c)
+{
+	hatch_close(*c);
+	*c = NULL;
+}
+#define _cleanup_client_ __attribute__((cleanup(bench_client_closep)))
+
+uint64_t bench_now_ns(void);
+void bench_sleep_ns(uint64_t ns);
+
+/* Connect, retrying for up to wait_ms while the daemon is still coming up
+ * (its socket may not exist yet). Sets a 5 s reply timeout on the client. */
+int bench_connect(const char *socket, unsigned wait_ms, struct hatch_client **out,
+		  struct hatch_err *err);
+
+struct pool_counts {
+	unsigned idle, leased, spawning, waiting;
+	uint64_t uptime_ms; /* the daemon's, from the same reply */
+};
+
+/* One Status call, reduced to the counts of `pool`. */
+int bench_pool_counts(struct hatch_client *c, const char *pool,
+		      struct pool_counts *pc, struct hatch_err *err);
+
+/* Poll Status until `pool` has at least `idle` ready children (and, with
+ * settled, none spawning and none leased: the daemon is quiet). Sleeps first_ns before the first poll and
+ * poll_ns between polls; fails after timeout_ns. *pc (may be NULL) gets the
+ * counts of the reply that satisfied the wait. */
+int bench_wait_idle(struct hatch_client *c, const char *pool, unsigned idle,
+		    bool settled, uint64_t first_ns, uint64_t poll_ns,
+		    uint64_t timeout_ns, struct pool_counts *pc,
+		    struct hatch_err *err);
+
+/* One Stats call, reduced to `pool`'s entry. The reply is the caller's
+ * (hatch_free); *ps points into it. */
+int bench_pool_stats(struct hatch_client *c, const char *pool,
+		     Hatchery__V1__StatsReply **reply,
+		     const Hatchery__V1__PoolStats **ps, struct hatch_err *err);
+
+/* ---- samples.c: percentiles by sorting ------------------------------------ */
+
+struct samples {
+	uint64_t *v;
+	size_t n, cap;
+	bool sorted;
+};
+
+int samples_add(struct samples *s, uint64_t v);
+/* Nearest rank: the smallest sample with at least pct% of the samples at or
+ * below it. Sorts on first use. 0 when empty. */
+uint64_t samples_pct(struct samples *s, double pct);
+uint64_t samples_max(struct samples *s);
+double samples_mean(const struct samples *s);
+void samples_free(struct samples *s);
+#define _cleanup_samples_ __attribute__((cleanup(samples_free)))
+
+/* ---- rows.c: the rows file ------------------------------------------------- */
+
+/* Writing: row_begin, any number of row_str/row_num/row_dist, row_end. */
+void row_begin(FILE *f, const char *name, const char *unit, const char *label);
+void row_str(FILE *f, const char *key, const char *val);
+void row_num(FILE *f, const char *key, double val);
+/* n, p50, p90, p99, max, min, mean of the samples, each divided by `scale`
+ * (1000 turns ns into µs). */
+void row_dist(FILE *f, struct samples *s, double scale);
+void row_end(FILE *f);
+
+#define ROW_MAX_KV 48
+
+struct row {
+	size_t n;
+	char *key[ROW_MAX_KV];
+	char *val[ROW_MAX_KV]; /* keys and values are the row's own (heap) */
+};
+
+struct rows {
+	struct row *r;
+	size_t n, cap;
+};
+
+/* Read every row of `path`. A missing file is an empty set. */
+int rows_load(const char *path, struct rows *rs, struct hatch_err *err);
+void rows_free(struct rows *rs);
+const struct row *rows_find(const struct rows *rs, const char *name);
+/* Append a row made up by the report (a derived figure). Takes a copy. */
+struct row *rows_add(struct rows *rs, const char *name, const char *unit,
+		     const char *label);
+int row_set_num(struct row *r, const char *key, double v);
+const char *row_get(const struct row *r, const char *key);
+/* false if the key is absent or not a number. */
+bool row_get_num(const struct row *r, const char *key, double *out);
+/* Is `s` entirely a finite number (JSON-safe as such)? */
+bool is_number(const char *s);
+
+/* ---- phases ---------------------------------------------------------------- */
+
+int bench_acquire(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
+int bench_respawn(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
+int bench_refill(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
+int bench_memory(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
+int bench_qemu(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
+int bench_report(const struct bench_opts *o, struct hatch_err *err);
+
+#endif

@@ -1,0 +1,582 @@
+/* report.c - the figures beside their targets: a table on stdout and one
+ * JSON object in a file.
+ *
+ * The targets are in one table, targets[] below; a figure either meets its
+ * target (PASS) or not (MISS), and the ratio figure/target says by how much.
+ * A benchmark reports, it does not fail: a MISS does not change the exit
+ * status. A target whose figure is missing (its phase could not run) shows
+ * as "n/a" with the phase's error listed at the end.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+#define E(x) HATCHERY__V1__ERROR_CODE__##x
+
+struct target {
+	int m;             /* measurement number, as in scripts/bench's usage */
+	const char *row;   /* row name */
+	const char *stat;  /* p50, p99, value */
+	double limit;
+	bool at_least;     /* pass when figure >= limit; else when <= */
+	const char *what;
+};
+
+static const struct target targets[] = {
+	{ 1, "acquire_ping.8", "p50", 50, false, "acquire -> first VM ping, p50, 8 idle" },
+	{ 1, "acquire_ping.8", "p99", 250, false, "acquire -> first VM ping, p99, 8 idle" },
+	{ 1, "hit_rate.8", "value", 100, true, "hit rate, 8 idle" },
+	{ 2, "spawn_to_ready.daemon.8", "p50", 1500, false,
+	  "spawn -> ready, p50, hatcheryd histogram" },
+	{ 2, "respawn.1", "p50", 1500, false,
+	  "release -> idle again, p50, client (max=1)" },
+	{ 3, "refill.best", "value", 300, true, "refill rate, best max_spawning" },
+	{ 4, "mem.private_dirty.8", "p50", 1024, false,
+	  "Private_Dirty excl. guest, median, 8 idle" },
+	{ 4, "mem.private_dirty.500", "p50", 1024, false,
+	  "Private_Dirty excl. guest, median, 500 idle" },
+	{ 5, "acquire_ping.500_vs_8", "p50", 1.2, false,
+	  "acquire -> first VM ping, p50, 500 idle / 8 idle" },
+	{ 5, "acquire_ping.500_vs_8", "p99", 1.2, false,
+	  "acquire -> first VM ping, p99, 500 idle / 8 idle" },
+	{ 5, "hit_rate.500", "value", 100, true, "hit rate, 500 idle" },
+};
+
+static const char *unit_sym(const char *u)
+{
+	return strcmp(u, "children/s") == 0 ? "/s" : u;
+}
+
+/* Four significant-ish figures, no more width than needed. */
+static const char *fmt(char *buf, size_t len, double v)
+{
+	double a = fabs(v);
+	snprintf(buf, len, a >= 1000 ? "%.0f" : a >= 100 ? "%.1f" : a >= 10 ? "%.2f" : "%.3f", v);
+	return buf;
+}
+
+/* ---- derived figures -------------------------------------------------------- */
+
+static void derive(struct rows *rs)
+{
+	/* 5: the 500-idle run against the 8-idle run, stat by stat. */
+	const struct row *a8 = rows_find(rs, "acquire_ping.8");
+	const struct row *a500 = rows_find(rs, "acquire_ping.500");
+	if (a8 && a500) {
+		double x8[4], x500[4];
+		static const char *const st[] = { "p50", "p90", "p99", "max" };
+		bool ok = true;
+		for (int i = 0; i < 4; i++)
+			ok = ok && row_get_num(a8, st[i], &x8[i]) &&
+			     row_get_num(a500, st[i], &x500[i]) && x8[i] > 0;
+		struct row *r = ok ? rows_add(rs, "acquire_ping.500_vs_8", "x",
+					      "acquire -> first VM ping, 500 idle / 8 idle")
+				   : NULL;
+		for (int i = 0; r && i < 4; i++)
+			row_set_num(r, st[i], x500[i] / x8[i]);
+	}
+
+	/* 3: the best sustained (drain-refill) rate over the max_spawning
+	 * settings tried; the cold fills only if no drain round ran. */
+	for (int pass = 0; pass < 2; pass++) {
+		const char *prefix = pass == 0 ? "refill.drain." : "refill.cold.";
+		const char *key = pass == 0 ? "p50" : "value";
+		const struct row *best = NULL;
+		double bv = -1;
+		for (size_t i = 0; i < rs->n; i++) {
+			const char *n = row_get(&rs->r[i], "name");
+			double v;
+			if (strncmp(n, prefix, strlen(prefix)) == 0 &&
+			    row_get_num(&rs->r[i], key, &v) && v > bv) {
+				best = &rs->r[i];
+				bv = v;
+			}
+		}
+		if (!best)
+			continue;
+		char label[200];
+		snprintf(label, sizeof(label), "best: %s", row_get(best, "label"));
+		struct row *r = rows_add(rs, "refill.best", "children/s", label);
+		if (r)
+			row_set_num(r, "value", bv);
+		break;
+	}
+}
+
+struct verdict {
+	bool have;
+	double figure, ratio;
+	bool pass;
+};
+
+static struct verdict judge(const struct rows *rs, const struct target *t)
+{
+	struct verdict v = { 0 };
+	const struct row *r = rows_find(rs, t->row);
+	if (!r || !row_get_num(r, t->stat, &v.figure))
+		return v;
+	v.have = true;
+	v.ratio = t->limit ? v.figure / t->limit : 0;
+	v.pass = t->at_least ? v.figure >= t->limit : v.figure <= t->limit;
+	return v;
+}
+
+/* ---- machine ------------------------------------------------------------------ */
+
+struct machine {
+	char cpu[160];
+	long nproc;
+	char kernel[128];
+	char arch[80];
+	bool hypervisor;
+	unsigned long long mem_total_kib;
+	char date[32];
+	/* Load average when the report is made: the 1-minute figure covers
+	 * the end of the run. Well above 0 on an otherwise idle machine means
+	 * something else competed for the CPUs and the tails say so. */
+	double load[3];
+};
+
+static void machine_probe(struct machine *m)
+{
+	memset(m, 0, sizeof(*m));
+	snprintf(m->cpu, sizeof(m->cpu), "unknown");
+	FILE *f = fopen("/proc/cpuinfo", "re");
+	if (f) {
+		char *line = NULL;
+		size_t cap = 0;
+		bool got_model = false;
+		while (getline(&line, &cap, f) >= 0) {
+			char *colon = strchr(line, ':');
+			if (!colon)
+				continue;
+			char *v = colon + 1;
+			while (*v == ' ')
+				v++;
+			v[strcspn(v, "\n")] = '\0';
+			if (!got_model && strncmp(line, "model name", 10) == 0) {
+				snprintf(m->cpu, sizeof(m->cpu), "%s", v);
+				got_model = true;
+			} else if (strncmp(line, "flags", 5) == 0 && strstr(v, "hypervisor")) {
+				m->hypervisor = true;
+			}
+		}
+		free(line);
+		fclose(f);
+	}
+	m->nproc = sysconf(_SC_NPROCESSORS_ONLN);
+	struct utsname u;
+	if (uname(&u) == 0) {
+		snprintf(m->kernel, sizeof(m->kernel), "%s", u.release);
+		snprintf(m->arch, sizeof(m->arch), "%s", u.machine);
+	}
+	f = fopen("/proc/meminfo", "re");
+	if (f) {
+		char line[256];
+		while (fgets(line, sizeof(line), f))
+			if (sscanf(line, "MemTotal: %llu kB", &m->mem_total_kib) == 1)
+				break;
+		fclose(f);
+	}
+	f = fopen("/proc/loadavg", "re");
+	if (f) {
+		if (fscanf(f, "%lf %lf %lf", &m->load[0], &m->load[1], &m->load[2]) != 3)
+			m->load[0] = m->load[1] = m->load[2] = 0;
+		fclose(f);
+	}
+	time_t now = time(NULL);
+	struct tm tm;
+	gmtime_r(&now, &tm);
+	strftime(m->date, sizeof(m->date), "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* ---- table -------------------------------------------------------------------- */
+
+static bool is_error_row(const struct row *r)
+{
+	return strncmp(row_get(r, "name"), "error.", 6) == 0;
+}
+
+static bool is_peer_row(const struct row *r)
+{
+	return strncmp(row_get(r, "name"), "qemu.", 5) == 0;
+}
+
+static const char *label_or_name(const struct row *r)
+{
+	const char *l = row_get(r, "label");
+	return l ? l : row_get(r, "name");
+}
+
+static void print_section(const struct rows *rs, const char *unit, const char *title)
+{
+	int w = 10;
+	for (size_t i = 0; i < rs->n; i++) {
+		const struct row *r = &rs->r[i];
+		if (strcmp(row_get(r, "unit"), unit) == 0 && !is_error_row(r)) {
+			int l = (int)strlen(label_or_name(r));
+			if (l > w)
+				w = l;
+		}
+	}
+	bool header = false;
+	for (size_t i = 0; i < rs->n; i++) {
+		const struct row *r = &rs->r[i];
+		if (strcmp(row_get(r, "unit"), unit) != 0 || is_error_row(r))
+			continue;
+		if (!header) {
+			printf("\n%-*s %7s %9s %9s %9s %9s\n", w, title, "n", "p50", "p90",
+			       "p99", "max");
+			header = true;
+		}
+		char b[5][32];
+		double v;
+		const char *cell[5] = { "", "", "", "", "" };
+		static const char *const keys[5] = { "n", "p50", "p90", "p99", "max" };
+		for (int k = 0; k < 5; k++) {
+			if (!row_get_num(r, keys[k], &v))
+				continue;
+			if (k == 0)
+				snprintf(b[k], sizeof(b[k]), "%.0f", v);
+			cell[k] = k == 0 ? b[k] : fmt(b[k], sizeof(b[k]), v);
+		}
+		/* Single figures (a rate, a hit rate) sit in the p50 column. */
+		if (!*cell[1] && row_get_num(r, "value", &v))
+			cell[1] = fmt(b[1], sizeof(b[1]), v);
+		printf("%-*s %7s %9s %9s %9s %9s\n", w, label_or_name(r), cell[0], cell[1],
+		       cell[2], cell[3], cell[4]);
+	}
+}
+
+static void print_targets(const struct rows *rs)
+{
+	int w = 10;
+	for (size_t i = 0; i < HATCH_ARRAY_SIZE(targets); i++) {
+		int l = (int)strlen(targets[i].what);
+		if (l > w)
+			w = l;
+	}
+	printf("\n#  %-*s %12s %14s %7s  %s\n", w, "TARGETS", "figure", "target", "ratio",
+	       "verdict");
+	for (size_t i = 0; i < HATCH_ARRAY_SIZE(targets); i++) {
+		const struct target *t = &targets[i];
+		const struct row *r = rows_find(rs, t->row);
+		const char *u = r ? unit_sym(row_get(r, "unit")) : "";
+		struct verdict v = judge(rs, t);
+		char fig[48], tgt[48], b[32], rat[32];
+		if (v.have)
+			snprintf(fig, sizeof(fig), "%s %s", fmt(b, sizeof(b), v.figure), u);
+		else
+			snprintf(fig, sizeof(fig), "-");
+		snprintf(tgt, sizeof(tgt), "%s %s %s", t->at_least ? ">=" : "<=",
+			 fmt(b, sizeof(b), t->limit), u);
+		snprintf(rat, sizeof(rat), "%.2f", v.ratio);
+		printf("%-2d %-*s %12s %14s %7s  %s\n", t->m, w, t->what, fig, tgt,
+		       v.have ? rat : "-", !v.have ? "n/a" : v.pass ? "PASS" : "MISS");
+	}
+}
+
+struct peer {
+	bool have;
+	double greeting, caps, exit;
+	double over_spawn, over_respawn, over_acquire;
+	bool have_spawn, have_respawn, have_acquire;
+};
+
+static struct peer peer_figures(const struct rows *rs)
+{
+	struct peer p = { 0 };
+	const struct row *g = rows_find(rs, "qemu.greeting");
+	if (!g || !row_get_num(g, "p50", &p.greeting))
+		return p;
+	p.have = true;
+	row_get_num(rows_find(rs, "qemu.caps"), "p50", &p.caps);
+	row_get_num(rows_find(rs, "qemu.exit"), "p50", &p.exit);
+	double x;
+	if (row_get_num(rows_find(rs, "spawn_to_ready.daemon.8"), "p50", &x) && x > 0) {
+		p.over_spawn = p.greeting / x;
+		p.have_spawn = true;
+	}
+	if (row_get_num(rows_find(rs, "respawn.1"), "p50", &x) && x > 0) {
+		p.over_respawn = p.greeting / x;
+		p.have_respawn = true;
+	}
+	if (row_get_num(rows_find(rs, "acquire_ping.8"), "p50", &x) && x > 0) {
+		p.over_acquire = p.greeting / x;
+		p.have_acquire = true;
+	}
+	return p;
+}
+
+static void print_peer(const struct rows *rs)
+{
+	const struct row *st = rows_find(rs, "qemu.status");
+	printf("\nPEER: QEMU (%s)\n",
+	       st && row_get(st, "version") ? row_get(st, "version") : "qemu-system-x86_64");
+	if (!st) {
+		printf("  not measured\n");
+		return;
+	}
+	const char *status = row_get(st, "status");
+	if (strcmp(status, "ok") != 0) {
+		printf("  qemu: %s\n", row_get(st, "error") ? row_get(st, "error") : status);
+		return;
+	}
+	if (row_get(st, "stderr"))
+		printf("  (qemu's stderr: %s)\n", row_get(st, "stderr"));
+	struct peer p = peer_figures(rs);
+	if (!p.have) {
+		printf("  no successful run\n");
+		return;
+	}
+	char b[3][32];
+	printf("  exec -> QMP greeting p50 %s us (capabilities answered %s us, exited "
+	       "after quit %s us)\n", fmt(b[0], sizeof(b[0]), p.greeting),
+	       fmt(b[1], sizeof(b[1]), p.caps), fmt(b[2], sizeof(b[2]), p.exit));
+	if (p.have_spawn)
+		printf("  = %.1fx hatchery's cold spawn-to-ready p50 (daemon histogram)\n",
+		       p.over_spawn);
+	if (p.have_respawn)
+		printf("  = %.1fx hatchery's release -> idle again p50 (max=1, client)\n",
+		       p.over_respawn);
+	if (p.have_acquire)
+		printf("  = %.0fx hatchery's acquire -> first VM ping p50 (8 idle)\n",
+		       p.over_acquire);
+}
+
+/* ---- JSON --------------------------------------------------------------------- */
+
+static void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(f, "\\%c", *p);
+		else if (*p < 0x20)
+			fprintf(f, "\\u%04x", *p);
+		else
+			fputc(*p, f);
+	}
+	fputc('"', f);
+}
+
+static void json_val(FILE *f, const char *s)
+{
+	if (is_number(s))
+		fputs(s, f);
+	else
+		json_str(f, s);
+}
+
+static void json_row_fields(FILE *f, const struct row *r, const char *skip)
+{
+	bool first = true;
+	for (size_t k = 0; k < r->n; k++) {
+		if (skip && strcmp(r->key[k], skip) == 0)
+			continue;
+		fputs(first ? "" : ", ", f);
+		first = false;
+		json_str(f, r->key[k]);
+		fputs(": ", f);
+		json_val(f, r->val[k]);
+	}
+}
+
+static void json_targets(FILE *f, const struct rows *rs, const char *name)
+{
+	bool any = false, all = true;
+	for (size_t i = 0; i < HATCH_ARRAY_SIZE(targets); i++) {
+		if (strcmp(targets[i].row, name) != 0)
+			continue;
+		struct verdict v = judge(rs, &targets[i]);
+		any = true;
+		all = all && v.have && v.pass;
+	}
+	if (!any)
+		return;
+	const char *op = NULL;
+	for (int part = 0; part < 2; part++) {
+		fprintf(f, ", \"%s\": {", part == 0 ? "target" : "ratio");
+		bool first = true;
+		for (size_t i = 0; i < HATCH_ARRAY_SIZE(targets); i++) {
+			const struct target *t = &targets[i];
+			if (strcmp(t->row, name) != 0)
+				continue;
+			struct verdict v = judge(rs, t);
+			op = t->at_least ? ">=" : "<=";
+			fprintf(f, "%s\"%s\": ", first ? "" : ", ", t->stat);
+			if (part == 0)
+				fprintf(f, "%.10g", t->limit);
+			else if (v.have)
+				fprintf(f, "%.4f", v.ratio);
+			else
+				fputs("null", f);
+			first = false;
+		}
+		fputc('}', f);
+	}
+	fprintf(f, ", \"target_op\": \"%s\", \"pass\": %s", op, all ? "true" : "false");
+}
+
+static int write_json(const char *path, const struct rows *rs, const struct machine *m,
+		      const struct bench_opts *o, struct hatch_err *err)
+{
+	char tmp[4096];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	FILE *f = fopen(tmp, "we");
+	if (!f)
+		return hatch_err_set(err, E(INTERNAL), errno, "open %s", tmp);
+	fputs("{\n  \"machine\": {\"cpu_model\": ", f);
+	json_str(f, m->cpu);
+	fprintf(f, ", \"nproc\": %ld, \"kernel\": ", m->nproc);
+	json_str(f, m->kernel);
+	fputs(", \"arch\": ", f);
+	json_str(f, m->arch);
+	fprintf(f, ", \"hypervisor\": %s, \"mem_total_mib\": %llu, "
+		"\"loadavg\": [%.2f, %.2f, %.2f], \"date\": ",
+		m->hypervisor ? "true" : "false", m->mem_total_kib / 1024, m->load[0],
+		m->load[1], m->load[2]);
+	json_str(f, m->date);
+	if (o->commit) {
+		fputs(", \"commit\": ", f);
+		json_str(f, o->commit);
+	}
+	fprintf(f, ", \"quick\": %s},\n  \"results\": [", o->quick ? "true" : "false");
+
+	bool first = true;
+	for (size_t i = 0; i < rs->n; i++) {
+		const struct row *r = &rs->r[i];
+		if (is_error_row(r) || is_peer_row(r))
+			continue;
+		/* A row re-run later supersedes this one. */
+		if (rows_find(rs, row_get(r, "name")) != r)
+			continue;
+		fprintf(f, "%s\n    {", first ? "" : ",");
+		json_row_fields(f, r, NULL);
+		json_targets(f, rs, row_get(r, "name"));
+		fputc('}', f);
+		first = false;
+	}
+	/* Targets whose figure never arrived. */
+	for (size_t i = 0; i < HATCH_ARRAY_SIZE(targets); i++) {
+		const char *n = targets[i].row;
+		bool dup = false;
+		for (size_t j = 0; j < i; j++)
+			dup = dup || strcmp(targets[j].row, n) == 0;
+		if (dup || rows_find(rs, n))
+			continue;
+		fprintf(f, "%s\n    {\"name\": ", first ? "" : ",");
+		json_str(f, n);
+		fputs(", \"error\": \"not measured\"", f);
+		json_targets(f, rs, n);
+		fputc('}', f);
+		first = false;
+	}
+	fputs("\n  ],\n  \"peer\": {", f);
+	const struct row *st = rows_find(rs, "qemu.status");
+	if (st) {
+		fputs("\"qemu\": {", f);
+		json_row_fields(f, st, "name");
+		static const char *const series[] = { "qemu.greeting", "qemu.caps", "qemu.exit" };
+		static const char *const keys[] = { "greeting_us", "caps_us", "exit_us" };
+		for (size_t k = 0; k < HATCH_ARRAY_SIZE(series); k++) {
+			const struct row *r = rows_find(rs, series[k]);
+			if (!r)
+				continue;
+			fprintf(f, ", \"%s\": {", keys[k]);
+			json_row_fields(f, r, "name");
+			fputc('}', f);
+		}
+		fputc('}', f);
+		struct peer p = peer_figures(rs);
+		if (p.have) {
+			fputs(", \"ratios\": {", f);
+			const char *sep = "";
+			if (p.have_spawn) {
+				fprintf(f, "\"greeting_over_spawn_to_ready\": %.4f", p.over_spawn);
+				sep = ", ";
+			}
+			if (p.have_respawn) {
+				fprintf(f, "%s\"greeting_over_release_to_idle\": %.4f", sep,
+					p.over_respawn);
+				sep = ", ";
+			}
+			if (p.have_acquire)
+				fprintf(f, "%s\"greeting_over_acquire_ping\": %.4f", sep,
+					p.over_acquire);
+			fputc('}', f);
+		}
+	} else {
+		fputs("\"qemu\": {\"status\": \"not measured\"}", f);
+	}
+	fputs("},\n  \"errors\": [", f);
+	first = true;
+	for (size_t i = 0; i < rs->n; i++) {
+		const struct row *r = &rs->r[i];
+		if (!is_error_row(r))
+			continue;
+		fprintf(f, "%s\n    {", first ? "" : ",");
+		json_row_fields(f, r, "unit");
+		fputc('}', f);
+		first = false;
+	}
+	fputs(first ? "]\n}\n" : "\n  ]\n}\n", f);
+	if (fclose(f) != 0) {
+		int e = errno;
+		unlink(tmp);
+		return hatch_err_set(err, E(INTERNAL), e, "write %s", tmp);
+	}
+	if (rename(tmp, path) < 0)
+		return hatch_err_set(err, E(INTERNAL), errno, "rename %s", tmp);
+	return 0;
+}
+
+int bench_report(const struct bench_opts *o, struct hatch_err *err)
+{
+	struct rows rs = { 0 };
+	if (rows_load(o->rows, &rs, err) < 0) {
+		rows_free(&rs);
+		return -1;
+	}
+	derive(&rs);
+	struct machine m;
+	machine_probe(&m);
+
+	/* The file first: a reader of the table that goes away (a pager, a
+	 * `| head`) must not cost the JSON. */
+	int ret = o->json ? write_json(o->json, &rs, &m, o, err) : 0;
+
+	printf("hatchery bench%s: %s, %ld CPUs%s, Linux %s, %llu MiB, %s%s%s\n"
+	       "load average at the end: %.2f %.2f %.2f (other work on the machine "
+	       "shows in the tails)\n",
+	       o->quick ? " (--quick)" : "", m.cpu, m.nproc,
+	       m.hypervisor ? " (virtualised)" : "", m.kernel, m.mem_total_kib / 1024,
+	       m.date, o->commit ? ", " : "", o->commit ? o->commit : "", m.load[0],
+	       m.load[1], m.load[2]);
+	print_section(&rs, "us", "LATENCY (us)");
+	print_section(&rs, "KiB", "MEMORY (KiB; per idle child)");
+	print_section(&rs, "children/s", "REFILL (children/s)");
+	print_targets(&rs);
+	print_peer(&rs);
+	bool header = false;
+	for (size_t i = 0; i < rs.n; i++) {
+		const struct row *r = &rs.r[i];
+		if (!is_error_row(r))
+			continue;
+		if (!header)
+			printf("\nNOT MEASURED\n");
+		header = true;
+		printf("  %s: %s\n", row_get(r, "phase") ? row_get(r, "phase") : "?",
+		       row_get(r, "error") ? row_get(r, "error") : "?");
+	}
+	if (o->json && ret == 0)
+		printf("\nJSON: %s\n", o->json);
+	rows_free(&rs);
+	return ret;
+}
