@@ -66,10 +66,8 @@ static const struct {
 	{ SCMP_SYS(recvmsg), "ipc_recv: supervisor pings and the lease fd, client requests" },
 	{ SCMP_SYS(poll), "the serve loop waits on the control and client sockets" },
 	{ SCMP_SYS(close), "close(/dev/kvm) after KVM_CREATE_VM; fds of rejected packets" },
-	{ SCMP_SYS(munmap), "free() of large protobuf allocations" },
-	{ SCMP_SYS(brk), "malloc: protobuf-c unpack and pack buffers" },
+	{ SCMP_SYS(brk), "malloc/free: protobuf-c unpack buffers may grow or trim the heap" },
 	{ SCMP_SYS(exit_group), "_exit at the end of a lease or on a setup error" },
-	{ SCMP_SYS(exit), "the same, should libc ever use it" },
 	{ SCMP_SYS(clock_gettime), "phase timings; vDSO normally, the syscall when the "
 				   "clocksource has no vDSO (kvm-pvm guests)" },
 };
