@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -396,20 +397,31 @@ static int set_limit(int res, const char *name, uint64_t v, struct hatch_err *er
 	return 0;
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 int vmp_jail_enter(const struct vmp_jail_config *cfg, struct vmp_jail_info *info,
 		   struct hatch_err *err)
 {
 	memset(info, 0, sizeof(*info));
+	uint64_t t0 = now_ns();
 	/* The supervisor's environment is none of the guest's business. */
 	clearenv();
 
 	uint64_t vm_bytes = 0;
 	if (capture_proc(info, &vm_bytes, err) < 0)
 		return -1;
+	uint64_t t1 = now_ns();
 	if (pivot_to_empty(err) < 0)
 		return -1;
+	uint64_t t2 = now_ns();
 	if (drop_privileges(cfg, err) < 0)
 		return -1;
+	info->creds_ns = now_ns() - t2;
 	/* A change of euid clears PR_SET_PDEATHSIG: arm it again, then make
 	 * sure the supervisor did not die in between (it would never come). */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
@@ -435,6 +447,10 @@ int vmp_jail_enter(const struct vmp_jail_config *cfg, struct vmp_jail_info *info
 		return hatch_err_set(err, E_INTERNAL, errno, "PR_SET_NO_NEW_PRIVS");
 	if (capture_self(info, err) < 0)
 		return -1;
+	uint64_t t3 = now_ns();
+	info->proc_ns = t1 - t0;
+	info->pivot_ns = t2 - t1;
+	info->limits_ns = t3 - t2 - info->creds_ns;
 	info->jailed = true;
 	if (!cfg->filter)
 		return 0;
@@ -453,5 +469,6 @@ int vmp_jail_enter(const struct vmp_jail_config *cfg, struct vmp_jail_info *info
 	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0)
 		return hatch_err_set(err, E_INTERNAL, errno, "load seccomp filter");
 	info->seccomp_mode = SECCOMP_MODE_FILTER;
+	info->seccomp_ns = now_ns() - t3;
 	return 0;
 }
