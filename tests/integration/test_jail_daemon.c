@@ -301,8 +301,21 @@ Test(jail_daemon, info_matches_proc)
 #endif
 	hatch_free(vi);
 	hatch_free(ar);
-	hatch_vm_release(vm, &err);
+	cr_assert_eq(hatch_vm_release(vm, &err), 0, "%s", err.msg);
 	close(vm);
+	/* Its whole life, release and exit included, stayed inside the
+	 * allowlist: once reaped, no seccomp kill and no unexpected exit. */
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d", pid);
+	for (int i = 0; i < 200 && access(path, F_OK) == 0; i++)
+		usleep(10000);
+	cr_assert_neq(access(path, F_OK), 0, "the released child was not reaped");
+	Hatchery__V1__StatsReply *sr;
+	cr_assert_eq(hatch_stats(c, &sr, &err), 0);
+	cr_assert_eq(sr->pools[0]->seccomp_kills, 0, "a child died by SIGSYS: %s",
+		     slurp(d.log));
+	cr_assert_eq(sr->pools[0]->unexpected_exits, 0, "%s", slurp(d.log));
+	hatch_free(sr);
 	hatch_close(c);
 }
 

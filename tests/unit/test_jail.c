@@ -344,8 +344,8 @@ Test(jail, ioctl_non_kvm_on_kvm_fd)
 	/* The control: a KVM ioctl vmproc uses goes through the filter. */
 	struct outcome o = run(FULL, kvm_good_ioctl, &cx);
 	cr_assert(!o.sigsys && o.exit_code == X_SUCCEEDED,
-		  "KVM_CREATE_VM in the jail: %s",
-		  o.sigsys ? "SIGSYS" : strerror(o.exit_code));
+		  "KVM_CREATE_VM in the jail: %s (syscall %d)",
+		  o.sigsys ? "SIGSYS" : strerror(o.exit_code), o.report_nr);
 }
 
 Test(jail, log_mode_allows_and_survives)
