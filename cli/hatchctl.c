@@ -539,6 +539,8 @@ static void status_json(const Hatchery__V1__StatusReply *st)
 	json_open(&j, NULL, '{');
 	json_u64(&j, "pid", st->pid);
 	json_u64(&j, "uptime_ms", st->uptime_ms);
+	json_str(&j, "jail", st->jail);
+	json_str(&j, "cgroup", st->cgroup);
 	json_open(&j, "pools", '[');
 	for (size_t i = 0; i < st->n_pools; i++) {
 		const Hatchery__V1__PoolStatus *p = st->pools[i];
@@ -578,6 +580,15 @@ static int status_text(const Hatchery__V1__StatusReply *st)
 	format_age(age, sizeof(age), st->uptime_ms);
 	printf("hatcheryd pid %u, up %s, %zu pool%s\n", st->pid, age,
 	       st->n_pools, st->n_pools == 1 ? "" : "s");
+	/* Through the table's sanitizer too: a reason comes from the machine. */
+	struct table jt = { .ncols = 2, .align = "ll" };
+	table_cell(&jt, "jail:");
+	table_cell(&jt, "%s", *st->jail ? st->jail : "-");
+	table_cell(&jt, "cgroup:");
+	table_cell(&jt, "%s", *st->cgroup ? st->cgroup : "-");
+	int jr = print_table(&jt);
+	if (jr != HX_OK)
+		return jr;
 	if (!st->n_pools)
 		return HX_OK;
 
@@ -708,6 +719,7 @@ static void stats_json(const Hatchery__V1__StatsReply *st)
 		json_u64(&j, "spawn_failures", p->spawn_failures);
 		json_u64(&j, "unexpected_exits", p->unexpected_exits);
 		json_u64(&j, "health_failures", p->health_failures);
+		json_u64(&j, "seccomp_kills", p->seccomp_kills);
 		json_u64(&j, "active_leases", p->active_leases);
 		latency_json(&j, "acquire", p->acquire);
 		latency_json(&j, "spawn_to_ready", p->spawn_to_ready);
@@ -742,10 +754,10 @@ static int stats_text(const Hatchery__V1__StatsReply *st)
 		printf("no pools\n");
 		return HX_OK;
 	}
-	struct table t = { .ncols = 9, .align = "lrrrrrrrr" };
+	struct table t = { .ncols = 10, .align = "lrrrrrrrrr" };
 	const char *hdr[] = { "POOL", "ACQUIRED", "HITS", "MISSES", "SPAWNED",
 			      "SPAWN_FAIL", "UNEXP_EXIT", "HEALTH_FAIL",
-			      "LEASED" };
+			      "SECCOMP_KILL", "LEASED" };
 	for (size_t i = 0; i < HATCH_ARRAY_SIZE(hdr); i++)
 		table_cell(&t, "%s", hdr[i]);
 	for (size_t i = 0; i < st->n_pools; i++) {
@@ -758,6 +770,7 @@ static int stats_text(const Hatchery__V1__StatsReply *st)
 		table_cell(&t, "%llu", (unsigned long long)p->spawn_failures);
 		table_cell(&t, "%llu", (unsigned long long)p->unexpected_exits);
 		table_cell(&t, "%llu", (unsigned long long)p->health_failures);
+		table_cell(&t, "%llu", (unsigned long long)p->seccomp_kills);
 		table_cell(&t, "%u", p->active_leases);
 	}
 	int r = print_table(&t);
@@ -838,6 +851,33 @@ static void acquire_json(const char *pool, const Hatchery__V1__AcquireReply *a,
 	json_u64(&j, "irqchip_ns", vi->irqchip_ns);
 	json_u64(&j, "vcpus_ns", vi->vcpus_ns);
 	json_close(&j, '}');
+	json_open(&j, "jail", '{');
+	json_bool(&j, "jailed", vi->jailed);
+	json_u64(&j, "uid", vi->uid);
+	json_u64(&j, "gid", vi->gid);
+	json_u64(&j, "supplementary_groups", vi->supplementary_groups);
+	json_u64(&j, "cap_eff", vi->cap_eff);
+	json_u64(&j, "cap_prm", vi->cap_prm);
+	json_u64(&j, "cap_inh", vi->cap_inh);
+	json_u64(&j, "cap_amb", vi->cap_amb);
+	json_u64(&j, "cap_bnd", vi->cap_bnd);
+	json_bool(&j, "no_new_privs", vi->no_new_privs);
+	json_u64(&j, "seccomp_mode", vi->seccomp_mode);
+	json_str(&j, "seccomp_action", vi->seccomp_action);
+	json_u64(&j, "ns_mnt", vi->ns_mnt);
+	json_u64(&j, "ns_pid", vi->ns_pid);
+	json_u64(&j, "ns_net", vi->ns_net);
+	json_u64(&j, "ns_ipc", vi->ns_ipc);
+	json_u64(&j, "ns_uts", vi->ns_uts);
+	json_u64(&j, "ns_cgroup", vi->ns_cgroup);
+	json_u64(&j, "ns_user", vi->ns_user);
+	json_str(&j, "cgroup", vi->cgroup);
+	json_u64(&j, "rlimit_nofile", vi->rlimit_nofile);
+	json_u64(&j, "rlimit_nproc", vi->rlimit_nproc);
+	json_u64(&j, "rlimit_fsize", vi->rlimit_fsize);
+	json_u64(&j, "rlimit_core", vi->rlimit_core);
+	json_u64(&j, "rlimit_as", vi->rlimit_as);
+	json_close(&j, '}');
 	json_open(&j, "timing_ns", '{');
 	json_u64(&j, "acquire", tm->acquire);
 	json_u64(&j, "first_vm_ping", tm->ping);
@@ -875,6 +915,51 @@ static int acquire_text(const char *pool, const Hatchery__V1__AcquireReply *a,
 	table_cell(&t, "%s", vi->pit ? "yes" : "no");
 	table_cell(&t, "  cpuid_entries");
 	table_cell(&t, "%u", vi->cpuid_entries);
+	table_cell(&t, "%s", "");
+	table_cell(&t, "%s", "");
+	table_cell(&t, "JAIL (seen from inside)");
+	table_cell(&t, "%s", vi->jailed ? "" : "NONE: hatcheryd runs with --no-jail");
+	if (vi->jailed) {
+		table_cell(&t, "  uid/gid");
+		table_cell(&t, "%u/%u, %u supplementary groups", vi->uid, vi->gid,
+			   vi->supplementary_groups);
+		table_cell(&t, "  CapEff/CapPrm/CapInh");
+		table_cell(&t, "%016llx %016llx %016llx",
+			   (unsigned long long)vi->cap_eff,
+			   (unsigned long long)vi->cap_prm,
+			   (unsigned long long)vi->cap_inh);
+		table_cell(&t, "  CapAmb/CapBnd");
+		table_cell(&t, "%016llx %016llx", (unsigned long long)vi->cap_amb,
+			   (unsigned long long)vi->cap_bnd);
+		table_cell(&t, "  NoNewPrivs");
+		table_cell(&t, "%d", vi->no_new_privs);
+		table_cell(&t, "  Seccomp");
+		table_cell(&t, "%u (%s)", vi->seccomp_mode,
+			   vi->seccomp_mode == 2 ? vi->seccomp_action : "off");
+		const struct { const char *n; uint64_t v; } ns[] = {
+			{ "mnt", vi->ns_mnt }, { "pid", vi->ns_pid },
+			{ "net", vi->ns_net }, { "ipc", vi->ns_ipc },
+			{ "uts", vi->ns_uts }, { "cgroup", vi->ns_cgroup },
+			{ "user", vi->ns_user },
+		};
+		for (size_t i = 0; i < HATCH_ARRAY_SIZE(ns); i++) {
+			table_cell(&t, "  ns %s", ns[i].n);
+			table_cell(&t, "%s:[%llu]", ns[i].n, (unsigned long long)ns[i].v);
+		}
+		table_cell(&t, "  cgroup");
+		table_cell(&t, "%s", vi->cgroup);
+		table_cell(&t, "  RLIMIT_NOFILE/NPROC");
+		table_cell(&t, "%llu/%llu", (unsigned long long)vi->rlimit_nofile,
+			   (unsigned long long)vi->rlimit_nproc);
+		table_cell(&t, "  RLIMIT_FSIZE/CORE");
+		table_cell(&t, "%llu/%llu", (unsigned long long)vi->rlimit_fsize,
+			   (unsigned long long)vi->rlimit_core);
+		table_cell(&t, "  RLIMIT_AS");
+		if (vi->rlimit_as == UINT64_MAX)
+			table_cell(&t, "unlimited");
+		else
+			table_cell(&t, "%llu MiB", (unsigned long long)(vi->rlimit_as >> 20));
+	}
 	int r = print_table(&t);
 	if (r != HX_OK)
 		return r;

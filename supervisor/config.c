@@ -38,6 +38,16 @@ _Static_assert(sizeof(uid_t) == 4, "UID_VALID_MAX assumes a 32-bit uid_t");
 static const char *const kind_names[] = {
 	[SUP_POOL_EMPTY] = "empty",
 };
+static const char *const seccomp_names[] = {
+	[SUP_SECCOMP_KILL] = "kill",
+	[SUP_SECCOMP_LOG] = "log",
+};
+static const char *const cgroup_names[] = {
+	[SUP_CGROUP_REQUIRED] = "required",
+	[SUP_CGROUP_OPTIONAL] = "optional",
+};
+
+#define DEFAULT_JAIL_UID_BASE 200000
 
 /* --- value parsers ---------------------------------------------------------
  *
@@ -65,6 +75,10 @@ struct key_spec {
 #define KIND_FIELD(T, m)                                                       \
 	_Generic(((T *)0)->m, enum sup_pool_kind: offsetof(T, m))
 #define UIDS_FIELD(T, m) _Generic(((T *)0)->m, uid_t *: offsetof(T, m))
+#define SECCOMP_FIELD(T, m)                                                    \
+	_Generic(((T *)0)->m, enum sup_seccomp_mode: offsetof(T, m))
+#define CGROUP_FIELD(T, m)                                                     \
+	_Generic(((T *)0)->m, enum sup_cgroup_mode: offsetof(T, m))
 
 static void *field_of(const struct key_spec *k, void *base)
 {
@@ -153,6 +167,40 @@ static int parse_pool_kind(const struct key_spec *k, const char *value,
 	return -1;
 }
 
+/* One word of a short table into an enum field (all our enums are int
+ * sized; the _Generic field macros check the type). */
+static int parse_word(const char *const *names, size_t n, const char *value,
+		      int *field, char *exp, size_t exp_len)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (names[i] && strcmp(value, names[i]) == 0) {
+			*field = (int)i;
+			return 0;
+		}
+	}
+	size_t len = (size_t)snprintf(exp, exp_len, "one of");
+	for (size_t i = 0; i < n && len < exp_len; i++)
+		len += (size_t)snprintf(exp + len, exp_len - len, "%s %s",
+					i ? "," : ":", names[i]);
+	return -1;
+}
+
+static int parse_seccomp_mode(const struct key_spec *k, const char *value,
+			      void *base, char *exp, size_t exp_len)
+{
+	_Static_assert(sizeof(enum sup_seccomp_mode) == sizeof(int), "enum size");
+	return parse_word(seccomp_names, HATCH_ARRAY_SIZE(seccomp_names), value,
+			  field_of(k, base), exp, exp_len);
+}
+
+static int parse_cgroup_mode(const struct key_spec *k, const char *value,
+			     void *base, char *exp, size_t exp_len)
+{
+	_Static_assert(sizeof(enum sup_cgroup_mode) == sizeof(int), "enum size");
+	return parse_word(cgroup_names, HATCH_ARRAY_SIZE(cgroup_names), value,
+			  field_of(k, base), exp, exp_len);
+}
+
 /* "0, 1000" or "0 1000" or "0,1000": uids in k->min..k->max, separated by a
  * comma and/or blanks, no empty element. Fills the whole pool's list, so it
  * works on struct sup_pool_config rather than on one field. */
@@ -202,6 +250,11 @@ static const struct key_spec supervisor_keys[] = {
 	{ "socket", parse_abs_path, STR_FIELD(struct sup_config, socket_path),
 	  1, STR_FIELD_MAX(struct sup_config, socket_path) },
 	{ "socket_mode", parse_octal, SUP(socket_mode), 0, 0777 },
+	/* 1..: uid 0 is root. The top is checked with the pools' max. */
+	{ "jail_uid_base", parse_uint, SUP(jail_uid_base), 1, UID_VALID_MAX - 1 },
+	{ "cgroup", parse_cgroup_mode, CGROUP_FIELD(struct sup_config, cgroup), 0, 0 },
+	{ "cgroup_root", parse_abs_path, STR_FIELD(struct sup_config, cgroup_root),
+	  1, STR_FIELD_MAX(struct sup_config, cgroup_root) },
 };
 
 static const struct key_spec pool_keys[] = {
@@ -215,6 +268,11 @@ static const struct key_spec pool_keys[] = {
 	{ "health_timeout_ms", parse_uint, POOL(health_timeout_ms), 1, 60000 },
 	{ "allow_uids", parse_uid_list,
 	  UIDS_FIELD(struct sup_pool_config, allow_uids), 0, UID_VALID_MAX },
+	{ "seccomp", parse_seccomp_mode,
+	  SECCOMP_FIELD(struct sup_pool_config, seccomp), 0, 0 },
+	{ "memory_max_mib", parse_uint, POOL(memory_max_mib), 1, 1048576 },
+	{ "pids_max", parse_uint, POOL(pids_max), 1, 4096 },
+	{ "cpu_max_pct", parse_uint, POOL(cpu_max_pct), 0, 6400 },
 };
 
 #undef SUP
@@ -233,6 +291,10 @@ static void pool_defaults(struct sup_pool_config *p)
 	p->health_timeout_ms = 200;
 	p->allow_uids[0] = 0;
 	p->n_allow_uids = 1;
+	p->seccomp = SUP_SECCOMP_KILL;
+	p->memory_max_mib = 0; /* memory_mib + 64 unless set: see check() */
+	p->pids_max = 16;
+	p->cpu_max_pct = 100;
 }
 
 /* --- parse state ---------------------------------------------------------- */
@@ -578,6 +640,25 @@ static int check(struct parse_state *st)
 					 p->health_timeout_ms, "less than",
 					 "health_interval_ms",
 					 p->health_interval_ms, "more than");
+		/* The cgroup must hold the guest RAM plus vmproc itself. */
+		if (!pool_key_line(&st->pool_meta[i], "memory_max_mib"))
+			st->cfg.pools[i].memory_max_mib = p->memory_mib + 64;
+		else if (p->memory_max_mib <= p->memory_mib)
+			return fail_pair(st, i, "memory_max_mib", p->memory_max_mib,
+					 "more than", "memory_mib", p->memory_mib,
+					 "less than");
+	}
+	unsigned long top = (unsigned long)st->cfg.jail_uid_base +
+			    sup_config_jail_slots(&st->cfg) - 1;
+	if (top > UID_VALID_MAX) {
+		const struct key_spec *k = find_key(
+			supervisor_keys, HATCH_ARRAY_SIZE(supervisor_keys), "jail_uid_base");
+		unsigned line = st->supervisor_key_line[k - supervisor_keys];
+		return fail_at(st, line ? line : st->supervisor_line,
+			       "[supervisor] jail_uid_base: %u + %u jail uids (the "
+			       "pools' max) goes past uid %lu",
+			       st->cfg.jail_uid_base, sup_config_jail_slots(&st->cfg),
+			       UID_VALID_MAX);
 	}
 	return 0;
 }
@@ -589,6 +670,8 @@ static int parse(struct parse_state *st, struct sup_config *out)
 	snprintf(st->cfg.socket_path, sizeof(st->cfg.socket_path), "%s",
 		 DEFAULT_SOCKET_PATH);
 	st->cfg.socket_mode = DEFAULT_SOCKET_MODE;
+	st->cfg.jail_uid_base = DEFAULT_JAIL_UID_BASE;
+	st->cfg.cgroup = SUP_CGROUP_REQUIRED;
 
 	int ret = ini_parse_stream(read_line, st, on_key, st);
 	int rc = -1;
@@ -670,6 +753,28 @@ const char *sup_pool_kind_name(enum sup_pool_kind k)
 	if ((size_t)k < HATCH_ARRAY_SIZE(kind_names) && kind_names[k])
 		return kind_names[k];
 	return "unknown";
+}
+
+const char *sup_seccomp_mode_name(enum sup_seccomp_mode m)
+{
+	if ((size_t)m < HATCH_ARRAY_SIZE(seccomp_names))
+		return seccomp_names[m];
+	return "unknown";
+}
+
+const char *sup_cgroup_mode_name(enum sup_cgroup_mode m)
+{
+	if ((size_t)m < HATCH_ARRAY_SIZE(cgroup_names))
+		return cgroup_names[m];
+	return "unknown";
+}
+
+unsigned sup_config_jail_slots(const struct sup_config *c)
+{
+	unsigned n = 0;
+	for (size_t i = 0; i < c->n_pools; i++)
+		n += c->pools[i].max;
+	return n;
 }
 
 int sup_pool_allows(const struct sup_pool_config *p, uid_t uid)

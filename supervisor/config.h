@@ -27,6 +27,16 @@ enum sup_pool_kind {
 	SUP_POOL_EMPTY = 0, /* a VM with memory, irqchip, PIT and vCPUs; no guest */
 };
 
+enum sup_cgroup_mode {
+	SUP_CGROUP_REQUIRED = 0, /* no usable cgroup v2: refuse to start */
+	SUP_CGROUP_OPTIONAL,     /* no usable cgroup v2: say so, run unlimited */
+};
+
+enum sup_seccomp_mode {
+	SUP_SECCOMP_KILL = 0,    /* a syscall off the allowlist kills the child */
+	SUP_SECCOMP_LOG,         /* ... is logged and allowed (debugging) */
+};
+
 struct sup_pool_config {
 	char name[SUP_POOL_NAME_MAX + 1];
 	enum sup_pool_kind kind;        /* kind = empty                        */
@@ -39,11 +49,21 @@ struct sup_pool_config {
 	unsigned health_timeout_ms;     /* 1..60000, default 200                */
 	uid_t allow_uids[SUP_MAX_ALLOW_UIDS]; /* allow_uids = 0, 1000 (default: 0) */
 	size_t n_allow_uids;
+	enum sup_seccomp_mode seccomp;  /* seccomp = kill|log, default kill    */
+	/* Per-child cgroup v2 limits. */
+	unsigned memory_max_mib;        /* 1..1048576, default memory_mib + 64 */
+	unsigned pids_max;              /* 1..4096, default 16                  */
+	unsigned cpu_max_pct;           /* 0..6400 (% of one CPU), 0 = no limit, default 100 */
 };
 
 struct sup_config {
 	char socket_path[108];          /* [supervisor] socket (sun_path size)  */
 	unsigned socket_mode;           /* [supervisor] socket_mode, octal, default 0666 */
+	unsigned jail_uid_base;         /* [supervisor] jail_uid_base, default 200000:
+					   child slot N runs as uid/gid base + N */
+	enum sup_cgroup_mode cgroup;    /* [supervisor] cgroup = required|optional */
+	char cgroup_root[256];          /* [supervisor] cgroup_root; "" = the cgroup2
+					   mount from /proc/self/mountinfo */
 	struct sup_pool_config *pools;  /* [pool "NAME"] sections, in file order */
 	size_t n_pools;
 };
@@ -60,6 +80,12 @@ int sup_config_parse_string(const char *text, const char *name,
 void sup_config_free(struct sup_config *c);
 
 const char *sup_pool_kind_name(enum sup_pool_kind k);
+const char *sup_seccomp_mode_name(enum sup_seccomp_mode m);
+const char *sup_cgroup_mode_name(enum sup_cgroup_mode m);
+
+/* Jail uids in use: jail_uid_base .. jail_uid_base + this - 1 (one per
+ * child any pool may have at once: the sum of the pools' max). */
+unsigned sup_config_jail_slots(const struct sup_config *c);
 
 /* Is `uid` in the pool's allow_uids? */
 int sup_pool_allows(const struct sup_pool_config *p, uid_t uid);

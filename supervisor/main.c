@@ -2,29 +2,73 @@
  * then hand over to the event loop. Everything that can be checked before
  * the first fork is checked here, so that a machine that cannot run the
  * configuration fails at start-up with one clear message. */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
+#include "cgroup.h"
 #include "config.h"
+#include "hatchery/v1/common.pb-c.h"
+#include "jail.h"
 #include "kvm.h"
 #include "server.h"
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: hatcheryd -c CONFIG [--socket PATH] [--kvm PATH] [-v]\n"
+		"usage: hatcheryd -c CONFIG [--socket PATH] [--kvm PATH] [--no-jail] [-v]\n"
 		"\n"
 		"  -c, --config FILE   INI configuration (see README.md)\n"
 		"  -s, --socket PATH   listen here instead of [supervisor] socket\n"
 		"      --kvm PATH      KVM device (default /dev/kvm)\n"
+		"      --no-jail       DEBUG ONLY: children run unjailed, as root\n"
 		"  -v, --verbose       log every spawn, lease and client\n"
 		"  -h, --help\n"
 		"\n"
 		"Exits 0 after SIGTERM/SIGINT once every child is reaped; 1 when\n"
 		"the configuration or the machine cannot be used.\n");
+}
+
+/* Everything the jail needs that can be checked before the first fork:
+ * root (for namespaces, pivot_root, setuid), a free uid range, cgroup v2
+ * (or cgroup = optional), and the seccomp filters, compiled once here. */
+static int start_jail(const struct sup_config *cfg, bool no_jail,
+		      struct vmp_jail_filter *filters, struct sup_cgroup *cg,
+		      struct hatch_err *err)
+{
+	if (no_jail) {
+		fprintf(stderr,
+			"hatcheryd: WARNING: --no-jail: children run WITHOUT the jail "
+			"(no namespaces, no seccomp, no uid drop, no cgroup): as root, "
+			"with the host filesystem. A guest that escapes into vmproc "
+			"owns this machine. For debugging and benchmarks only.\n");
+		snprintf(cg->reason, sizeof(cg->reason), "--no-jail");
+		return 0;
+	}
+	if (geteuid() != 0)
+		return hatch_err_set(err, HATCHERY__V1__ERROR_CODE__FAILED_PRECONDITION, 0,
+				     "the jail needs root (namespaces, pivot_root, "
+				     "per-child uids); running without root via a user "
+				     "namespace is not supported yet");
+	unsigned n = sup_config_jail_slots(cfg);
+	if (sup_jail_check_uids(cfg->jail_uid_base, n, err) < 0)
+		return -1;
+	if (sup_cgroup_setup(cg, cfg, err) < 0)
+		return -1;
+	if (!cg->usable)
+		fprintf(stderr, "hatcheryd: cgroup: unavailable (%s); cgroup = optional, "
+				"so children run WITHOUT memory/pids/cpu limits\n",
+			cg->reason);
+	for (int m = 0; m < VMP_SECCOMP__N; m++)
+		if (vmp_jail_filter_build((enum vmp_seccomp_mode)m, &filters[m], err) < 0)
+			return hatch_err_wrap(err, "seccomp");
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -33,12 +77,13 @@ int main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "socket", required_argument, NULL, 's' },
 		{ "kvm", required_argument, NULL, 'k' },
+		{ "no-jail", no_argument, NULL, 'J' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	const char *config = NULL, *sock = NULL, *kvm_path = "/dev/kvm";
-	bool verbose = false;
+	bool verbose = false, no_jail = false;
 	int o;
 	while ((o = getopt_long(argc, argv, "c:s:vh", opts, NULL)) != -1) {
 		switch (o) {
@@ -46,6 +91,7 @@ int main(int argc, char **argv)
 		case 's': sock = optarg; break;
 		case 'k': kvm_path = optarg; break;
 		case 'v': verbose = true; break;
+		case 'J': no_jail = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -78,6 +124,30 @@ int main(int argc, char **argv)
 		sup_config_free(&cfg);
 		return 1;
 	}
+	int rc = 1;
+	struct vmp_jail_filter filters[VMP_SECCOMP__N] = { 0 };
+	struct sup_cgroup cgroup = { 0 };
+	int devnull = -1, self_pidfd = -1;
+	/* A second daemon on a live socket would also collide with the first
+	 * one's jail uids; say the more useful thing first. */
+	if (sup_socket_check_free(cfg.socket_path, &err) < 0) {
+		fprintf(stderr, "hatcheryd: %s\n", err.msg);
+		vmp_kvm_host_close(&kvm);
+		sup_config_free(&cfg);
+		return 1;
+	}
+	if (start_jail(&cfg, no_jail, filters, &cgroup, &err) < 0) {
+		fprintf(stderr, "hatcheryd: %s\n", err.msg);
+		goto out;
+	}
+	devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+	self_pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+	if (devnull < 0 || self_pidfd < 0) {
+		fprintf(stderr, "hatcheryd: %s: %s\n",
+			devnull < 0 ? "/dev/null" : "pidfd_open", strerror(errno));
+		goto out;
+	}
+	fcntl(self_pidfd, F_SETFD, FD_CLOEXEC);
 
 	/* What the config asks of this host's KVM, checked now rather than as a
 	 * stream of failing children. */
@@ -104,11 +174,23 @@ int main(int argc, char **argv)
 	 * never kill the supervisor. */
 	signal(SIGPIPE, SIG_IGN);
 
-	struct sup_server_opts so = { .cfg = &cfg, .kvm = &kvm, .verbose = verbose };
+	struct sup_server_opts so = {
+		.cfg = &cfg, .kvm = &kvm, .verbose = verbose, .no_jail = no_jail,
+		.filters = filters, .cgroup = &cgroup, .devnull_fd = devnull,
+		.self_pidfd = self_pidfd,
+	};
 	int r = sup_server_run(&so, &err);
 	if (r < 0)
 		fprintf(stderr, "hatcheryd: %s\n", err.msg);
+	rc = r < 0 ? 1 : 0;
+out:
+	if (devnull >= 0)
+		close(devnull);
+	if (self_pidfd >= 0)
+		close(self_pidfd);
+	for (int i = 0; i < VMP_SECCOMP__N; i++)
+		vmp_jail_filter_free(&filters[i]);
 	vmp_kvm_host_close(&kvm);
 	sup_config_free(&cfg);
-	return r < 0 ? 1 : 0;
+	return rc;
 }

@@ -68,6 +68,11 @@ struct sup_child {
 	uint64_t ping_sent_at;       /* 0: no ping outstanding */
 	uint64_t next_health_at;
 	bool spawn_failed_msg;       /* child reported ChildFailed before exit */
+	int slot;                    /* jail slot (uid = jail_uid_base + slot), -1: none */
+	bool in_cgroup;              /* has a cgroup of its own to remove when reaped */
+	bool seccomp_reported;       /* its SIGSYS handler told us: */
+	int seccomp_syscall;         /*   which syscall */
+	uint32_t seccomp_arch;       /*   on which AUDIT_ARCH */
 	struct sup_child *prev, *next; /* in pool->list[state] */
 	void *server_data;           /* the server's watch records */
 };
@@ -75,6 +80,7 @@ struct sup_child {
 struct sup_pool_stats {
 	uint64_t acquisitions, hits, misses;
 	uint64_t spawned, spawn_failures, unexpected_exits, health_failures;
+	uint64_t seccomp_kills;      /* died by SIGSYS (server-counted) */
 	struct lat_hist acquire;
 	struct lat_hist spawn_to_ready;
 };

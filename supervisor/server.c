@@ -136,6 +136,12 @@ struct server {
 	bool stopping;
 	uint64_t stop_deadline;
 	bool freed; /* a conn or child was freed during this epoll batch */
+	/* Jail slots: uid jail_uid_base + N for the child holding slot N.
+	 * Unique among live children of all pools, so no two children ever
+	 * share a uid (they could signal or ptrace each other). */
+	uint8_t *slot_used;
+	unsigned n_slots;
+	bool reaping; /* draining a dead child's control socket: lease nothing */
 	uint8_t rx[IPC_MAX_MSG];
 };
 
@@ -191,20 +197,54 @@ static void kill_child(struct server *s, struct sup_child *c,
 	child_event(s, c, EV_KILL, why);
 }
 
+static int slot_alloc(struct server *s, struct sup_child *c)
+{
+	for (unsigned i = 0; i < s->n_slots; i++) {
+		if (!s->slot_used[i]) {
+			s->slot_used[i] = 1;
+			c->slot = (int)i;
+			return 0;
+		}
+	}
+	return -EAGAIN;
+}
+
+/* Give back what the jail held for a child that is gone (reaped, or never
+ * started): its uid slot and its cgroup. */
+static void child_release_jail(struct server *s, struct sup_child *c)
+{
+	if (c->slot >= 0 && (unsigned)c->slot < s->n_slots)
+		s->slot_used[c->slot] = 0;
+	c->slot = -1;
+	if (c->in_cgroup)
+		sup_cgroup_child_remove(s->o->cgroup, c->pool->cfg, c->id);
+	c->in_cgroup = false;
+}
+
+static void handle_ctrl(struct server *s, struct sup_child *c);
+
 static int spawn_one(struct server *s, struct spool *sp)
 {
 	uint64_t now = sup_now_ns();
 	struct sup_child *c = sup_child_new(&sp->p, ++s->next_child_id, now);
 	if (!c)
 		return -ENOMEM;
-	int r = sup_spawn(c, s->o->kvm, sup_pool_kind_name(sp->p.cfg->kind));
+	struct hatch_err err = { 0 };
+	int r = slot_alloc(s, c);
+	if (r < 0)
+		hatch_err_set(&err, E(INTERNAL), 0, "no free jail slot");
+	else if (sup_spawn(c, s->o, &err) < 0)
+		r = err.sys_errno ? -err.sys_errno : -EIO;
 	if (r == 0)
 		r = ep_add(s, c->ctrl_fd, EPOLLIN, c, TAG_CTRL);
 	if (r == 0)
 		r = ep_add(s, c->pidfd, EPOLLIN, c, TAG_PIDFD);
 	if (r < 0) {
-		char msg[256];
-		snprintf(msg, sizeof(msg), "fork: %s", strerror(-r));
+		char msg[HATCH_ERR_MSG_MAX + 16];
+		if (err.msg[0])
+			snprintf(msg, sizeof(msg), "spawn: %s", err.msg);
+		else
+			snprintf(msg, sizeof(msg), "spawn: %s", strerror(-r));
 		sup_log("pool %s: %s", sp->p.cfg->name, msg);
 		sup_pool_set_error(&sp->p, msg);
 		if (c->pidfd >= 0) {
@@ -214,6 +254,7 @@ static int spawn_one(struct server *s, struct spool *sp)
 			close(c->pidfd);
 		}
 		close_ctrl(s, c);
+		child_release_jail(s, c);
 		sup_child_event(c, EV_CRASH, sup_now_ns(), KILL_PROTOCOL);
 		sup_child_free(c);
 		return r;
@@ -241,9 +282,34 @@ static void reap_child(struct server *s, struct sup_child *c)
 		return; /* not yet (spurious wakeup) */
 	bool clean = si.si_code == CLD_EXITED && si.si_status == 0;
 	struct sup_pool *p = c->pool;
+	/* Its last words may still be queued behind the pidfd event: a
+	 * seccomp report, a ChildFailed. Read them before judging. */
+	s->reaping = true;
+	for (int i = 0; i < 8 && !clean && c->ctrl_fd >= 0; i++)
+		handle_ctrl(s, c);
+	s->reaping = false;
+	bool sigsys = si.si_code != CLD_EXITED && si.si_status == SIGSYS;
+	if (sigsys)
+		p->stats.seccomp_kills++;
 	if (!clean && c->state != CHILD_DYING) {
 		char msg[256];
-		if (si.si_code == CLD_EXITED)
+		if (sigsys) {
+			char name[64];
+			if (c->seccomp_reported)
+				snprintf(msg, sizeof(msg),
+					 "child %d killed by seccomp: syscall %d (%s) "
+					 "is not allowed, in state %s", c->pid,
+					 c->seccomp_syscall,
+					 vmp_jail_syscall_name(c->seccomp_syscall,
+							       c->seccomp_arch, name,
+							       sizeof(name)),
+					 sup_child_state_name(c->state));
+			else
+				snprintf(msg, sizeof(msg),
+					 "child %d killed by SIGSYS (seccomp; it did not "
+					 "report the syscall) in state %s", c->pid,
+					 sup_child_state_name(c->state));
+		} else if (si.si_code == CLD_EXITED)
 			snprintf(msg, sizeof(msg), "child %d exited with status %d in state %s",
 				 c->pid, si.si_status, sup_child_state_name(c->state));
 		else
@@ -261,6 +327,7 @@ static void reap_child(struct server *s, struct sup_child *c)
 	epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->pidfd, NULL);
 	close(c->pidfd);
 	c->pidfd = -1;
+	child_release_jail(s, c);
 	sup_child_free(c);
 	s->freed = true;
 }
@@ -343,6 +410,7 @@ static int lease(struct server *s, struct conn *cn, struct sup_child *c,
 	 * its first request, the child is already reading. */
 	Hatchery__V1__SupMsg m = HATCHERY__V1__SUP_MSG__INIT;
 	Hatchery__V1__SupLease l = HATCHERY__V1__SUP_LEASE__INIT;
+	l.host_pid = (uint32_t)c->pid;
 	m.body_case = HATCHERY__V1__SUP_MSG__BODY_LEASE;
 	m.lease = &l;
 	int r = ipc_send_pb(c->ctrl_fd, &m.base, &child_end, 1, true);
@@ -489,6 +557,7 @@ static void handle_stats(struct server *s, struct conn *cn, uint64_t id)
 		ps[i].spawn_failures = p->stats.spawn_failures;
 		ps[i].unexpected_exits = p->stats.unexpected_exits;
 		ps[i].health_failures = p->stats.health_failures;
+		ps[i].seccomp_kills = p->stats.seccomp_kills;
 		ps[i].active_leases = p->count[CHILD_LEASED];
 		fill_latency(&lat[2 * i], &p->stats.acquire);
 		fill_latency(&lat[2 * i + 1], &p->stats.spawn_to_ready);
@@ -557,6 +626,15 @@ static void handle_status(struct server *s, struct conn *cn, uint64_t id)
 	Hatchery__V1__StatusReply sr = HATCHERY__V1__STATUS_REPLY__INIT;
 	sr.pid = (uint32_t)getpid();
 	sr.uptime_ms = (now - s->t_start) / 1000000;
+	char cgroup[sizeof(s->o->cgroup->reason) + 32];
+	if (s->o->no_jail)
+		snprintf(cgroup, sizeof(cgroup), "off (--no-jail)");
+	else if (s->o->cgroup->usable)
+		snprintf(cgroup, sizeof(cgroup), "v2 at %s", s->o->cgroup->base);
+	else
+		snprintf(cgroup, sizeof(cgroup), "unavailable (%s)", s->o->cgroup->reason);
+	sr.jail = (char *)(s->o->no_jail ? "off (--no-jail)" : "on");
+	sr.cgroup = cgroup;
 	sr.n_pools = n;
 	sr.pools = pp;
 	rep.id = id;
@@ -748,7 +826,8 @@ static void handle_ctrl(struct server *s, struct sup_child *c)
 		c->next_health_at = sup_now_ns() + (uint64_t)p->cfg->health_interval_ms * 1000000ull;
 		sup_debug("pool %s: child %d ready in %.3f ms", p->cfg->name, c->pid,
 			  (double)(sup_now_ns() - c->t_fork) / 1e6);
-		serve_waiters(s, spool_of(p));
+		if (!s->reaping)
+			serve_waiters(s, spool_of(p));
 		break;
 	case HATCHERY__V1__CHILD_MSG__BODY_PONG:
 		if (c->ping_sent_at && msg->pong->seq == c->ping_seq) {
@@ -762,6 +841,13 @@ static void handle_ctrl(struct server *s, struct sup_child *c)
 			msg->failed->message);
 		sup_pool_set_error(p, msg->failed->message);
 		c->spawn_failed_msg = true;
+		break;
+	case HATCHERY__V1__CHILD_MSG__BODY_SECCOMP_VIOLATION:
+		/* Its SIGSYS handler speaking; the SIGSYS death follows and
+		 * is logged, with this syscall, when the pidfd fires. */
+		c->seccomp_reported = true;
+		c->seccomp_syscall = msg->seccomp_violation->syscall;
+		c->seccomp_arch = msg->seccomp_violation->arch;
 		break;
 	default:
 		break;
@@ -863,6 +949,17 @@ static void health_and_deadlines(struct server *s)
 
 /* ---- setup and teardown ----------------------------------------------------------------- */
 
+int sup_socket_check_free(const char *path, struct hatch_err *err)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	_cleanup_close_ int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+		return hatch_err_set(err, E(INTERNAL), 0,
+				     "%s: another hatcheryd is already listening", path);
+	return 0;
+}
+
 static int bind_socket(struct server *s, struct hatch_err *err)
 {
 	const char *path = s->o->cfg->socket_path;
@@ -888,10 +985,8 @@ static int bind_socket(struct server *s, struct hatch_err *err)
 		if (errno != EADDRINUSE)
 			return hatch_err_set(err, E(INTERNAL), errno, "bind %s", path);
 		/* Someone listening there, or a stale socket from a crash? */
-		_cleanup_close_ int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-		if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0)
-			return hatch_err_set(err, E(INTERNAL), 0,
-					     "%s: another hatcheryd is already listening", path);
+		if (sup_socket_check_free(path, err) < 0)
+			return -1;
 		unlink(path);
 		if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 			return hatch_err_set(err, E(INTERNAL), errno, "bind %s", path);
@@ -931,7 +1026,9 @@ static int setup(struct server *s, struct hatch_err *err)
 
 	s->n_pools = cfg->n_pools;
 	s->pools = calloc(cfg->n_pools, sizeof(*s->pools));
-	if (!s->pools)
+	s->n_slots = sup_config_jail_slots(cfg);
+	s->slot_used = calloc(s->n_slots, 1);
+	if (!s->pools || !s->slot_used)
 		return hatch_err_set(err, E(INTERNAL), ENOMEM, "pools");
 	/* The tick: fine enough to notice a missed health check within a
 	 * quarter of its timeout, never busier than every 5 ms. */
@@ -1000,6 +1097,7 @@ static void teardown(struct server *s)
 				}
 				if (c->ctrl_fd >= 0)
 					close(c->ctrl_fd);
+				child_release_jail(s, c);
 				sup_child_free(c);
 			}
 		}
@@ -1007,6 +1105,7 @@ static void teardown(struct server *s)
 	while (s->conns)
 		conn_close(s, s->conns);
 	free(s->pools);
+	free(s->slot_used);
 	if (s->lfd >= 0) {
 		close(s->lfd);
 		unlink(s->o->cfg->socket_path);

@@ -12,8 +12,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "cgroup.h"
 #include "config.h"
 #include "hatchery/error.h"
+#include "jail.h"
 #include "kvm.h"
 #include "pool.h"
 
@@ -21,17 +23,34 @@ struct sup_server_opts {
 	const struct sup_config *cfg;     /* not owned */
 	const struct vmp_kvm_host *kvm;   /* not owned; kvm_fd inherited by children */
 	bool verbose;
+	bool no_jail;                     /* --no-jail: children run as we do */
+	/* Compiled once at start-up, one per seccomp mode; not owned. */
+	const struct vmp_jail_filter *filters; /* [VMP_SECCOMP__N] */
+	const struct sup_cgroup *cgroup;  /* not owned */
+	int devnull_fd;                   /* /dev/null, the children's stdin/stdout */
+	int self_pidfd;                   /* our own pidfd, inherited by children */
 };
+
+/* Fails with a message if a live hatcheryd already listens at `path`; a
+ * stale socket file from a crash is fine (it is replaced at bind). */
+int sup_socket_check_free(const char *path, struct hatch_err *err);
 
 /* Bind the socket, fill the pools and serve until SIGTERM/SIGINT.
  * Returns 0 after a clean shutdown, -1 with err on a start-up failure. */
 int sup_server_run(const struct sup_server_opts *o, struct hatch_err *err);
 
-/* spawn.c: fork one child of `pool` (clone3 with CLONE_PIDFD). In the
- * child, enters vmp_child_main and never returns. In the parent fills
- * c->pid, c->pidfd and c->ctrl_fd (nonblocking). Returns 0 or -errno. */
-int sup_spawn(struct sup_child *c, const struct vmp_kvm_host *kvm,
-	      const char *kind);
+/* spawn.c: fork one child of its pool (clone3 with CLONE_PIDFD, the jail's
+ * namespaces and CLONE_INTO_CGROUP unless --no-jail / no cgroup). c->slot
+ * must be set. In the child, enters vmp_child_main and never returns. In
+ * the parent fills c->pid, c->pidfd, c->ctrl_fd (nonblocking) and
+ * c->in_cgroup. Returns 0 or -1 with err. */
+int sup_spawn(struct sup_child *c, const struct sup_server_opts *o,
+	      struct hatch_err *err);
+
+/* spawn.c: start-up check that no process on the host runs with a uid in
+ * [base, base + n) (scans /proc/[pid]/status). Returns 0, or -1 with err
+ * naming the first such process. */
+int sup_jail_check_uids(uid_t base, unsigned n, struct hatch_err *err);
 
 /* log.c-style helpers live in server.c. */
 void sup_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

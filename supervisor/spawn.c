@@ -1,9 +1,14 @@
 /* spawn.c - fork a child with clone3(CLONE_PIDFD): no exec, the supervisor
- * is the zygote. */
+ * is the zygote. The child is born in its namespaces and (where cgroup v2
+ * is usable) in its own cgroup; it enters the rest of the jail itself
+ * (vmproc/jail.c). */
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/sched.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -11,63 +16,73 @@
 #include <unistd.h>
 
 #include "hatchery/cleanup.h"
+#include "hatchery/v1/common.pb-c.h"
 #include "server.h"
 #include "vmproc.h"
 
-static pid_t clone3_pidfd(int *pidfd)
-{
-	struct clone_args args;
-	memset(&args, 0, sizeof(args));
-	args.flags = CLONE_PIDFD;
-	args.pidfd = (uint64_t)(uintptr_t)pidfd;
-	args.exit_signal = SIGCHLD;
-	/* Raw clone3 skips glibc's fork handlers. That is safe here: the
-	 * supervisor is single-threaded, so no lock can be held across the
-	 * fork, and the child never returns into supervisor code. */
-	return (pid_t)syscall(SYS_clone3, &args, sizeof(args));
-}
+#define E_INTERNAL HATCHERY__V1__ERROR_CODE__INTERNAL
+#define E_PRECOND HATCHERY__V1__ERROR_CODE__FAILED_PRECONDITION
 
-int sup_spawn(struct sup_child *c, const struct vmp_kvm_host *kvm,
-	      const char *kind)
+/* Room in RLIMIT_AS above the supervisor's own size (inherited by the
+ * fork) and the guest RAM: malloc arenas, protobuf buffers, kvm_run pages. */
+#define AS_HEADROOM (64ull << 20)
+
+/* ASan reserves terabytes of shadow address space: no RLIMIT_AS under it. */
+#if defined(__SANITIZE_ADDRESS__)
+#define JAIL_SANITIZER_FLAGS VMP_JAIL_NO_AS_LIMIT
+#else
+#define JAIL_SANITIZER_FLAGS 0u
+#endif
+
+int sup_spawn(struct sup_child *c, const struct sup_server_opts *o,
+	      struct hatch_err *err)
 {
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-		return -errno;
+		return hatch_err_set(err, E_INTERNAL, errno, "socketpair");
 	_cleanup_close_ int mine = sv[0];
 	_cleanup_close_ int theirs = sv[1];
 
 	const struct sup_pool_config *cfg = c->pool->cfg;
+	struct vmp_jail_config jail = {
+		.uid = (uid_t)(o->cfg->jail_uid_base + (unsigned)c->slot),
+		.gid = (gid_t)(o->cfg->jail_uid_base + (unsigned)c->slot),
+		/* 0-2, control, /dev/kvm, supervisor pidfd, the VM, its
+		 * vCPUs, the client's socket, fds of a rejected packet. */
+		.nofile = 16 + cfg->vcpus,
+		.as_extra = ((uint64_t)cfg->memory_mib << 20) +
+			    (uint64_t)cfg->vcpus * (uint64_t)o->kvm->vcpu_mmap_size +
+			    AS_HEADROOM,
+		.filter = &o->filters[cfg->seccomp == SUP_SECCOMP_LOG ?
+					      VMP_SECCOMP_LOG : VMP_SECCOMP_KILL],
+		.flags = JAIL_SANITIZER_FLAGS,
+		.report_fd = -1,
+		.parent_pidfd = -1,
+	};
 	struct vmp_spawn s = {
 		.ctrl_fd = theirs,
-		.kvm = kvm,
+		.kvm = o->kvm,
 		.pool = cfg->name,
-		.kind = kind,
+		.kind = sup_pool_kind_name(cfg->kind),
 		.child_id = c->id,
 		.memory_mib = cfg->memory_mib,
 		.vcpus = cfg->vcpus,
-		.supervisor_pid = getpid(),
+		.supervisor_pidfd = o->self_pidfd,
+		.devnull_fd = o->devnull_fd,
+		.jail = o->no_jail ? NULL : &jail,
+		.seccomp_action = sup_seccomp_mode_name(cfg->seccomp),
 		.t_fork = c->t_fork,
 	};
-	int pidfd = -1;
-	pid_t pid = clone3_pidfd(&pidfd);
-	if (pid < 0 && errno == ENOSYS) {
-		/* Kernels before 5.3: fork, then pidfd_open (5.3 too, so in
-		 * practice this only helps under seccomp sandboxes that hide
-		 * clone3). The child is unreaped, so the pid cannot be reused
-		 * before pidfd_open. */
-		pid = fork();
-		if (pid > 0) {
-			pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-			if (pidfd < 0) {
-				int e = errno;
-				kill(pid, SIGKILL);
-				waitpid(pid, NULL, 0);
-				return -e;
-			}
-		}
+	_cleanup_close_ int cgfd = -1;
+	if (!o->no_jail && o->cgroup->usable) {
+		if (sup_cgroup_child_create(o->cgroup, cfg, c->id, &cgfd, err) < 0)
+			return -1;
+		c->in_cgroup = true;
 	}
+	int pidfd = -1;
+	pid_t pid = vmp_jail_clone3(!o->no_jail, cgfd, &pidfd);
 	if (pid < 0)
-		return -errno;
+		return hatch_err_set(err, E_INTERNAL, errno, "clone3");
 	if (pid == 0) {
 		close(mine);
 		vmp_child_main(&s); /* never returns */
@@ -79,4 +94,62 @@ int sup_spawn(struct sup_child *c, const struct vmp_kvm_host *kvm,
 	c->pidfd = pidfd;
 	c->ctrl_fd = steal_fd(&mine);
 	return 0;
+}
+
+/* "Uid:\tR\tE\tS\tF\n": any of the four in [base, base + n)? */
+static bool status_uid_in(const char *status, uid_t base, unsigned n, uid_t *hit)
+{
+	const char *u = strstr(status, "\nUid:");
+	if (!u)
+		return false;
+	u += 5;
+	for (int i = 0; i < 4; i++) {
+		char *end;
+		unsigned long v = strtoul(u, &end, 10);
+		if (end == u)
+			return false;
+		if (v >= base && v - base < n) {
+			*hit = (uid_t)v;
+			return true;
+		}
+		u = end;
+	}
+	return false;
+}
+
+int sup_jail_check_uids(uid_t base, unsigned n, struct hatch_err *err)
+{
+	DIR *d = opendir("/proc");
+	if (!d)
+		return hatch_err_set(err, E_INTERNAL, errno, "opendir /proc");
+	struct dirent *de;
+	int rc = 0;
+	while ((de = readdir(d))) {
+		if (!isdigit((unsigned char)de->d_name[0]))
+			continue;
+		char path[300], buf[4096];
+		snprintf(path, sizeof(path), "/proc/%s/status", de->d_name);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue; /* gone meanwhile */
+		ssize_t r = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (r <= 0)
+			continue;
+		buf[r] = '\0';
+		uid_t hit;
+		if (status_uid_in(buf, base, n, &hit)) {
+			const char *nm = strstr(buf, "Name:\t");
+			int nl = nm ? (int)strcspn(nm + 6, "\n") : 1;
+			rc = hatch_err_set(err, E_PRECOND, 0,
+					   "jail uid range %u..%u is in use: process %s "
+					   "(%.*s) runs as uid %u; another hatcheryd, or "
+					   "pick another [supervisor] jail_uid_base",
+					   base, base + n - 1, de->d_name, nl,
+					   nm ? nm + 6 : "?", hit);
+			break;
+		}
+	}
+	closedir(d);
+	return rc;
 }

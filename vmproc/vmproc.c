@@ -20,6 +20,7 @@
 /* Fixed fd numbers in the child after fd hygiene. */
 #define CTRL_FD 3
 #define KVM_FD 4
+#define SUP_PIDFD 5 /* closed once the jail has re-armed PDEATHSIG */
 
 #define E(x) HATCHERY__V1__ERROR_CODE__##x
 
@@ -54,32 +55,42 @@ fail_or_die(const char *fmt, ...)
 	_exit(1);
 }
 
-/* Move ctrl and kvm to fixed numbers and close everything else we
- * inherited from the supervisor: its listening socket, epoll, signalfd,
- * other children's control sockets and pidfds, clients' connections. */
-static void fd_hygiene_or_die(int ctrl, int kvm)
+/* Move ctrl, kvm and the supervisor's pidfd to fixed numbers, /dev/null
+ * onto stdin and stdout, and close everything else we inherited from the
+ * supervisor: its listening socket, epoll, signalfd, other children's
+ * control sockets and pidfds, clients' connections. stderr stays: it is the
+ * supervisor's log, where a sanitizer report would go. */
+static void fd_hygiene_or_die(int ctrl, int kvm, int sup_pidfd, int devnull)
 {
-	/* Move both out of the way first so the dup3 targets are free of
-	 * either source. */
+	/* Move all out of the way first so the dup3 targets are free of
+	 * every source. */
 	int c = fcntl(ctrl, F_DUPFD_CLOEXEC, 16);
 	int k = fcntl(kvm, F_DUPFD_CLOEXEC, 16);
-	if (c < 0 || k < 0)
+	int p = fcntl(sup_pidfd, F_DUPFD_CLOEXEC, 16);
+	int n = fcntl(devnull, F_DUPFD_CLOEXEC, 16);
+	if (c < 0 || k < 0 || p < 0 || n < 0)
 		_exit(2);
-	if (dup3(c, CTRL_FD, O_CLOEXEC) < 0 || dup3(k, KVM_FD, O_CLOEXEC) < 0)
+	if (dup3(c, CTRL_FD, O_CLOEXEC) < 0 || dup3(k, KVM_FD, O_CLOEXEC) < 0 ||
+	    dup3(p, SUP_PIDFD, O_CLOEXEC) < 0 || dup2(n, 0) < 0 || dup2(n, 1) < 0)
 		_exit(2);
-	if (syscall(SYS_close_range, KVM_FD + 1, ~0u, 0) < 0) {
+	if (syscall(SYS_close_range, SUP_PIDFD + 1, ~0u, 0) < 0) {
 		/* close_range is 5.9+; fall back to the slow way. */
-		for (int fd = KVM_FD + 1; fd < 65536; fd++)
+		for (int fd = SUP_PIDFD + 1; fd < 65536; fd++)
 			close(fd);
 	}
 }
 
 static void child_init_or_die(const struct vmp_spawn *s)
 {
-	/* Die with the supervisor. The parent may already have died between
-	 * fork and this prctl, in which case we were reparented and the
-	 * signal will never come: check. */
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != s->supervisor_pid)
+	/* Die with the supervisor. It may already have died between fork
+	 * and this prctl, in which case the signal will never come: check.
+	 * Not with getppid(): in a new pid namespace it is 0. The
+	 * supervisor's pidfd becomes readable when it exits, whatever
+	 * namespace we are in. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+		_exit(1);
+	struct pollfd p = { .fd = s->supervisor_pidfd, .events = POLLIN };
+	if (poll(&p, 1, 0) != 0)
 		_exit(1);
 	/* The supervisor blocks the signals it reads from its signalfd; a
 	 * child must not inherit that mask. */
@@ -89,7 +100,8 @@ static void child_init_or_die(const struct vmp_spawn *s)
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
 	signal(SIGHUP, SIG_DFL);
-	fd_hygiene_or_die(s->ctrl_fd, s->kvm->kvm_fd);
+	fd_hygiene_or_die(s->ctrl_fd, s->kvm->kvm_fd, s->supervisor_pidfd,
+			  s->devnull_fd);
 	char name[16];
 	snprintf(name, sizeof(name), "vmproc-%llu", (unsigned long long)s->child_id);
 	prctl(PR_SET_NAME, name);
@@ -99,6 +111,8 @@ struct child {
 	const struct vmp_spawn *s;
 	struct vmp_vm vm;
 	int client_fd;
+	uint32_t host_pid;        /* from the lease: we are pid 1 in here */
+	struct vmp_jail_info jail;
 };
 
 static void send_error(int fd, uint64_t id, int code, const char *msg)
@@ -110,6 +124,38 @@ static void send_error(int fd, uint64_t id, int code, const char *msg)
 	rep.id = id;
 	rep.error = &e;
 	ipc_send_pb(fd, &rep.base, NULL, 0, false);
+}
+
+static void fill_jail_info(Hatchery__V1__VmInfoReply *info,
+			   const struct vmp_jail_info *j, const char *action)
+{
+	if (!j->jailed)
+		return;
+	info->jailed = true;
+	info->uid = j->euid;
+	info->gid = j->egid;
+	info->supplementary_groups = (uint32_t)j->ngroups;
+	info->cap_eff = j->cap_eff;
+	info->cap_prm = j->cap_prm;
+	info->cap_inh = j->cap_inh;
+	info->cap_amb = j->cap_amb;
+	info->cap_bnd = j->cap_bnd;
+	info->no_new_privs = j->no_new_privs == 1;
+	info->seccomp_mode = (uint32_t)j->seccomp_mode;
+	info->seccomp_action = (char *)(j->seccomp_mode ? action : "");
+	info->ns_mnt = j->ns_ino[VMP_NS_MNT];
+	info->ns_pid = j->ns_ino[VMP_NS_PID];
+	info->ns_net = j->ns_ino[VMP_NS_NET];
+	info->ns_ipc = j->ns_ino[VMP_NS_IPC];
+	info->ns_uts = j->ns_ino[VMP_NS_UTS];
+	info->ns_cgroup = j->ns_ino[VMP_NS_CGROUP];
+	info->ns_user = j->ns_ino[VMP_NS_USER];
+	info->cgroup = (char *)j->cgroup;
+	info->rlimit_nofile = j->rlim_nofile;
+	info->rlimit_nproc = j->rlim_nproc;
+	info->rlimit_fsize = j->rlim_fsize;
+	info->rlimit_core = j->rlim_core;
+	info->rlimit_as = j->rlim_as;
 }
 
 /* Serve one packet from the client. Returns 1 to go on, 0 to end the lease. */
@@ -152,7 +198,9 @@ static int serve_client(struct child *ch)
 		break;
 	case HATCHERY__V1__VM_REQUEST__BODY_INFO: {
 		const struct vmp_spawn *s = ch->s;
-		info.pid = (uint32_t)getpid();
+		/* Inside a pid namespace getpid() is 1; the supervisor told
+		 * us our host pid with the lease. */
+		info.pid = ch->jail.jailed ? ch->host_pid : (uint32_t)getpid();
 		info.pool = (char *)s->pool;
 		info.child_id = s->child_id;
 		info.memory_mib = s->memory_mib;
@@ -166,6 +214,7 @@ static int serve_client(struct child *ch)
 		info.memory_ns = ch->vm.t.memory_ns;
 		info.irqchip_ns = ch->vm.t.irqchip_ns;
 		info.vcpus_ns = ch->vm.t.vcpus_ns;
+		fill_jail_info(&info, &ch->jail, s->seccomp_action);
 		rep.body_case = HATCHERY__V1__VM_REPLY__BODY_INFO;
 		rep.info = &info;
 		break;
@@ -221,6 +270,7 @@ static int serve_ctrl(struct child *ch)
 			break;
 		}
 		ch->client_fd = ipc_msg_take_fd(&m, 0);
+		ch->host_pid = msg->lease->host_pid;
 		break;
 	default:
 		ipc_msg_close_fds(&m);
@@ -242,6 +292,16 @@ void vmp_child_main(const struct vmp_spawn *s)
 
 	struct child ch = { .s = &me, .client_fd = -1 };
 	struct hatch_err err = { 0 };
+	/* The jail comes before the VM: KVM_CREATE_VM and everything after it
+	 * run jailed (docs/security.md, "Why the VM is built inside"). */
+	if (s->jail) {
+		struct vmp_jail_config j = *s->jail;
+		j.report_fd = CTRL_FD;
+		j.parent_pidfd = SUP_PIDFD;
+		if (vmp_jail_enter(&j, &ch.jail, &err) < 0)
+			fail_or_die("jail: %s", err.msg);
+	}
+	close(SUP_PIDFD);
 	if (vmp_vm_create(&kvm, (size_t)s->memory_mib << 20, s->vcpus, &ch.vm, &err) < 0)
 		fail_or_die("%s", err.msg);
 	/* The child needs /dev/kvm no more: only its VM fds. */

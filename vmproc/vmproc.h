@@ -8,8 +8,10 @@
  * freshly forked child, it is the one place allowed to exit on error.
  *
  * Ownership: the child owns everything it inherited; it closes every fd but
- * stdin/stdout/stderr, the control socket and /dev/kvm before it does
- * anything else (the supervisor's other sockets must not leak into a VM).
+ * stderr, the control socket, /dev/kvm and the supervisor's pidfd before it
+ * does anything else (the supervisor's other sockets must not leak into a
+ * VM); stdin and stdout become /dev/null. Then it enters the jail
+ * (jail.h) and only then builds its VM.
  */
 #ifndef HATCHERY_VMPROC_H
 #define HATCHERY_VMPROC_H
@@ -17,6 +19,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "jail.h"
 #include "kvm.h"
 
 struct vmp_spawn {
@@ -27,7 +30,15 @@ struct vmp_spawn {
 	uint64_t child_id;
 	unsigned memory_mib;
 	unsigned vcpus;
-	pid_t supervisor_pid;            /* for the PR_SET_PDEATHSIG race check */
+	/* The supervisor's own pidfd (inherited): readable once it has
+	 * exited. For the PR_SET_PDEATHSIG race check, which getppid() cannot
+	 * do in a new pid namespace (it returns 0 there). */
+	int supervisor_pidfd;
+	int devnull_fd;                  /* becomes the child's stdin and stdout */
+	/* NULL: no jail (hatcheryd --no-jail). Not owned; the child copies
+	 * what it needs before the jail. */
+	const struct vmp_jail_config *jail;
+	const char *seccomp_action;      /* "kill"/"log", for VmInfoReply */
 	uint64_t t_fork;                 /* CLOCK_MONOTONIC ns, taken before fork */
 };
 

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -149,6 +150,8 @@ static const char *describe_status(int st, char *buf, size_t len)
 	return buf;
 }
 
+rlim_t h_daemon_as_limit;
+
 static pid_t spawn_daemon(const struct harness *h)
 {
 	pid_t parent = getpid();
@@ -169,6 +172,11 @@ static pid_t spawn_daemon(const struct harness *h)
 	if (syscall(SYS_close_range, 3, ~0u, 0) < 0)
 		for (int fd = 3; fd < 1024; fd++)
 			close(fd);
+	if (h_daemon_as_limit) {
+		struct rlimit rl = { h_daemon_as_limit, h_daemon_as_limit };
+		if (setrlimit(RLIMIT_AS, &rl) < 0)
+			_exit(126);
+	}
 	execl(HATCHERYD_PATH, "hatcheryd", "-c", h->cfg_path, "--socket", h->sock,
 	      "-v", (char *)NULL);
 	dprintf(2, "harness: exec %s: %s\n", HATCHERYD_PATH, strerror(errno));
@@ -198,7 +206,13 @@ struct harness *h_start(const char *fmt, ...)
 	cr_assert(n >= 0 && (size_t)n < sizeof(pools), "harness: config too long");
 	FILE *f = fopen(h->cfg_path, "we");
 	cr_assert_not_null(f, "create %s: %s", h->cfg_path, strerror(errno));
-	fprintf(f, "[supervisor]\nsocket = %s\n\n%s", h->sock, pools);
+	/* cgroup = optional: the jail runs without limits where the machine
+	 * has no usable cgroup v2 (this one has v1 plus a bare v2).
+	 * jail_uid_base: hatcheryd refuses a uid range another daemon's
+	 * children use, and Criterion runs tests in parallel, so each test
+	 * process takes its own range. */
+	fprintf(f, "[supervisor]\nsocket = %s\ncgroup = optional\njail_uid_base = %u\n\n%s",
+		h->sock, 300000u + (unsigned)(getpid() % 10000) * 1000u, pools);
 	cr_assert_eq(fclose(f), 0, "write %s", h->cfg_path);
 
 	h->pid = spawn_daemon(h);

@@ -62,6 +62,11 @@ struct harness {
  * stderr as well as in the skip message: never a silent pass. */
 void h_require_kvm(void);
 
+/* When non-zero, the next h_start() runs hatcheryd with this RLIMIT_AS (soft
+ * and hard), which its children inherit. Reset it after h_start(). */
+#include <sys/resource.h>
+extern rlim_t h_daemon_as_limit;
+
 /* Start hatcheryd; `fmt` is printf-style INI text of [pool "..."] sections
  * (the [supervisor] section is written by the harness). Fails the test if
  * the daemon does not come up within H_WAIT_MS. */

@@ -637,3 +637,61 @@ Test(config, load_directory)
 	cr_assert(strstr(err.msg, "/tmp"), "%s", err.msg);
 	cr_assert(strstr(err.msg, strerror(EISDIR)), "%s", err.msg);
 }
+
+/* --- the jail's keys (issue 3) --------------------------------------------- */
+
+Test(config, jail_defaults)
+{
+	parses(POOL "memory_mib = 100\n");
+	cr_assert_eq(cfg.jail_uid_base, 200000);
+	cr_assert_eq(cfg.cgroup, SUP_CGROUP_REQUIRED, "default must be required");
+	cr_assert_str_eq(cfg.cgroup_root, "");
+	cr_assert_eq(cfg.pools[0].seccomp, SUP_SECCOMP_KILL);
+	cr_assert_eq(cfg.pools[0].memory_max_mib, 164, "memory_mib + 64");
+	cr_assert_eq(cfg.pools[0].pids_max, 16);
+	cr_assert_eq(cfg.pools[0].cpu_max_pct, 100);
+	cr_assert_eq(sup_config_jail_slots(&cfg), 64);
+}
+
+Test(config, jail_keys)
+{
+	parses("[supervisor]\njail_uid_base = 300000\ncgroup = optional\n"
+	       "cgroup_root = /sys/fs/cgroup/unified\n"
+	       POOL "seccomp = log\nmemory_max_mib = 200\npids_max = 4\n"
+	       "cpu_max_pct = 50\nmax = 10\n"
+	       "[pool \"b\"]\nmax = 5\nmin_idle = 1\n");
+	cr_assert_eq(cfg.jail_uid_base, 300000);
+	cr_assert_eq(cfg.cgroup, SUP_CGROUP_OPTIONAL);
+	cr_assert_str_eq(cfg.cgroup_root, "/sys/fs/cgroup/unified");
+	cr_assert_eq(cfg.pools[0].seccomp, SUP_SECCOMP_LOG);
+	cr_assert_eq(cfg.pools[0].memory_max_mib, 200);
+	cr_assert_eq(cfg.pools[0].pids_max, 4);
+	cr_assert_eq(cfg.pools[0].cpu_max_pct, 50);
+	cr_assert_eq(sup_config_jail_slots(&cfg), 15, "one uid per child of every pool");
+	cr_assert_str_eq(sup_seccomp_mode_name(cfg.pools[0].seccomp), "log");
+	cr_assert_str_eq(sup_cgroup_mode_name(cfg.cgroup), "optional");
+}
+
+Test(config, jail_bad_values)
+{
+	fails_with("[supervisor]\ncgroup = maybe\n" POOL, "t.conf:2:", "cgroup",
+		   "one of: required, optional", "\"maybe\"", NULL);
+	sup_config_free(&cfg);
+	fails_with(POOL "seccomp = trap\n", "t.conf:2:", "seccomp",
+		   "one of: kill, log", NULL);
+	sup_config_free(&cfg);
+	fails_with("[supervisor]\njail_uid_base = 0\n" POOL, "jail_uid_base",
+		   "an integer in 1..", NULL);
+	sup_config_free(&cfg);
+	fails_with("[supervisor]\ncgroup_root = relative/path\n" POOL, "cgroup_root",
+		   "an absolute path", NULL);
+	sup_config_free(&cfg);
+	fails_with(POOL "memory_mib = 128\nmemory_max_mib = 100\n", "t.conf:3:",
+		   "memory_max_mib", "more than memory_mib", NULL);
+}
+
+Test(config, jail_uid_range_past_the_top)
+{
+	fails_with("[supervisor]\njail_uid_base = 4294967290\n" POOL "max = 64\n",
+		   "t.conf:2:", "jail_uid_base", "goes past uid", NULL);
+}

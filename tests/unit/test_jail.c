@@ -1,0 +1,443 @@
+/* Negative tests of the jail (vmproc/jail.c): fork into the same jail a
+ * pool child enters (vmp_jail_clone3 + vmp_jail_enter, the library
+ * functions spawn.c and vmproc.c use), then try what a guest that escaped
+ * into vmproc would try. Each attempt is asserted twice:
+ *   - in the full jail: the process dies by SIGSYS, and the report its
+ *     SIGSYS handler sends (the same bytes the supervisor decodes) names
+ *     that syscall;
+ *   - in the jail without seccomp: the layer beneath still refuses, with
+ *     the exact errno (ENOENT from the empty root, EPERM from no
+ *     capabilities, ESRCH from the pid namespace, EAGAIN from NPROC 0...).
+ * Needs root and /dev/kvm; skipped loudly otherwise. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "hatchery/v1/control.pb-c.h"
+#include "jail.h"
+
+#define UID_BASE 290000u /* away from hatcheryd's default 200000 */
+
+static struct vmp_jail_filter filter_kill, filter_log;
+static int kvm_fd = -1;
+
+static void setup(void)
+{
+	if (geteuid() != 0)
+		cr_skip_test("SKIPPED: the jail tests need root (namespaces, setuid)");
+	kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (kvm_fd < 0)
+		cr_skip_test("SKIPPED: no usable /dev/kvm: %s", strerror(errno));
+	struct hatch_err err = { 0 };
+	cr_assert_eq(vmp_jail_filter_build(VMP_SECCOMP_KILL, &filter_kill, &err), 0,
+		     "%s", err.msg);
+	cr_assert_eq(vmp_jail_filter_build(VMP_SECCOMP_LOG, &filter_log, &err), 0,
+		     "%s", err.msg);
+}
+
+static void teardown(void)
+{
+	vmp_jail_filter_free(&filter_kill);
+	vmp_jail_filter_free(&filter_log);
+	if (kvm_fd >= 0)
+		close(kvm_fd);
+}
+
+TestSuite(jail, .init = setup, .fini = teardown, .timeout = 20);
+
+enum layer { FULL, NO_SECCOMP, LOG };
+
+struct ctx {
+	int kvm;          /* /dev/kvm, inherited */
+	pid_t sibling;    /* host pid of another jailed child */
+};
+
+typedef int (*attempt_fn)(const struct ctx *);
+
+/* Exit codes of the jailed child. */
+#define X_SUCCEEDED 200
+#define X_JAIL_FAILED 201
+
+struct outcome {
+	bool sigsys;
+	int exit_code;    /* when !sigsys: errno of the attempt, or X_* */
+	int report_nr;    /* syscall the SIGSYS handler reported, -1: none */
+	uint32_t report_arch;
+};
+
+static pid_t spawn_jailed(unsigned slot, enum layer l, attempt_fn fn,
+			  const struct ctx *cx, int *pidfd, int *report)
+{
+	int sv[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	pid_t pid = vmp_jail_clone3(true, -1, pidfd);
+	cr_assert_geq(pid, 0, "clone3: %s", strerror(errno));
+	if (pid == 0) {
+		close(sv[0]);
+		struct vmp_jail_config cfg = {
+			.uid = UID_BASE + slot,
+			.gid = UID_BASE + slot,
+			.nofile = 32,
+			.as_extra = 256ull << 20,
+			.filter = l == FULL ? &filter_kill : l == LOG ? &filter_log : NULL,
+#if defined(__SANITIZE_ADDRESS__)
+			.flags = VMP_JAIL_NO_AS_LIMIT,
+#endif
+			.report_fd = sv[1],
+			.parent_pidfd = -1,
+		};
+		struct vmp_jail_info info;
+		struct hatch_err err = { 0 };
+		if (vmp_jail_enter(&cfg, &info, &err) < 0)
+			_exit(X_JAIL_FAILED);
+		errno = 0;
+		int r = fn(cx);
+		_exit(r >= 0 ? X_SUCCEEDED : errno);
+	}
+	close(sv[1]);
+	*report = sv[0];
+	return pid;
+}
+
+static struct outcome wait_outcome(int pidfd, int report)
+{
+	struct outcome o = { .report_nr = -1 };
+	siginfo_t si = { 0 };
+	cr_assert_eq(waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED), 0);
+	if (si.si_code == CLD_EXITED) {
+		o.exit_code = si.si_status;
+	} else {
+		cr_assert_eq(si.si_status, SIGSYS, "child died by signal %d (%s)",
+			     si.si_status, strsignal(si.si_status));
+		o.sigsys = true;
+	}
+	uint8_t buf[256];
+	ssize_t n = recv(report, buf, sizeof(buf), MSG_DONTWAIT);
+	if (n > 0) {
+		/* Decoded exactly as the supervisor decodes its children. */
+		Hatchery__V1__ChildMsg *m =
+			hatchery__v1__child_msg__unpack(NULL, (size_t)n, buf);
+		cr_assert_not_null(m, "the SIGSYS report did not decode");
+		cr_assert_eq(m->body_case, HATCHERY__V1__CHILD_MSG__BODY_SECCOMP_VIOLATION);
+		o.report_nr = m->seccomp_violation->syscall;
+		o.report_arch = m->seccomp_violation->arch;
+		hatchery__v1__child_msg__free_unpacked(m, NULL);
+	}
+	close(report);
+	close(pidfd);
+	return o;
+}
+
+static struct outcome run(enum layer l, attempt_fn fn, const struct ctx *cx)
+{
+	int pidfd, report;
+	spawn_jailed(1, l, fn, cx, &pidfd, &report);
+	return wait_outcome(pidfd, report);
+}
+
+static int wait_forever(const struct ctx *cx)
+{
+	(void)cx;
+	return poll(NULL, 0, -1); /* poll is on the allowlist */
+}
+
+/* A sibling: another jailed child, with another slot's uid. */
+static pid_t start_sibling(int *pidfd, int *report)
+{
+	return spawn_jailed(2, FULL, wait_forever, NULL, pidfd, report);
+}
+
+static void stop_sibling(int pidfd, int report)
+{
+	syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+	waitid(P_PIDFD, (id_t)pidfd, &(siginfo_t){ 0 }, WEXITED);
+	close(pidfd);
+	close(report);
+}
+
+static void expect_sigsys(struct outcome o, long nr, const char *name)
+{
+	cr_assert(o.sigsys, "%s: expected death by SIGSYS, got exit %d (%s)", name,
+		  o.exit_code, strerror(o.exit_code));
+	cr_assert_eq(o.report_nr, nr, "%s: the SIGSYS report named syscall %d, "
+		     "expected %ld", name, o.report_nr, nr);
+	char buf[64];
+	cr_assert_str_eq(vmp_jail_syscall_name(o.report_nr, o.report_arch, buf,
+					       sizeof(buf)), name);
+}
+
+static void expect_errno(struct outcome o, int e, const char *what)
+{
+	cr_assert(!o.sigsys, "%s: died by SIGSYS without seccomp", what);
+	cr_assert_neq(o.exit_code, X_JAIL_FAILED, "%s: the jail failed", what);
+	cr_assert_eq(o.exit_code, e, "%s: expected %s, got %s", what, strerror(e),
+		     o.exit_code == X_SUCCEEDED ? "success" : strerror(o.exit_code));
+}
+
+/* ---- the attempts -------------------------------------------------------- */
+
+static int open_passwd(const struct ctx *cx)
+{
+	(void)cx;
+	return open("/etc/passwd", O_RDONLY);
+}
+
+Test(jail, open_etc_passwd)
+{
+	struct ctx cx = { .kvm = kvm_fd };
+	expect_sigsys(run(FULL, open_passwd, &cx), SYS_openat, "openat");
+	/* Beneath seccomp: the host filesystem is gone. */
+	expect_errno(run(NO_SECCOMP, open_passwd, &cx), ENOENT, "open /etc/passwd");
+}
+
+static int inet_socket(const struct ctx *cx)
+{
+	(void)cx;
+	return socket(AF_INET, SOCK_STREAM, 0);
+}
+
+/* Without seccomp, a socket can be made, but the network namespace has no
+ * interface up and no route: nowhere to go. */
+static int inet_connect(const struct ctx *cx)
+{
+	(void)cx;
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	if (s < 0)
+		return -1;
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(80),
+				  .sin_addr.s_addr = htonl(0x01010101) };
+	return connect(s, (struct sockaddr *)&sa, sizeof(sa));
+}
+
+Test(jail, socket_af_inet)
+{
+	struct ctx cx = { .kvm = kvm_fd };
+	expect_sigsys(run(FULL, inet_socket, &cx), SYS_socket, "socket");
+	expect_errno(run(NO_SECCOMP, inet_connect, &cx), ENETUNREACH,
+		     "connect to 1.1.1.1:80");
+}
+
+static int exec_sh(const struct ctx *cx)
+{
+	(void)cx;
+	char *argv[] = { (char *)"sh", NULL };
+	return execve("/bin/sh", argv, argv + 1);
+}
+
+Test(jail, execve)
+{
+	struct ctx cx = { .kvm = kvm_fd };
+	expect_sigsys(run(FULL, exec_sh, &cx), SYS_execve, "execve");
+	expect_errno(run(NO_SECCOMP, exec_sh, &cx), ENOENT, "execve /bin/sh");
+}
+
+static int ptrace_sibling(const struct ctx *cx)
+{
+	return (int)ptrace(PTRACE_ATTACH, cx->sibling, NULL, NULL);
+}
+
+Test(jail, ptrace_sibling)
+{
+	int spidfd, srep;
+	struct ctx cx = { .kvm = kvm_fd };
+	cx.sibling = start_sibling(&spidfd, &srep);
+	expect_sigsys(run(FULL, ptrace_sibling, &cx), SYS_ptrace, "ptrace");
+	/* Its host pid means nothing in our pid namespace. */
+	expect_errno(run(NO_SECCOMP, ptrace_sibling, &cx), ESRCH, "ptrace sibling");
+	stop_sibling(spidfd, srep);
+}
+
+static int kill_sibling(const struct ctx *cx)
+{
+	return kill(cx->sibling, SIGKILL);
+}
+
+Test(jail, kill_other_child)
+{
+	int spidfd, srep;
+	struct ctx cx = { .kvm = kvm_fd };
+	cx.sibling = start_sibling(&spidfd, &srep);
+	expect_sigsys(run(FULL, kill_sibling, &cx), SYS_kill, "kill");
+	expect_errno(run(NO_SECCOMP, kill_sibling, &cx), ESRCH, "kill sibling");
+	/* And the sibling is still alive. */
+	struct pollfd p = { .fd = spidfd, .events = POLLIN };
+	cr_assert_eq(poll(&p, 1, 0), 0, "the sibling died");
+	stop_sibling(spidfd, srep);
+}
+
+static int do_mount(const struct ctx *cx)
+{
+	(void)cx;
+	return mount("none", "/", "tmpfs", 0, NULL);
+}
+
+Test(jail, mount)
+{
+	struct ctx cx = { .kvm = kvm_fd };
+	expect_sigsys(run(FULL, do_mount, &cx), SYS_mount, "mount");
+	/* No CAP_SYS_ADMIN in any set. */
+	expect_errno(run(NO_SECCOMP, do_mount, &cx), EPERM, "mount tmpfs");
+}
+
+static int do_fork(const struct ctx *cx)
+{
+	(void)cx;
+	pid_t p = fork();
+	if (p == 0)
+		_exit(0);
+	return p;
+}
+
+Test(jail, fork)
+{
+	struct ctx cx = { .kvm = kvm_fd };
+	/* glibc's fork() is clone(2). */
+	expect_sigsys(run(FULL, do_fork, &cx), SYS_clone, "clone");
+	/* RLIMIT_NPROC 0, and the uid is this child's alone. */
+	expect_errno(run(NO_SECCOMP, do_fork, &cx), EAGAIN, "fork");
+}
+
+static int write_file(const struct ctx *cx)
+{
+	(void)cx;
+	return open("/escape", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+}
+
+Test(jail, write_a_file)
+{
+	struct ctx cx = { .kvm = kvm_fd };
+	expect_sigsys(run(FULL, write_file, &cx), SYS_openat, "openat");
+	/* The new root is an empty read-only tmpfs. */
+	expect_errno(run(NO_SECCOMP, write_file, &cx), EROFS, "create /escape");
+}
+
+static int kvm_bad_ioctl(const struct ctx *cx)
+{
+	int n = 0;
+	return ioctl(cx->kvm, FIONREAD, &n);
+}
+
+static int kvm_good_ioctl(const struct ctx *cx)
+{
+	return ioctl(cx->kvm, KVM_CREATE_VM, 0);
+}
+
+Test(jail, ioctl_non_kvm_on_kvm_fd)
+{
+	struct ctx cx = { .kvm = kvm_fd };
+	expect_sigsys(run(FULL, kvm_bad_ioctl, &cx), SYS_ioctl, "ioctl");
+	/* The control: a KVM ioctl vmproc uses goes through the filter. */
+	struct outcome o = run(FULL, kvm_good_ioctl, &cx);
+	cr_assert(!o.sigsys && o.exit_code == X_SUCCEEDED,
+		  "KVM_CREATE_VM in the jail: %s (syscall %d)",
+		  o.sigsys ? "SIGSYS" : strerror(o.exit_code), o.report_nr);
+}
+
+Test(jail, log_mode_allows_and_survives)
+{
+	struct ctx cx = { .kvm = kvm_fd };
+	/* seccomp = log: the same off-list socket() is let through (and
+	 * audit-logged), for debugging an allowlist. */
+	struct outcome o = run(LOG, inet_socket, &cx);
+	cr_assert(!o.sigsys, "died by SIGSYS in log mode");
+	cr_assert_eq(o.exit_code, X_SUCCEEDED, "socket in log mode: %s",
+		     strerror(o.exit_code));
+}
+
+static int mmap_exec(const struct ctx *cx)
+{
+	(void)cx;
+	void *p = mmap(NULL, 4096, PROT_READ | PROT_EXEC,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return p == MAP_FAILED ? -1 : 0;
+}
+
+Test(jail, no_executable_mappings)
+{
+	struct ctx cx = { .kvm = kvm_fd };
+	expect_sigsys(run(FULL, mmap_exec, &cx), SYS_mmap, "mmap");
+}
+
+/* The facts the child reports about itself (VmInfoReply) against what the
+ * parent sees from outside in /proc. */
+static int report_info(const struct ctx *cx)
+{
+	(void)cx;
+	return 0;
+}
+
+Test(jail, info_matches_proc)
+{
+	int sv[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	int pidfd;
+	pid_t pid = vmp_jail_clone3(true, -1, &pidfd);
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct vmp_jail_config cfg = {
+			.uid = UID_BASE + 3, .gid = UID_BASE + 3, .nofile = 20,
+			.as_extra = 256ull << 20, .filter = &filter_kill,
+#if defined(__SANITIZE_ADDRESS__)
+			.flags = VMP_JAIL_NO_AS_LIMIT,
+#endif
+			.report_fd = -1, .parent_pidfd = -1,
+		};
+		struct vmp_jail_info info;
+		struct hatch_err err = { 0 };
+		if (vmp_jail_enter(&cfg, &info, &err) < 0)
+			_exit(X_JAIL_FAILED);
+		struct iovec iov = { &info, sizeof(info) };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+		sendmsg(sv[1], &mh, 0);
+		(void)report_info;
+		poll(NULL, 0, -1);
+		_exit(0);
+	}
+	close(sv[1]);
+	struct vmp_jail_info info;
+	cr_assert_eq(recv(sv[0], &info, sizeof(info), 0), (ssize_t)sizeof(info));
+	cr_assert(info.jailed);
+	cr_assert_eq(info.euid, UID_BASE + 3);
+	cr_assert_eq(info.egid, UID_BASE + 3);
+	cr_assert_eq(info.ngroups, 0);
+	cr_assert_eq(info.cap_eff | info.cap_prm | info.cap_inh | info.cap_amb |
+			     info.cap_bnd, 0);
+	cr_assert_eq(info.no_new_privs, 1);
+	cr_assert_eq(info.seccomp_mode, 2);
+	cr_assert_eq(info.rlim_nproc, 0);
+	cr_assert_eq(info.rlim_fsize, 0);
+	cr_assert_eq(info.rlim_core, 0);
+	cr_assert_eq(info.rlim_nofile, 20);
+	for (int i = 0; i < VMP_NS__N; i++) {
+		char path[64];
+		struct stat st, mine;
+		snprintf(path, sizeof(path), "/proc/%d/ns/%s", pid, vmp_jail_ns_names[i]);
+		cr_assert_eq(stat(path, &st), 0);
+		cr_assert_eq(info.ns_ino[i], st.st_ino, "%s namespace", vmp_jail_ns_names[i]);
+		snprintf(path, sizeof(path), "/proc/self/ns/%s", vmp_jail_ns_names[i]);
+		cr_assert_eq(stat(path, &mine), 0);
+		if (i == VMP_NS_USER)
+			cr_assert_eq(st.st_ino, mine.st_ino, "user ns: expected the host's");
+		else
+			cr_assert_neq(st.st_ino, mine.st_ino, "%s ns not new",
+				      vmp_jail_ns_names[i]);
+	}
+	cr_assert_str_eq(info.cgroup, "/", "the cgroup namespace's root");
+	syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+	waitid(P_PIDFD, (id_t)pidfd, &(siginfo_t){ 0 }, WEXITED);
+}
