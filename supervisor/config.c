@@ -262,6 +262,7 @@ static const struct key_spec pool_keys[] = {
 	{ "min_idle", parse_uint, POOL(min_idle), 0, SUP_MAX_CHILDREN_PER_POOL },
 	{ "max", parse_uint, POOL(max), 1, SUP_MAX_CHILDREN_PER_POOL },
 	{ "max_spawning", parse_uint, POOL(max_spawning), 1, 256 },
+	{ "refill_delay_us", parse_uint, POOL(refill_delay_us), 0, 1000000 },
 	{ "memory_mib", parse_uint, POOL(memory_mib), 1, 65536 },
 	{ "vcpus", parse_uint, POOL(vcpus), 1, 64 },
 	{ "health_interval_ms", parse_uint, POOL(health_interval_ms), 10, 3600000 },
@@ -285,6 +286,7 @@ static void pool_defaults(struct sup_pool_config *p)
 	p->min_idle = 4;
 	p->max = 64;
 	p->max_spawning = 4;
+	p->refill_delay_us = 2000;
 	p->memory_mib = 64;
 	p->vcpus = 1;
 	p->health_interval_ms = 1000;

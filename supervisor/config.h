@@ -43,6 +43,9 @@ struct sup_pool_config {
 	unsigned min_idle;              /* 0..4096, default 4, <= max           */
 	unsigned max;                   /* 1..4096, default 64                  */
 	unsigned max_spawning;          /* 1..256, default 4: concurrent forks  */
+	unsigned refill_delay_us;       /* 0..1000000, default 2000: after a lease,
+	                                 * while idle children remain, wait this
+	                                 * long before forking replacements */
 	unsigned memory_mib;            /* 1..65536, default 64                 */
 	unsigned vcpus;                 /* 1..64, default 1                     */
 	unsigned health_interval_ms;    /* 10..3600000, default 1000            */

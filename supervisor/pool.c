@@ -72,6 +72,7 @@ struct sup_child *sup_child_new(struct sup_pool *p, uint64_t id, uint64_t now)
 	c->pid = -1;
 	c->pidfd = -1;
 	c->ctrl_fd = -1;
+	c->vm_fd = -1;
 	c->slot = -1;
 	c->pool = p;
 	c->state = CHILD_SPAWNING;

@@ -60,6 +60,9 @@ struct sup_child {
 	pid_t pid;
 	int pidfd;                   /* server-owned, -1 when closed */
 	int ctrl_fd;                 /* server-owned, -1 when closed */
+	int vm_fd;                   /* server-owned: the client's end of the VM
+	                              * socket, made with the child and handed out
+	                              * on lease (-1 after) */
 	enum sup_child_state state;
 	struct sup_pool *pool;
 	uint64_t t_fork;             /* CLOCK_MONOTONIC ns */

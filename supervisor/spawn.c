@@ -17,6 +17,8 @@
 
 #include "hatchery/cleanup.h"
 #include "hatchery/v1/common.pb-c.h"
+#include "hatchery/ipc.h"
+#include "hatchery/v1/control.pb-c.h"
 #include "server.h"
 #include "vmproc.h"
 
@@ -42,6 +44,14 @@ int sup_spawn(struct sup_child *c, const struct sup_server_opts *o,
 		return hatch_err_set(err, E_INTERNAL, errno, "socketpair");
 	_cleanup_close_ int mine = sv[0];
 	_cleanup_close_ int theirs = sv[1];
+	/* The VM socket is made with the child, not at lease time: on Acquire
+	 * the supervisor only forwards the client's end, and the child, which
+	 * has been polling its end since it became ready, is not on the
+	 * acquire path at all. */
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return hatch_err_set(err, E_INTERNAL, errno, "socketpair");
+	_cleanup_close_ int vm_client = sv[0];
+	_cleanup_close_ int vm_child = sv[1];
 
 	const struct sup_pool_config *cfg = c->pool->cfg;
 	struct vmp_jail_config jail = {
@@ -61,6 +71,7 @@ int sup_spawn(struct sup_child *c, const struct sup_server_opts *o,
 	};
 	struct vmp_spawn s = {
 		.ctrl_fd = theirs,
+		.vm_fd = vm_child,
 		.kvm = o->kvm,
 		.pool = cfg->name,
 		.kind = sup_pool_kind_name(cfg->kind),
@@ -85,6 +96,7 @@ int sup_spawn(struct sup_child *c, const struct sup_server_opts *o,
 		return hatch_err_set(err, E_INTERNAL, errno, "clone3");
 	if (pid == 0) {
 		close(mine);
+		close(vm_client);
 		vmp_child_main(&s); /* never returns */
 	}
 	fcntl(pidfd, F_SETFD, FD_CLOEXEC);
@@ -92,7 +104,16 @@ int sup_spawn(struct sup_child *c, const struct sup_server_opts *o,
 	fcntl(mine, F_SETFL, fl | O_NONBLOCK);
 	c->pid = pid;
 	c->pidfd = pidfd;
+	/* The child reads this before it reports ready. The socket is new
+	 * and empty, so the send cannot block. */
+	Hatchery__V1__SupMsg m = HATCHERY__V1__SUP_MSG__INIT;
+	Hatchery__V1__SupHello hello = HATCHERY__V1__SUP_HELLO__INIT;
+	hello.host_pid = (uint32_t)pid;
+	m.body_case = HATCHERY__V1__SUP_MSG__BODY_HELLO;
+	m.hello = &hello;
+	ipc_send_pb(mine, &m.base, NULL, 0, true);
 	c->ctrl_fd = steal_fd(&mine);
+	c->vm_fd = steal_fd(&vm_client);
 	return 0;
 }
 

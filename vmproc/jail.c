@@ -64,7 +64,7 @@ static const struct {
 	const char *why;
 } allowed[] = {
 	{ SCMP_SYS(sendmsg), "ipc_send: ChildReady/Pong/Failed, VM replies, the SIGSYS report" },
-	{ SCMP_SYS(recvmsg), "ipc_recv: supervisor pings and the lease fd, client requests" },
+	{ SCMP_SYS(recvmsg), "ipc_recv: SupHello, pings and SupLeased, client requests" },
 	{ SCMP_SYS(poll), "the serve loop waits on the control and client sockets" },
 	{ SCMP_SYS(close), "close(/dev/kvm) after KVM_CREATE_VM; fds of rejected packets" },
 	{ SCMP_SYS(brk), "malloc/free: protobuf-c unpack buffers may grow or trim the heap" },

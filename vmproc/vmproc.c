@@ -21,6 +21,7 @@
 #define CTRL_FD 3
 #define KVM_FD 4
 #define SUP_PIDFD 5 /* closed once the jail has re-armed PDEATHSIG */
+#define VM_FD 6     /* the VM socket: the client's requests arrive here */
 
 #define E(x) HATCHERY__V1__ERROR_CODE__##x
 
@@ -60,7 +61,8 @@ fail_or_die(const char *fmt, ...)
  * supervisor: its listening socket, epoll, signalfd, other children's
  * control sockets and pidfds, clients' connections. stderr stays: it is the
  * supervisor's log, where a sanitizer report would go. */
-static void fd_hygiene_or_die(int ctrl, int kvm, int sup_pidfd, int devnull)
+static void fd_hygiene_or_die(int ctrl, int kvm, int sup_pidfd, int devnull,
+			      int vm)
 {
 	/* Move all out of the way first so the dup3 targets are free of
 	 * every source. */
@@ -68,14 +70,16 @@ static void fd_hygiene_or_die(int ctrl, int kvm, int sup_pidfd, int devnull)
 	int k = fcntl(kvm, F_DUPFD_CLOEXEC, 16);
 	int p = fcntl(sup_pidfd, F_DUPFD_CLOEXEC, 16);
 	int n = fcntl(devnull, F_DUPFD_CLOEXEC, 16);
-	if (c < 0 || k < 0 || p < 0 || n < 0)
+	int v = fcntl(vm, F_DUPFD_CLOEXEC, 16);
+	if (c < 0 || k < 0 || p < 0 || n < 0 || v < 0)
 		_exit(2);
 	if (dup3(c, CTRL_FD, O_CLOEXEC) < 0 || dup3(k, KVM_FD, O_CLOEXEC) < 0 ||
-	    dup3(p, SUP_PIDFD, O_CLOEXEC) < 0 || dup2(n, 0) < 0 || dup2(n, 1) < 0)
+	    dup3(p, SUP_PIDFD, O_CLOEXEC) < 0 || dup3(v, VM_FD, O_CLOEXEC) < 0 ||
+	    dup2(n, 0) < 0 || dup2(n, 1) < 0)
 		_exit(2);
-	if (syscall(SYS_close_range, SUP_PIDFD + 1, ~0u, 0) < 0) {
+	if (syscall(SYS_close_range, VM_FD + 1, ~0u, 0) < 0) {
 		/* close_range is 5.9+; fall back to the slow way. */
-		for (int fd = SUP_PIDFD + 1; fd < 65536; fd++)
+		for (int fd = VM_FD + 1; fd < 65536; fd++)
 			close(fd);
 	}
 }
@@ -101,7 +105,7 @@ static void child_init_or_die(const struct vmp_spawn *s)
 	signal(SIGINT, SIG_DFL);
 	signal(SIGHUP, SIG_DFL);
 	fd_hygiene_or_die(s->ctrl_fd, s->kvm->kvm_fd, s->supervisor_pidfd,
-			  s->devnull_fd);
+			  s->devnull_fd, s->vm_fd);
 	char name[16];
 	snprintf(name, sizeof(name), "vmproc-%llu", (unsigned long long)s->child_id);
 	prctl(PR_SET_NAME, name);
@@ -111,7 +115,7 @@ struct child {
 	const struct vmp_spawn *s;
 	struct vmp_vm vm;
 	int client_fd;
-	uint32_t host_pid;        /* from the lease: we are pid 1 in here */
+	uint32_t host_pid;        /* from SupHello: we are pid 1 in here */
 	struct vmp_jail_info jail;
 };
 
@@ -199,7 +203,7 @@ static int serve_client(struct child *ch)
 	case HATCHERY__V1__VM_REQUEST__BODY_INFO: {
 		const struct vmp_spawn *s = ch->s;
 		/* Inside a pid namespace getpid() is 1; the supervisor told
-		 * us our host pid with the lease. */
+		 * us our host pid in SupHello. */
 		info.pid = ch->jail.jailed ? ch->host_pid : (uint32_t)getpid();
 		info.pool = (char *)s->pool;
 		info.child_id = s->child_id;
@@ -239,6 +243,44 @@ static int serve_client(struct child *ch)
 	return go_on;
 }
 
+/* Take, before reporting ready, the page faults that the first request
+ * would otherwise pay while a client waits: the receive buffer (BSS, not
+ * yet written), the heap protobuf-c allocates from (shared copy-on-write
+ * with the supervisor), and the stack the reply is packed on. Under nested
+ * virtualisation a first touch costs ~5 us; the first request touches a
+ * handful of pages. */
+static void prefault_request_path(void)
+{
+	static const uint8_t ping[] = { 0x08, 0x01, 0x52, 0x00 }; /* VmRequest{id: 1, ping: {}} */
+	memset(rx_buf, 0, 4096);
+	memcpy(rx_buf, ping, sizeof(ping));
+	Hatchery__V1__VmRequest *req =
+		hatchery__v1__vm_request__unpack(NULL, sizeof(ping), rx_buf);
+	Hatchery__V1__VmReply rep = HATCHERY__V1__VM_REPLY__INIT;
+	Hatchery__V1__VmInfoReply info = HATCHERY__V1__VM_INFO_REPLY__INIT;
+	rep.body_case = HATCHERY__V1__VM_REPLY__BODY_INFO;
+	rep.info = &info;
+	volatile uint8_t out[2048]; /* as deep as ipc_send_pb's stack buffer */
+	protobuf_c_message_pack(&rep.base, (uint8_t *)out);
+	if (req)
+		hatchery__v1__vm_request__free_unpacked(req, NULL);
+}
+
+/* The supervisor's first message: our pid as the host sees it. It was sent
+ * right after the fork, so it is long there by the time we get here. */
+static void read_hello_or_die(struct child *ch)
+{
+	struct ipc_msg m = { .buf = rx_buf };
+	if (ipc_recv(CTRL_FD, &m, false) <= 0)
+		_exit(1); /* supervisor gone */
+	ipc_msg_close_fds(&m);
+	Hatchery__V1__SupMsg *msg = hatchery__v1__sup_msg__unpack(NULL, m.len, m.buf);
+	if (!msg || msg->body_case != HATCHERY__V1__SUP_MSG__BODY_HELLO)
+		fail_or_die("control channel: expected SupHello first");
+	ch->host_pid = msg->hello->host_pid;
+	hatchery__v1__sup_msg__free_unpacked(msg, NULL);
+}
+
 /* Serve one packet from the supervisor. Returns 1 to go on, 0 to exit. */
 static int serve_ctrl(struct child *ch)
 {
@@ -263,14 +305,9 @@ static int serve_ctrl(struct child *ch)
 		ipc_send_pb(CTRL_FD, &out.base, NULL, 0, false);
 		break;
 	}
-	case HATCHERY__V1__SUP_MSG__BODY_LEASE:
-		if (ch->client_fd >= 0 || ipc_msg_expect_fds(&m, 1) < 0) {
-			ipc_msg_close_fds(&m);
-			go_on = 0; /* a second lease is a supervisor bug: bail */
-			break;
-		}
-		ch->client_fd = ipc_msg_take_fd(&m, 0);
-		ch->host_pid = msg->lease->host_pid;
+	case HATCHERY__V1__SUP_MSG__BODY_LEASED:
+		/* Nothing to do: being woken was the point (see server.c). */
+		ipc_msg_close_fds(&m);
 		break;
 	default:
 		ipc_msg_close_fds(&m);
@@ -290,7 +327,7 @@ void vmp_child_main(const struct vmp_spawn *s)
 	me.ctrl_fd = CTRL_FD;
 	me.kvm = &kvm;
 
-	struct child ch = { .s = &me, .client_fd = -1 };
+	struct child ch = { .s = &me, .client_fd = VM_FD };
 	struct hatch_err err = { 0 };
 	/* The jail comes before the VM: KVM_CREATE_VM and everything after it
 	 * run jailed (docs/security.md, "Why the VM is built inside"). */
@@ -306,6 +343,8 @@ void vmp_child_main(const struct vmp_spawn *s)
 		fail_or_die("%s", err.msg);
 	/* The child needs /dev/kvm no more: only its VM fds. */
 	close(KVM_FD);
+	read_hello_or_die(&ch);
+	prefault_request_path();
 
 	Hatchery__V1__ChildMsg out = HATCHERY__V1__CHILD_MSG__INIT;
 	Hatchery__V1__ChildReady ready = HATCHERY__V1__CHILD_READY__INIT;
@@ -315,19 +354,21 @@ void vmp_child_main(const struct vmp_spawn *s)
 	if (ipc_send_pb(CTRL_FD, &out.base, NULL, 0, false) < 0)
 		_exit(1);
 
+	/* Idle until the supervisor hands the VM socket's other end to a
+	 * client; from then on the client's requests arrive on VM_FD. */
 	for (;;) {
 		struct pollfd p[2] = {
 			{ .fd = CTRL_FD, .events = POLLIN },
-			{ .fd = ch.client_fd, .events = POLLIN },
+			{ .fd = VM_FD, .events = POLLIN },
 		};
-		int n = poll(p, ch.client_fd >= 0 ? 2 : 1, -1);
+		int n = poll(p, 2, -1);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			_exit(1);
 		}
 		/* Client first: once leased, its requests are the hot path. */
-		if (ch.client_fd >= 0 && p[1].revents) {
+		if (p[1].revents) {
 			if (!serve_client(&ch))
 				break;
 		}

@@ -24,6 +24,8 @@
 
 struct vmp_spawn {
 	int ctrl_fd;                     /* child end of the control socketpair */
+	int vm_fd;                       /* child end of the VM socket; its peer
+	                                  * goes to the client on lease */
 	const struct vmp_kvm_host *kvm;  /* probed by the supervisor; kvm_fd inherited */
 	const char *pool;
 	const char *kind;

@@ -205,8 +205,10 @@ Test(daemon, acquire_n_distinct)
 	for (int i = 0; i < 4; i++)
 		cr_assert(h_pid_in(pid[i], leased, 4), "pid %d not leased in status", pid[i]);
 
-	/* The pool refills to min_idle beside the leases; each child costs the
-	 * daemon 2 fds (control socket, pidfd), and `c` one more. */
+	/* The pool refills to min_idle beside the leases. A leased child costs
+	 * the daemon 2 fds (control socket, pidfd; its VM socket's end went to
+	 * the client), an idle one 3 (that end too), and `c` one more: 4 idle
+	 * children at the baseline, 4 idle + 4 leased now. */
 	struct pool_arg a = { .h = h, .pool = "p", .want_idle = 4, .max_total = 8 };
 	cr_assert(h_wait_until(idle_at_least, &a, H_WAIT_MS),
 		  "pool did not refill to 4 idle beside 4 leases");
@@ -214,7 +216,7 @@ Test(daemon, acquire_n_distinct)
 	int fds = h_wait_fds(h->pid, want_fds, 3000);
 	cr_assert_eq(fds, want_fds,
 		     "with 8 children and 2 connections hatcheryd holds %d fds; expected "
-		     "baseline %d + 1 + 2 per extra child = %d", fds, h->baseline_fds, want_fds);
+		     "baseline %d + 1 + 2 per leased child = %d", fds, h->baseline_fds, want_fds);
 
 	for (int i = 0; i < 4; i++)
 		vm_release_ok(vm[i]);
