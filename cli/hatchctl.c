@@ -653,32 +653,6 @@ static int status_text(const Hatchery__V1__StatusReply *st)
 	return HX_OK;
 }
 
-static int cmd_status(const struct ctx *cx, int argc, char **argv)
-{
-	struct cmd_opts o = { 0 };
-	int r = parse_cmd(argc, argv, json_only_opts, 0, NULL, &o);
-	if (r != HX_OK)
-		return r;
-
-	struct hatch_err err = { 0 };
-	struct hatch_client *c = NULL;
-	if (connect_client(cx, &c, &err) < 0)
-		return fail(&err);
-	Hatchery__V1__StatusReply *st = NULL;
-	r = hatch_status(c, &st, &err);
-	hatch_close(c);
-	if (r < 0)
-		return fail(&err);
-
-	if (o.json) {
-		status_json(st);
-		r = HX_OK;
-	} else {
-		r = status_text(st);
-	}
-	hatch_free(st);
-	return r != HX_OK ? r : finish_stdout();
-}
 
 /* --- stats ---------------------------------------------------------------- */
 
@@ -791,7 +765,15 @@ static int stats_text(const Hatchery__V1__StatsReply *st)
 	return print_table(&t);
 }
 
-static int cmd_stats(const struct ctx *cx, int argc, char **argv)
+/* status and stats: one request, one reply, printed as JSON or as text. */
+struct query {
+	int (*fetch)(struct hatch_client *c, void **out, struct hatch_err *err);
+	void (*json)(const void *reply);
+	int (*text)(const void *reply);
+};
+
+static int run_query(const struct ctx *cx, int argc, char **argv,
+		     const struct query *q)
 {
 	struct cmd_opts o = { 0 };
 	int r = parse_cmd(argc, argv, json_only_opts, 0, NULL, &o);
@@ -802,20 +784,52 @@ static int cmd_stats(const struct ctx *cx, int argc, char **argv)
 	struct hatch_client *c = NULL;
 	if (connect_client(cx, &c, &err) < 0)
 		return fail(&err);
-	Hatchery__V1__StatsReply *st = NULL;
-	r = hatch_stats(c, &st, &err);
+	void *reply = NULL;
+	r = q->fetch(c, &reply, &err);
 	hatch_close(c);
 	if (r < 0)
 		return fail(&err);
 
 	if (o.json) {
-		stats_json(st);
+		q->json(reply);
 		r = HX_OK;
 	} else {
-		r = stats_text(st);
+		r = q->text(reply);
 	}
-	hatch_free(st);
+	hatch_free(reply);
 	return r != HX_OK ? r : finish_stdout();
+}
+
+static int fetch_status(struct hatch_client *c, void **out, struct hatch_err *err)
+{
+	Hatchery__V1__StatusReply *st = NULL;
+	int r = hatch_status(c, &st, err);
+	*out = st;
+	return r;
+}
+static void status_json_any(const void *m) { status_json(m); }
+static int status_text_any(const void *m) { return status_text(m); }
+
+static int cmd_status(const struct ctx *cx, int argc, char **argv)
+{
+	static const struct query q = { fetch_status, status_json_any, status_text_any };
+	return run_query(cx, argc, argv, &q);
+}
+
+static int fetch_stats(struct hatch_client *c, void **out, struct hatch_err *err)
+{
+	Hatchery__V1__StatsReply *st = NULL;
+	int r = hatch_stats(c, &st, err);
+	*out = st;
+	return r;
+}
+static void stats_json_any(const void *m) { stats_json(m); }
+static int stats_text_any(const void *m) { return stats_text(m); }
+
+static int cmd_stats(const struct ctx *cx, int argc, char **argv)
+{
+	static const struct query q = { fetch_stats, stats_json_any, stats_text_any };
+	return run_query(cx, argc, argv, &q);
 }
 
 /* --- acquire -------------------------------------------------------------- */
