@@ -1,0 +1,105 @@
+/* hatchctl against a real hatcheryd: the exit codes and output that shell
+ * scripts rely on (0 ok, 1 error reply, 2 usage, 3 unavailable, 4 pool
+ * exhausted, 5 permission denied). */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+/* Run hatchctl with args (NULL-terminated), optionally as `uid`; capture
+ * stdout+stderr into out. Returns the exit status, or -1 on a signal. */
+static int ctl(uid_t uid, char *out, size_t cap, const char *const *args)
+{
+	int pfd[2];
+	cr_assert_eq(pipe2(pfd, O_CLOEXEC), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		dup2(pfd[1], 1);
+		dup2(pfd[1], 2);
+		if (uid && (setresgid(uid, uid, uid) < 0 || setresuid(uid, uid, uid) < 0))
+			_exit(126);
+		const char *argv[16] = { "hatchctl" };
+		for (int i = 0; args[i] && i < 14; i++)
+			argv[i + 1] = args[i];
+		execv(HATCHCTL_PATH, (char *const *)argv);
+		_exit(127);
+	}
+	close(pfd[1]);
+	size_t n = 0;
+	uint64_t until = h_now_ms() + 10000;
+	for (;;) {
+		struct pollfd p = { .fd = pfd[0], .events = POLLIN };
+		int left = (int)(until - h_now_ms());
+		if (left <= 0 || poll(&p, 1, left) <= 0) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			cr_assert_fail("hatchctl did not finish in 10 s: %.*s", (int)n, out);
+		}
+		ssize_t r = read(pfd[0], out + n, cap - 1 - n);
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	out[n] = '\0';
+	close(pfd[0]);
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+#define CTL(h, out, ...) ctl(0, out, sizeof(out), (const char *[]){ "-s", (h)->sock, __VA_ARGS__, NULL })
+
+Test(cli, exit_codes_and_output)
+{
+	struct harness *h = h_start("[pool \"p\"]\nmin_idle = 1\nmax = 1\nmemory_mib = 16\n"
+				    "allow_uids = 0\n");
+	char out[8192];
+
+	cr_assert_eq(CTL(h, out, "ping"), 0, "%s", out);
+	cr_assert_eq(CTL(h, out, "status", "--json"), 0, "%s", out);
+	cr_assert_not_null(strstr(out, "\"name\":\"p\""), "status --json names the pool: %s", out);
+	cr_assert_eq(CTL(h, out, "stats"), 0, "%s", out);
+	cr_assert_not_null(strstr(out, "spawn_to_ready"), "%s", out);
+
+	cr_assert_eq(CTL(h, out, "acquire", "p", "--json"), 0, "%s", out);
+	cr_assert_not_null(strstr(out, "\"child_pid\":"), "%s", out);
+
+	cr_assert_eq(CTL(h, out, "acquire", "nosuchpool"), 1, "error reply: %s", out);
+	cr_assert_not_null(strstr(out, "NOT_FOUND"), "%s", out);
+
+	cr_assert_eq(CTL(h, out, "frobnicate"), 2, "unknown command: %s", out);
+	cr_assert_eq(ctl(0, out, sizeof(out), (const char *[]){ NULL }), 2, "no command");
+
+	char sock[160];
+	snprintf(sock, sizeof(sock), "%s/nothing-here.sock", h->dir);
+	cr_assert_eq(ctl(0, out, sizeof(out), (const char *[]){ "-s", sock, "ping", NULL }), 3,
+		     "no daemon: %s", out);
+	cr_assert_not_null(strstr(out, "UNAVAILABLE"), "%s", out);
+
+	/* max = 1: hold the only VM, then ask with no patience. */
+	int vm = -1;
+	struct hatch_err err = { 0 };
+	h_wait_steady(h, H_WAIT_MS);
+	cr_assert_eq(hatch_acquire(h->c, "p", 3000, &vm, NULL, &err), 0, "%s", err.msg);
+	cr_assert_eq(CTL(h, out, "acquire", "p", "--deadline", "0"), 4, "exhausted: %s", out);
+	cr_assert_not_null(strstr(out, "POOL_EXHAUSTED"), "%s", out);
+	close(vm);
+
+	/* Let another uid reach the socket (the harness dir is 0700), so that
+	 * it is SO_PEERCRED that refuses it. */
+	cr_assert_eq(chmod(h->dir, 0711), 0, "chmod %s: %s", h->dir, strerror(errno));
+	cr_assert_eq(ctl(65534, out, sizeof(out),
+			 (const char *[]){ "-s", h->sock, "acquire", "p", NULL }), 5,
+		     "uid 65534 is not allowed: %s", out);
+	cr_assert_not_null(strstr(out, "PERMISSION_DENIED"), "%s", out);
+	h_finish(h);
+}
