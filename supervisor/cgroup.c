@@ -147,7 +147,12 @@ static int read_file(const char *path, char *buf, size_t len)
 static int write_file(const char *dir, const char *file, const char *val)
 {
 	char path[512];
-	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	int len = snprintf(path, sizeof(path), "%s/%s", dir, file);
+	if (len < 0 || (size_t)len >= sizeof(path)) {
+		/* A cut path would name another file: refuse instead. */
+		errno = ENAMETOOLONG;
+		return -1;
+	}
 	_cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
