@@ -130,7 +130,8 @@ static void usage(FILE *f)
 "\n"
 "Phases (each appends its figures to the rows file, -o):\n"
 "  acquire   acquire -> first VM ping, one hit at a time (-n, --idle)\n"
-"  respawn   release -> idle again in a pool of max=1 (-n)\n"
+"  respawn   release -> idle again in a pool of max=1 (-n), and the\n"
+"            daemon's spawn -> ready histogram of those spawns\n"
 "  refill    cold fill from daemon start, then drain and refill (--idle,\n"
 "            --rounds)\n"
 "  memory    smaps of every idle child (--idle, --memory-mib,\n"
@@ -147,7 +148,9 @@ static void usage(FILE *f)
 "      --idle N          the pool's min_idle\n"
 "      --rounds N        refill: drain-refill rounds\n"
 "      --memory-mib N    memory: guest memory size of the pool\n"
-"      --desc TEXT       acquire: the run in words, for the table\n"
+"      --desc TEXT       acquire, respawn: the run in words, for the table\n"
+"      --jail on|off     acquire, respawn: fail unless the daemon's Status\n"
+"                        reports its jail on (or off: --no-jail)\n"
 "      --wait reaped|idle  acquire: before each timed acquisition wait for a\n"
 "                        full pool and the last child reaped (default), or\n"
 "                        only for a full pool\n"
@@ -187,6 +190,7 @@ enum {
 	OPT_QUICK,
 	OPT_WAIT,
 	OPT_DESC,
+	OPT_JAIL,
 };
 
 struct phase {
@@ -222,6 +226,7 @@ int main(int argc, char **argv)
 		{ "quick", no_argument, NULL, OPT_QUICK },
 		{ "wait", required_argument, NULL, OPT_WAIT },
 		{ "desc", required_argument, NULL, OPT_DESC },
+		{ "jail", required_argument, NULL, OPT_JAIL },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -255,6 +260,13 @@ int main(int argc, char **argv)
 		case OPT_COMMIT: o.commit = optarg; break;
 		case OPT_QUICK: o.quick = true; break;
 		case OPT_DESC: o.desc = optarg; break;
+		case OPT_JAIL:
+			if (strcmp(optarg, "on") != 0 && strcmp(optarg, "off") != 0) {
+				fprintf(stderr, "hatch-bench: --jail: expected on or off\n");
+				return 2;
+			}
+			o.jail = optarg;
+			break;
 		case OPT_WAIT:
 			if (strcmp(optarg, "reaped") != 0 && strcmp(optarg, "idle") != 0) {
 				fprintf(stderr, "hatch-bench: --wait: expected reaped or idle\n");

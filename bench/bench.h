@@ -34,7 +34,10 @@ struct bench_opts {
 	const char *socket;       /* hatcheryd's socket */
 	const char *pool;         /* default "default" */
 	const char *label;        /* suffix of row names: "8", "500", "ms4" */
-	const char *desc;         /* acquire: the run, in words (default "LABEL idle") */
+	const char *desc;         /* acquire, respawn: the run, in words (default
+	                           * "LABEL idle", "max=1") */
+	const char *jail;         /* acquire, respawn: "on" or "off", the jail the
+	                           * daemon must report (Status), NULL: unchecked */
 	const char *rows;         /* rows file (appended to; read by report) */
 	const char *json;         /* report: where to write the JSON */
 	const char *qemu;         /* qemu: the binary, NULL if not installed */
@@ -137,6 +140,7 @@ const struct row *rows_find(const struct rows *rs, const char *name);
 struct row *rows_add(struct rows *rs, const char *name, const char *unit,
 		     const char *label);
 int row_set_num(struct row *r, const char *key, double v);
+int row_set_str(struct row *r, const char *key, const char *v);
 const char *row_get(const struct row *r, const char *key);
 /* false if the key is absent or not a number. */
 bool row_get_num(const struct row *r, const char *key, double *out);

@@ -174,13 +174,11 @@ struct row *rows_add(struct rows *rs, const char *name, const char *unit,
 	return r;
 }
 
-int row_set_num(struct row *r, const char *key, double v)
+int row_set_str(struct row *r, const char *key, const char *v)
 {
-	char buf[64];
-	snprintf(buf, sizeof(buf), "%.10g", v);
 	for (size_t i = 0; i < r->n; i++) {
 		if (strcmp(r->key[i], key) == 0) {
-			char *nv = strdup(buf);
+			char *nv = strdup(v);
 			if (!nv)
 				return -ENOMEM;
 			free(r->val[i]);
@@ -188,7 +186,14 @@ int row_set_num(struct row *r, const char *key, double v)
 			return 0;
 		}
 	}
-	return row_put(r, key, strlen(key), buf);
+	return row_put(r, key, strlen(key), v);
+}
+
+int row_set_num(struct row *r, const char *key, double v)
+{
+	char buf[64];
+	snprintf(buf, sizeof(buf), "%.10g", v);
+	return row_set_str(r, key, buf);
 }
 
 const char *row_get(const struct row *r, const char *key)
