@@ -138,6 +138,7 @@ struct server {
 	bool stopping;
 	uint64_t stop_deadline;
 	bool freed; /* a conn or child was freed during this epoll batch */
+	uint64_t timer_at; /* when the timerfd is armed to fire (0: unknown) */
 	/* Jail slots: uid jail_uid_base + N for the child holding slot N.
 	 * Unique among live children of all pools, so no two children ever
 	 * share a uid (they could signal or ptrace each other). */
@@ -888,21 +889,27 @@ static void handle_ctrl(struct server *s, struct sup_child *c)
 
 /* ---- timers ------------------------------------------------------------------------- */
 
+/* Arm the timerfd to fire at `at` (CLOCK_MONOTONIC ns). */
+static void set_timer(struct server *s, uint64_t at)
+{
+	uint64_t now = sup_now_ns();
+	uint64_t d = at > now ? at - now : 1;
+	struct itimerspec its = { 0 };
+	its.it_value.tv_sec = (time_t)(d / 1000000000ull);
+	its.it_value.tv_nsec = (long)(d % 1000000000ull);
+	timerfd_settime(s->tfd, 0, &its, NULL);
+	s->timer_at = at;
+}
+
+/* Make sure the timer fires no later than `at`. Only ever moves the next
+ * wake-up earlier (the tick re-arms it), and costs no syscall when it is
+ * already early enough: it is called on every loop turn while a refill
+ * delay is pending. */
 static void arm_timer(struct server *s, uint64_t at)
 {
-	struct itimerspec its = { 0 };
-	struct itimerspec cur;
-	timerfd_gettime(s->tfd, &cur);
-	uint64_t now = sup_now_ns();
-	uint64_t cur_left = (uint64_t)cur.it_value.tv_sec * 1000000000ull +
-			    (uint64_t)cur.it_value.tv_nsec;
-	uint64_t want = at > now ? at - now : 1;
-	/* Only ever move the next wake-up earlier here; the tick re-arms. */
-	if (cur_left && cur_left <= want)
+	if (s->timer_at && s->timer_at <= at)
 		return;
-	its.it_value.tv_sec = (time_t)(want / 1000000000ull);
-	its.it_value.tv_nsec = (long)(want % 1000000000ull);
-	timerfd_settime(s->tfd, 0, &its, NULL);
+	set_timer(s, at);
 }
 
 static void health_and_deadlines(struct server *s)
@@ -973,11 +980,7 @@ static void health_and_deadlines(struct server *s)
 			next = sp->refill_at;
 		sp->dirty = true; /* backoff may have expired */
 	}
-	struct itimerspec its = { 0 };
-	uint64_t d = next - now;
-	its.it_value.tv_sec = (time_t)(d / 1000000000ull);
-	its.it_value.tv_nsec = (long)(d % 1000000000ull);
-	timerfd_settime(s->tfd, 0, &its, NULL);
+	set_timer(s, next);
 }
 
 /* ---- setup and teardown ----------------------------------------------------------------- */
