@@ -117,6 +117,8 @@ struct child {
 	int client_fd;
 	uint32_t host_pid;        /* from SupHello: we are pid 1 in here */
 	struct vmp_jail_info jail;
+	/* CLOCK_MONOTONIC: our first instruction, fd hygiene done, ready. */
+	uint64_t t_start, t_init, t_ready;
 };
 
 static void send_error(int fd, uint64_t id, int code, const char *msg)
@@ -160,6 +162,11 @@ static void fill_jail_info(Hatchery__V1__VmInfoReply *info,
 	info->rlimit_fsize = j->rlim_fsize;
 	info->rlimit_core = j->rlim_core;
 	info->rlimit_as = j->rlim_as;
+	info->jail_proc_ns = j->proc_ns;
+	info->jail_pivot_ns = j->pivot_ns;
+	info->jail_creds_ns = j->creds_ns;
+	info->jail_limits_ns = j->limits_ns;
+	info->jail_seccomp_ns = j->seccomp_ns;
 }
 
 /* Serve one packet from the client. Returns 1 to go on, 0 to end the lease. */
@@ -219,6 +226,9 @@ static int serve_client(struct child *ch)
 		info.irqchip_ns = ch->vm.t.irqchip_ns;
 		info.vcpus_ns = ch->vm.t.vcpus_ns;
 		fill_jail_info(&info, &ch->jail, s->seccomp_action);
+		info.fork_ns = ch->t_start - s->t_fork;
+		info.child_init_ns = ch->t_init - ch->t_start;
+		info.ready_ns = ch->t_ready - s->t_fork;
 		rep.body_case = HATCHERY__V1__VM_REPLY__BODY_INFO;
 		rep.info = &info;
 		break;
@@ -319,6 +329,7 @@ static int serve_ctrl(struct child *ch)
 
 void vmp_child_main(const struct vmp_spawn *s)
 {
+	uint64_t t_start = now_ns();
 	child_init_or_die(s);
 	/* fd_hygiene moved the kvm fd; point our copy of the host at it. */
 	struct vmp_kvm_host kvm = *s->kvm;
@@ -327,7 +338,8 @@ void vmp_child_main(const struct vmp_spawn *s)
 	me.ctrl_fd = CTRL_FD;
 	me.kvm = &kvm;
 
-	struct child ch = { .s = &me, .client_fd = VM_FD };
+	struct child ch = { .s = &me, .client_fd = VM_FD, .t_start = t_start,
+			    .t_init = now_ns() };
 	struct hatch_err err = { 0 };
 	/* The jail comes before the VM: KVM_CREATE_VM and everything after it
 	 * run jailed (docs/security.md, "Why the VM is built inside"). */
@@ -348,7 +360,8 @@ void vmp_child_main(const struct vmp_spawn *s)
 
 	Hatchery__V1__ChildMsg out = HATCHERY__V1__CHILD_MSG__INIT;
 	Hatchery__V1__ChildReady ready = HATCHERY__V1__CHILD_READY__INIT;
-	ready.setup_ns = now_ns() - s->t_fork;
+	ch.t_ready = now_ns();
+	ready.setup_ns = ch.t_ready - s->t_fork;
 	out.body_case = HATCHERY__V1__CHILD_MSG__BODY_READY;
 	out.ready = &ready;
 	if (ipc_send_pb(CTRL_FD, &out.base, NULL, 0, false) < 0)
