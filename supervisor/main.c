@@ -56,6 +56,9 @@ static int start_jail(const struct sup_config *cfg, bool no_jail,
 				     "the jail needs root (namespaces, pivot_root, "
 				     "per-child uids); running without root via a user "
 				     "namespace is not supported yet");
+	/* Once here instead of in every child (jail.h says why). */
+	if (vmp_jail_drop_bounding(err) < 0)
+		return -1;
 	unsigned n = sup_config_jail_slots(cfg);
 	if (sup_jail_check_uids(cfg->jail_uid_base, n, err) < 0)
 		return -1;

@@ -109,6 +109,18 @@ int sup_spawn(struct sup_child *c, const struct sup_server_opts *o,
 	Hatchery__V1__SupMsg m = HATCHERY__V1__SUP_MSG__INIT;
 	Hatchery__V1__SupHello hello = HATCHERY__V1__SUP_HELLO__INIT;
 	hello.host_pid = (uint32_t)pid;
+	uint64_t ino[VMP_NS__N] = { 0 };
+	/* Not reaped yet, so the pid is still this child's. A failure (the
+	 * child already died) leaves zeros; its death is handled as usual. */
+	if (!o->no_jail)
+		vmp_jail_ns_inodes(pid, ino);
+	hello.ns_mnt = ino[VMP_NS_MNT];
+	hello.ns_pid = ino[VMP_NS_PID];
+	hello.ns_net = ino[VMP_NS_NET];
+	hello.ns_ipc = ino[VMP_NS_IPC];
+	hello.ns_uts = ino[VMP_NS_UTS];
+	hello.ns_cgroup = ino[VMP_NS_CGROUP];
+	hello.ns_user = ino[VMP_NS_USER];
 	m.body_case = HATCHERY__V1__SUP_MSG__BODY_HELLO;
 	m.hello = &hello;
 	ipc_send_pb(mine, &m.base, NULL, 0, true);

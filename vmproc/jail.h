@@ -9,7 +9,7 @@
  *
  * The namespaces (mount, pid, net, ipc, uts, cgroup) come from the clone3
  * flags, VMP_JAIL_NS_FLAGS; everything else is vmp_jail_enter(), in this
- * order: capture the facts only /proc can tell (namespace inodes, cgroup,
+ * order: capture the facts only /proc can tell from inside (cgroup,
  * address-space size), pivot_root into an empty read-only tmpfs, drop to the
  * slot's uid/gid with no supplementary groups and no capabilities in any set
  * (libcap-ng), resource limits, no_new_privs, and the seccomp filter last.
@@ -92,9 +92,11 @@ enum vmp_jail_ns { VMP_NS_MNT, VMP_NS_PID, VMP_NS_NET, VMP_NS_IPC, VMP_NS_UTS,
 		   VMP_NS_CGROUP, VMP_NS_USER, VMP_NS__N };
 extern const char *const vmp_jail_ns_names[VMP_NS__N]; /* "mnt", "pid", ... */
 
-/* The jail as the child itself sees it, for VmInfoReply. Namespace inodes
- * and the cgroup are captured just before pivot_root (no /proc after it);
- * the rest by syscalls after the limits are set, just before seccomp. */
+/* The jail as the child itself sees it, for VmInfoReply. The cgroup is
+ * captured just before pivot_root (no /proc after it); the rest by
+ * syscalls after the limits are set, just before seccomp. ns_ino is not
+ * filled by vmp_jail_enter: the supervisor reads it from outside
+ * (vmp_jail_ns_inodes) and the caller copies it in. */
 struct vmp_jail_info {
 	bool jailed;
 	uint64_t ns_ino[VMP_NS__N];
@@ -114,6 +116,21 @@ struct vmp_jail_info {
  * CLONE_INTO_CGROUP when cgroup_fd >= 0. Returns as fork() does; *pidfd is
  * set in the parent. */
 pid_t vmp_jail_clone3(bool jail, int cgroup_fd, int *pidfd);
+
+/* The inode numbers of process `pid`'s namespaces (/proc/PID/ns/X, in
+ * vmp_jail_ns_names order), read from outside: the supervisor does this
+ * right after clone3, on its own CPU while the child goes on, and sends
+ * them in SupHello (the child has no /proc after pivot_root). Returns 0
+ * or -errno. */
+int vmp_jail_ns_inodes(pid_t pid, uint64_t ino[VMP_NS__N]);
+
+/* Empty the calling process's capability bounding set (libcap-ng), once,
+ * in the supervisor at start-up. It never execs, so the set is of no use
+ * to it, and every child it forks inherits it empty: clearing it in each
+ * child costs ~0.1 ms (41 prctls, each a credential change, and libcap-ng
+ * reading the whole state first). The supervisor's own capabilities are
+ * untouched. Returns 0, or -1 with err. */
+int vmp_jail_drop_bounding(struct hatch_err *err);
 
 /* In the child, after fd hygiene, with /dev/kvm and the control socket
  * open. Fills *info. Returns 0, or -1 with err: the caller must then exit,

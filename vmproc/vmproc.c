@@ -287,7 +287,15 @@ static void read_hello_or_die(struct child *ch)
 	Hatchery__V1__SupMsg *msg = hatchery__v1__sup_msg__unpack(NULL, m.len, m.buf);
 	if (!msg || msg->body_case != HATCHERY__V1__SUP_MSG__BODY_HELLO)
 		fail_or_die("control channel: expected SupHello first");
-	ch->host_pid = msg->hello->host_pid;
+	const Hatchery__V1__SupHello *h = msg->hello;
+	ch->host_pid = h->host_pid;
+	ch->jail.ns_ino[VMP_NS_MNT] = h->ns_mnt;
+	ch->jail.ns_ino[VMP_NS_PID] = h->ns_pid;
+	ch->jail.ns_ino[VMP_NS_NET] = h->ns_net;
+	ch->jail.ns_ino[VMP_NS_IPC] = h->ns_ipc;
+	ch->jail.ns_ino[VMP_NS_UTS] = h->ns_uts;
+	ch->jail.ns_ino[VMP_NS_CGROUP] = h->ns_cgroup;
+	ch->jail.ns_ino[VMP_NS_USER] = h->ns_user;
 	hatchery__v1__sup_msg__free_unpacked(msg, NULL);
 }
 
