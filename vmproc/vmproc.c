@@ -117,6 +117,8 @@ struct child {
 	int client_fd;
 	uint32_t host_pid;        /* from SupHello: we are pid 1 in here */
 	struct vmp_jail_info jail;
+	/* From SupHello: the supervisor reads them from outside (jail.h). */
+	uint64_t ns_ino[VMP_NS__N];
 	/* CLOCK_MONOTONIC: our first instruction, fd hygiene done, ready. */
 	uint64_t t_start, t_init, t_ready;
 };
@@ -225,6 +227,7 @@ static int serve_client(struct child *ch)
 		info.memory_ns = ch->vm.t.memory_ns;
 		info.irqchip_ns = ch->vm.t.irqchip_ns;
 		info.vcpus_ns = ch->vm.t.vcpus_ns;
+		memcpy(ch->jail.ns_ino, ch->ns_ino, sizeof(ch->ns_ino));
 		fill_jail_info(&info, &ch->jail, s->seccomp_action);
 		info.fork_ns = ch->t_start - s->t_fork;
 		info.child_init_ns = ch->t_init - ch->t_start;
@@ -289,13 +292,13 @@ static void read_hello_or_die(struct child *ch)
 		fail_or_die("control channel: expected SupHello first");
 	const Hatchery__V1__SupHello *h = msg->hello;
 	ch->host_pid = h->host_pid;
-	ch->jail.ns_ino[VMP_NS_MNT] = h->ns_mnt;
-	ch->jail.ns_ino[VMP_NS_PID] = h->ns_pid;
-	ch->jail.ns_ino[VMP_NS_NET] = h->ns_net;
-	ch->jail.ns_ino[VMP_NS_IPC] = h->ns_ipc;
-	ch->jail.ns_ino[VMP_NS_UTS] = h->ns_uts;
-	ch->jail.ns_ino[VMP_NS_CGROUP] = h->ns_cgroup;
-	ch->jail.ns_ino[VMP_NS_USER] = h->ns_user;
+	ch->ns_ino[VMP_NS_MNT] = h->ns_mnt;
+	ch->ns_ino[VMP_NS_PID] = h->ns_pid;
+	ch->ns_ino[VMP_NS_NET] = h->ns_net;
+	ch->ns_ino[VMP_NS_IPC] = h->ns_ipc;
+	ch->ns_ino[VMP_NS_UTS] = h->ns_uts;
+	ch->ns_ino[VMP_NS_CGROUP] = h->ns_cgroup;
+	ch->ns_ino[VMP_NS_USER] = h->ns_user;
 	hatchery__v1__sup_msg__free_unpacked(msg, NULL);
 }
 
@@ -351,6 +354,13 @@ void vmp_child_main(const struct vmp_spawn *s)
 	struct hatch_err err = { 0 };
 	/* The jail comes before the VM: KVM_CREATE_VM and everything after it
 	 * run jailed (docs/security.md, "Why the VM is built inside"). */
+	/* Rootless, the supervisor maps our ids into our user namespace
+	 * right after the fork and only then sends SupHello: wait for it
+	 * before changing credentials. With root it has long arrived by the
+	 * time the VM is built, so it is read then, off the way to ready. */
+	bool hello_first = s->jail && (s->jail->flags & VMP_JAIL_USERNS);
+	if (hello_first)
+		read_hello_or_die(&ch);
 	if (s->jail) {
 		struct vmp_jail_config j = *s->jail;
 		j.report_fd = CTRL_FD;
@@ -363,7 +373,8 @@ void vmp_child_main(const struct vmp_spawn *s)
 		fail_or_die("%s", err.msg);
 	/* The child needs /dev/kvm no more: only its VM fds. */
 	close(KVM_FD);
-	read_hello_or_die(&ch);
+	if (!hello_first)
+		read_hello_or_die(&ch);
 	prefault_request_path();
 
 	Hatchery__V1__ChildMsg out = HATCHERY__V1__CHILD_MSG__INIT;

@@ -87,7 +87,7 @@ static pid_t spawn_jailed(unsigned slot, enum layer l, attempt_fn fn,
 {
 	int sv[2];
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
-	pid_t pid = vmp_jail_clone3(true, -1, pidfd);
+	pid_t pid = vmp_jail_clone3(VMP_JAIL_ROOT, -1, pidfd);
 	cr_assert_geq(pid, 0, "clone3: %s", strerror(errno));
 	if (pid == 0) {
 		close(sv[0]);
@@ -388,7 +388,7 @@ Test(jail, info_matches_proc)
 	int sv[2];
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 	int pidfd;
-	pid_t pid = vmp_jail_clone3(true, -1, &pidfd);
+	pid_t pid = vmp_jail_clone3(VMP_JAIL_ROOT, -1, &pidfd);
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		struct vmp_jail_config cfg = {
@@ -461,7 +461,7 @@ Test(jail, bounding_set_dropped_by_the_parent)
 	int sv[2];
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 	int pidfd;
-	pid_t pid = vmp_jail_clone3(true, -1, &pidfd);
+	pid_t pid = vmp_jail_clone3(VMP_JAIL_ROOT, -1, &pidfd);
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		struct vmp_jail_config cfg = {
