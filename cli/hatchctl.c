@@ -892,6 +892,16 @@ static void acquire_json(const char *pool, const Hatchery__V1__AcquireReply *a,
 	json_u64(&j, "rlimit_core", vi->rlimit_core);
 	json_u64(&j, "rlimit_as", vi->rlimit_as);
 	json_close(&j, '}');
+	json_open(&j, "spawn_ns", '{');
+	json_u64(&j, "fork", vi->fork_ns);
+	json_u64(&j, "child_init", vi->child_init_ns);
+	json_u64(&j, "jail_proc", vi->jail_proc_ns);
+	json_u64(&j, "jail_pivot", vi->jail_pivot_ns);
+	json_u64(&j, "jail_creds", vi->jail_creds_ns);
+	json_u64(&j, "jail_limits", vi->jail_limits_ns);
+	json_u64(&j, "jail_seccomp", vi->jail_seccomp_ns);
+	json_u64(&j, "ready", vi->ready_ns);
+	json_close(&j, '}');
 	json_open(&j, "timing_ns", '{');
 	json_u64(&j, "acquire", tm->acquire);
 	json_u64(&j, "first_vm_ping", tm->ping);
@@ -981,6 +991,28 @@ static int acquire_text(const char *pool, const Hatchery__V1__AcquireReply *a,
 	/* Two sections, one table, so their numbers line up. */
 	putchar('\n');
 	t = (struct table){ .ncols = 2, .align = "lr" };
+	table_cell(&t, "SPAWN (fork to ready)");
+	table_cell(&t, "µs");
+	table_cell(&t, "  fork (clone3, namespaces)");
+	table_cell(&t, "%.1f", ns_to_us(vi->fork_ns));
+	table_cell(&t, "  child init");
+	table_cell(&t, "%.1f", ns_to_us(vi->child_init_ns));
+	if (vi->jailed) {
+		table_cell(&t, "  jail: /proc");
+		table_cell(&t, "%.1f", ns_to_us(vi->jail_proc_ns));
+		table_cell(&t, "  jail: pivot_root");
+		table_cell(&t, "%.1f", ns_to_us(vi->jail_pivot_ns));
+		table_cell(&t, "  jail: uid, caps");
+		table_cell(&t, "%.1f", ns_to_us(vi->jail_creds_ns));
+		table_cell(&t, "  jail: rlimits, checks");
+		table_cell(&t, "%.1f", ns_to_us(vi->jail_limits_ns));
+		table_cell(&t, "  jail: seccomp");
+		table_cell(&t, "%.1f", ns_to_us(vi->jail_seccomp_ns));
+	}
+	table_cell(&t, "  ready (total)");
+	table_cell(&t, "%.1f", ns_to_us(vi->ready_ns));
+	table_cell(&t, "%s", "");
+	table_cell(&t, "%s", "");
 	table_cell(&t, "SETUP (in the child)");
 	table_cell(&t, "µs");
 	table_cell(&t, "  create_vm");

@@ -7,6 +7,7 @@
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -22,12 +23,15 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: hatcheryd -c CONFIG [--socket PATH] [--kvm PATH] [--no-jail] [-v]\n"
+		"usage: hatcheryd -c CONFIG [--socket PATH] [--kvm PATH | --kvm-fd N]\n"
+		"                 [--no-jail] [-v]\n"
 		"\n"
 		"  -c, --config FILE   INI configuration (see README.md)\n"
 		"  -s, --socket PATH   listen here instead of [supervisor] socket\n"
 		"      --kvm PATH      KVM device (default /dev/kvm)\n"
-		"      --no-jail       DEBUG ONLY: children run unjailed, as root\n"
+		"      --kvm-fd N      use inherited fd N, already open on the KVM device\n"
+		"                      (for a uid that may not open it itself)\n"
+		"      --no-jail       DEBUG ONLY: children run unjailed, as we do\n"
 		"  -v, --verbose       log every spawn, lease and client\n"
 		"  -h, --help\n"
 		"\n"
@@ -36,35 +40,53 @@ static void usage(FILE *f)
 }
 
 /* Everything the jail needs that can be checked before the first fork:
- * root (for namespaces, pivot_root, setuid), a free uid range, cgroup v2
- * (or cgroup = optional), and the seccomp filters, compiled once here. */
-static int start_jail(const struct sup_config *cfg, bool no_jail,
+ * with root, a free uid range and an empty bounding set; without root, a
+ * kernel that gives us a user namespace per child; cgroup v2 (or cgroup =
+ * optional) and the seccomp filters, compiled once here. */
+static int start_jail(const struct sup_config *cfg, bool no_jail, bool rootless,
 		      struct vmp_jail_filter *filters, struct sup_cgroup *cg,
 		      struct hatch_err *err)
 {
 	if (no_jail) {
 		fprintf(stderr,
 			"hatcheryd: WARNING: --no-jail: children run WITHOUT the jail "
-			"(no namespaces, no seccomp, no uid drop, no cgroup): as root, "
+			"(no namespaces, no seccomp, no uid drop, no cgroup): as %s, "
 			"with the host filesystem. A guest that escapes into vmproc "
-			"owns this machine. For debugging and benchmarks only.\n");
+			"owns %s. For debugging and benchmarks only.\n",
+			rootless ? "our own uid" : "root",
+			rootless ? "this uid" : "this machine");
 		snprintf(cg->reason, sizeof(cg->reason), "--no-jail");
 		return 0;
 	}
-	if (geteuid() != 0)
-		return hatch_err_set(err, HATCHERY__V1__ERROR_CODE__FAILED_PRECONDITION, 0,
-				     "the jail needs root (namespaces, pivot_root, "
-				     "per-child uids); running without root via a user "
-				     "namespace is not supported yet");
-	unsigned n = sup_config_jail_slots(cfg);
-	if (sup_jail_check_uids(cfg->jail_uid_base, n, err) < 0)
-		return -1;
+	if (rootless) {
+		if (vmp_jail_probe_rootless(err) < 0)
+			return -1;
+		fprintf(stderr,
+			"hatcheryd: running without root: each child gets a user "
+			"namespace too, and all of them run as uid %u (no per-child "
+			"uids without root; jail_uid_base is not used). Siblings are "
+			"kept apart by their pid namespaces and seccomp: see "
+			"docs/security.md, \"Rootless\".\n", (unsigned)geteuid());
+	} else {
+		/* Once here instead of in every child (jail.h says why). */
+		if (vmp_jail_drop_bounding(err) < 0)
+			return -1;
+		unsigned n = sup_config_jail_slots(cfg);
+		if (sup_jail_check_uids(cfg->jail_uid_base, n, err) < 0)
+			return -1;
+	}
 	if (sup_cgroup_setup(cg, cfg, err) < 0)
-		return -1;
+		return rootless ? hatch_err_wrap(err, "running without root (uid %u), "
+						 "cgroup_root must be a cgroup v2 subtree "
+						 "delegated to this uid (e.g. systemd "
+						 "Delegate=yes)", (unsigned)geteuid())
+				: -1;
 	if (!cg->usable)
 		fprintf(stderr, "hatcheryd: cgroup: unavailable (%s); cgroup = optional, "
-				"so children run WITHOUT memory/pids/cpu limits\n",
-			cg->reason);
+				"so children run WITHOUT memory/pids/cpu limits%s\n",
+			cg->reason,
+			rootless ? " (without root, cgroup_root must be a subtree "
+				   "delegated to our uid)" : "");
 	for (int m = 0; m < VMP_SECCOMP__N; m++)
 		if (vmp_jail_filter_build((enum vmp_seccomp_mode)m, &filters[m], err) < 0)
 			return hatch_err_wrap(err, "seccomp");
@@ -77,6 +99,7 @@ int main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "socket", required_argument, NULL, 's' },
 		{ "kvm", required_argument, NULL, 'k' },
+		{ "kvm-fd", required_argument, NULL, 'K' },
 		{ "no-jail", no_argument, NULL, 'J' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -84,12 +107,24 @@ int main(int argc, char **argv)
 	};
 	const char *config = NULL, *sock = NULL, *kvm_path = "/dev/kvm";
 	bool verbose = false, no_jail = false;
+	int kvm_fd = -1;
 	int o;
 	while ((o = getopt_long(argc, argv, "c:s:vh", opts, NULL)) != -1) {
 		switch (o) {
 		case 'c': config = optarg; break;
 		case 's': sock = optarg; break;
 		case 'k': kvm_path = optarg; break;
+		case 'K': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (*end || v < 3 || v > 65535) {
+				fprintf(stderr, "hatcheryd: --kvm-fd: expected an fd "
+						"number >= 3, got \"%s\"\n", optarg);
+				return 2;
+			}
+			kvm_fd = (int)v;
+			break;
+		}
 		case 'v': verbose = true; break;
 		case 'J': no_jail = true; break;
 		case 'h': usage(stdout); return 0;
@@ -118,9 +153,16 @@ int main(int argc, char **argv)
 		snprintf(cfg.socket_path, sizeof(cfg.socket_path), "%s", sock);
 	}
 
+	bool rootless = geteuid() != 0;
 	struct vmp_kvm_host kvm;
-	if (vmp_kvm_host_open(&kvm, kvm_path, &err) < 0) {
-		fprintf(stderr, "hatcheryd: cannot use KVM: %s\n", err.msg);
+	int kr = kvm_fd >= 0 ? vmp_kvm_host_open_fd(&kvm, kvm_fd, "--kvm-fd", &err)
+			     : vmp_kvm_host_open(&kvm, kvm_path, &err);
+	if (kr < 0) {
+		fprintf(stderr, "hatcheryd: cannot use KVM: %s%s\n", err.msg,
+			rootless && err.sys_errno == EACCES
+				? " (running without root: this uid needs read-write "
+				  "access to it, e.g. the kvm group)"
+				: "");
 		sup_config_free(&cfg);
 		return 1;
 	}
@@ -136,7 +178,7 @@ int main(int argc, char **argv)
 		sup_config_free(&cfg);
 		return 1;
 	}
-	if (start_jail(&cfg, no_jail, filters, &cgroup, &err) < 0) {
+	if (start_jail(&cfg, no_jail, rootless, filters, &cgroup, &err) < 0) {
 		fprintf(stderr, "hatcheryd: %s\n", err.msg);
 		goto out;
 	}
@@ -176,6 +218,7 @@ int main(int argc, char **argv)
 
 	struct sup_server_opts so = {
 		.cfg = &cfg, .kvm = &kvm, .verbose = verbose, .no_jail = no_jail,
+		.rootless = rootless,
 		.filters = filters, .cgroup = &cgroup, .devnull_fd = devnull,
 		.self_pidfd = self_pidfd,
 	};

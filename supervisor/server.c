@@ -665,7 +665,9 @@ static void handle_status(struct server *s, struct conn *cn, uint64_t id)
 		snprintf(cgroup, sizeof(cgroup), "v2 at %s", s->o->cgroup->base);
 	else
 		snprintf(cgroup, sizeof(cgroup), "unavailable (%s)", s->o->cgroup->reason);
-	sr.jail = (char *)(s->o->no_jail ? "off (--no-jail)" : "on");
+	sr.jail = (char *)(s->o->no_jail ? "off (--no-jail)"
+			   : s->o->rootless ? "on (rootless: one uid for all children)"
+					    : "on");
 	sr.cgroup = cgroup;
 	sr.n_pools = n;
 	sr.pools = pp;

@@ -24,6 +24,9 @@ struct sup_server_opts {
 	const struct vmp_kvm_host *kvm;   /* not owned; kvm_fd inherited by children */
 	bool verbose;
 	bool no_jail;                     /* --no-jail: children run as we do */
+	/* Not root: every child gets a user namespace too, mapping only our
+	 * own uid/gid, and all children run as that one uid. */
+	bool rootless;
 	/* Compiled once at start-up, one per seccomp mode; not owned. */
 	const struct vmp_jail_filter *filters; /* [VMP_SECCOMP__N] */
 	const struct sup_cgroup *cgroup;  /* not owned */

@@ -54,9 +54,14 @@ int sup_spawn(struct sup_child *c, const struct sup_server_opts *o,
 	_cleanup_close_ int vm_child = sv[1];
 
 	const struct sup_pool_config *cfg = c->pool->cfg;
+	/* With root, a uid of its own per child; rootless, the only id we
+	 * can map: our own (docs/security.md says what that costs). */
+	uid_t uid = o->rootless ? geteuid()
+				: (uid_t)(o->cfg->jail_uid_base + (unsigned)c->slot);
+	gid_t gid = o->rootless ? getegid() : (gid_t)uid;
 	struct vmp_jail_config jail = {
-		.uid = (uid_t)(o->cfg->jail_uid_base + (unsigned)c->slot),
-		.gid = (gid_t)(o->cfg->jail_uid_base + (unsigned)c->slot),
+		.uid = uid,
+		.gid = gid,
 		/* 0-2, control, /dev/kvm, supervisor pidfd, the VM, its
 		 * vCPUs, the client's socket, fds of a rejected packet. */
 		.nofile = 16 + cfg->vcpus,
@@ -65,7 +70,7 @@ int sup_spawn(struct sup_child *c, const struct sup_server_opts *o,
 			    AS_HEADROOM,
 		.filter = &o->filters[cfg->seccomp == SUP_SECCOMP_LOG ?
 					      VMP_SECCOMP_LOG : VMP_SECCOMP_KILL],
-		.flags = JAIL_SANITIZER_FLAGS,
+		.flags = JAIL_SANITIZER_FLAGS | (o->rootless ? VMP_JAIL_USERNS : 0),
 		.report_fd = -1,
 		.parent_pidfd = -1,
 	};
@@ -91,7 +96,10 @@ int sup_spawn(struct sup_child *c, const struct sup_server_opts *o,
 		c->in_cgroup = true;
 	}
 	int pidfd = -1;
-	pid_t pid = vmp_jail_clone3(!o->no_jail, cgfd, &pidfd);
+	enum vmp_jail_kind kind = o->no_jail  ? VMP_JAIL_NONE
+				  : o->rootless ? VMP_JAIL_ROOTLESS
+						: VMP_JAIL_ROOT;
+	pid_t pid = vmp_jail_clone3(kind, cgfd, &pidfd);
 	if (pid < 0)
 		return hatch_err_set(err, E_INTERNAL, errno, "clone3");
 	if (pid == 0) {
@@ -100,6 +108,19 @@ int sup_spawn(struct sup_child *c, const struct sup_server_opts *o,
 		vmp_child_main(&s); /* never returns */
 	}
 	fcntl(pidfd, F_SETFD, FD_CLOEXEC);
+	if (kind == VMP_JAIL_ROOTLESS) {
+		/* The child waits for SupHello before it changes credentials,
+		 * so the maps are in place by then. */
+		int r = vmp_jail_map_ids(pid, uid, gid);
+		if (r < 0) {
+			syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+			waitid(P_PIDFD, (id_t)pidfd, &(siginfo_t){ 0 }, WEXITED);
+			close(pidfd);
+			return hatch_err_set(err, E_INTERNAL, -r,
+					     "map uid %u/gid %u into child %d's user "
+					     "namespace", uid, gid, pid);
+		}
+	}
 	int fl = fcntl(mine, F_GETFL);
 	fcntl(mine, F_SETFL, fl | O_NONBLOCK);
 	c->pid = pid;
@@ -109,6 +130,18 @@ int sup_spawn(struct sup_child *c, const struct sup_server_opts *o,
 	Hatchery__V1__SupMsg m = HATCHERY__V1__SUP_MSG__INIT;
 	Hatchery__V1__SupHello hello = HATCHERY__V1__SUP_HELLO__INIT;
 	hello.host_pid = (uint32_t)pid;
+	uint64_t ino[VMP_NS__N] = { 0 };
+	/* Not reaped yet, so the pid is still this child's. A failure (the
+	 * child already died) leaves zeros; its death is handled as usual. */
+	if (!o->no_jail)
+		vmp_jail_ns_inodes(pid, ino);
+	hello.ns_mnt = ino[VMP_NS_MNT];
+	hello.ns_pid = ino[VMP_NS_PID];
+	hello.ns_net = ino[VMP_NS_NET];
+	hello.ns_ipc = ino[VMP_NS_IPC];
+	hello.ns_uts = ino[VMP_NS_UTS];
+	hello.ns_cgroup = ino[VMP_NS_CGROUP];
+	hello.ns_user = ino[VMP_NS_USER];
 	m.body_case = HATCHERY__V1__SUP_MSG__BODY_HELLO;
 	m.hello = &hello;
 	ipc_send_pb(mine, &m.base, NULL, 0, true);

@@ -9,7 +9,7 @@
  *
  * The namespaces (mount, pid, net, ipc, uts, cgroup) come from the clone3
  * flags, VMP_JAIL_NS_FLAGS; everything else is vmp_jail_enter(), in this
- * order: capture the facts only /proc can tell (namespace inodes, cgroup,
+ * order: capture the facts only /proc can tell from inside (cgroup,
  * address-space size), pivot_root into an empty read-only tmpfs, drop to the
  * slot's uid/gid with no supplementary groups and no capabilities in any set
  * (libcap-ng), resource limits, no_new_privs, and the seccomp filter last.
@@ -35,11 +35,19 @@
 
 #include "hatchery/error.h"
 
-/* Namespaces every jailed child gets at clone time. No user namespace: the
- * supervisor runs as root and children get real, unprivileged host uids. */
+/* Namespaces every jailed child gets at clone time. With root, no user
+ * namespace: children get real, unprivileged host uids (one per slot).
+ * Rootless (hatcheryd without root), a user namespace too, in which the
+ * supervisor maps exactly one id, its own (vmp_jail_map_ids). */
 #define VMP_JAIL_NS_FLAGS                                                      \
 	(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC |            \
 	 CLONE_NEWUTS | CLONE_NEWCGROUP)
+
+enum vmp_jail_kind {
+	VMP_JAIL_NONE = 0,    /* --no-jail: no namespaces */
+	VMP_JAIL_ROOT,        /* VMP_JAIL_NS_FLAGS */
+	VMP_JAIL_ROOTLESS,    /* VMP_JAIL_NS_FLAGS | CLONE_NEWUSER */
+};
 
 enum vmp_seccomp_mode {
 	VMP_SECCOMP_KILL = 0, /* default action: trap, report, die by SIGSYS */
@@ -70,10 +78,16 @@ extern const unsigned vmp_jail_n_kvm_ioctls;
 
 /* Flags for vmp_jail_config.flags. */
 #define VMP_JAIL_NO_AS_LIMIT 0x1u /* sanitizer builds: ASan reserves TiBs */
+/* Rootless: the child is in its own user namespace (VMP_JAIL_ROOTLESS),
+ * where uid/gid are the one id the supervisor mapped, its own. setgroups
+ * is denied there (an unprivileged map requires it), so the supplementary
+ * groups the supervisor had cannot be dropped; they are reported. The
+ * maps must be written before vmp_jail_enter (the child waits for them). */
+#define VMP_JAIL_USERNS 0x2u
 
 struct vmp_jail_config {
-	uid_t uid;                /* jail_uid_base + slot */
-	gid_t gid;                /* same number as uid */
+	uid_t uid;                /* jail_uid_base + slot; rootless: our euid */
+	gid_t gid;                /* same number as uid; rootless: our egid */
 	unsigned nofile;          /* RLIMIT_NOFILE, soft = hard */
 	uint64_t as_extra;        /* RLIMIT_AS = current size + this */
 	const struct vmp_jail_filter *filter; /* NULL: no seccomp (tests of the
@@ -92,9 +106,11 @@ enum vmp_jail_ns { VMP_NS_MNT, VMP_NS_PID, VMP_NS_NET, VMP_NS_IPC, VMP_NS_UTS,
 		   VMP_NS_CGROUP, VMP_NS_USER, VMP_NS__N };
 extern const char *const vmp_jail_ns_names[VMP_NS__N]; /* "mnt", "pid", ... */
 
-/* The jail as the child itself sees it, for VmInfoReply. Namespace inodes
- * and the cgroup are captured just before pivot_root (no /proc after it);
- * the rest by syscalls after the limits are set, just before seccomp. */
+/* The jail as the child itself sees it, for VmInfoReply. The cgroup is
+ * captured just before pivot_root (no /proc after it); the rest by
+ * syscalls after the limits are set, just before seccomp. ns_ino is not
+ * filled by vmp_jail_enter: the supervisor reads it from outside
+ * (vmp_jail_ns_inodes) and the caller copies it in. */
 struct vmp_jail_info {
 	bool jailed;
 	uint64_t ns_ino[VMP_NS__N];
@@ -110,10 +126,37 @@ struct vmp_jail_info {
 	uint64_t proc_ns, pivot_ns, creds_ns, limits_ns, seccomp_ns;
 };
 
-/* clone3 with CLONE_PIDFD, the jail's namespaces when `jail` is true and
- * CLONE_INTO_CGROUP when cgroup_fd >= 0. Returns as fork() does; *pidfd is
- * set in the parent. */
-pid_t vmp_jail_clone3(bool jail, int cgroup_fd, int *pidfd);
+/* clone3 with CLONE_PIDFD, the namespaces of `kind` and CLONE_INTO_CGROUP
+ * when cgroup_fd >= 0. Returns as fork() does; *pidfd is set in the
+ * parent. */
+pid_t vmp_jail_clone3(enum vmp_jail_kind kind, int cgroup_fd, int *pidfd);
+
+/* Rootless, in the parent right after vmp_jail_clone3(VMP_JAIL_ROOTLESS):
+ * map exactly one uid and one gid in the child's user namespace, our own
+ * euid/egid to the same numbers inside ("deny" to setgroups first, as the
+ * kernel requires of an unprivileged writer). Returns 0 or -errno. */
+int vmp_jail_map_ids(pid_t pid, uid_t uid, gid_t gid);
+
+/* Rootless start-up check: can this process create a jailed child with a
+ * user namespace and map its ids into it? Tries it once (a child that
+ * exits at once). Returns 0, or -1 with err saying what the kernel
+ * refused. */
+int vmp_jail_probe_rootless(struct hatch_err *err);
+
+/* The inode numbers of process `pid`'s namespaces (/proc/PID/ns/X, in
+ * vmp_jail_ns_names order), read from outside: the supervisor does this
+ * right after clone3, on its own CPU while the child goes on, and sends
+ * them in SupHello (the child has no /proc after pivot_root). Returns 0
+ * or -errno. */
+int vmp_jail_ns_inodes(pid_t pid, uint64_t ino[VMP_NS__N]);
+
+/* Empty the calling process's capability bounding set (libcap-ng), once,
+ * in the supervisor at start-up. It never execs, so the set is of no use
+ * to it, and every child it forks inherits it empty: clearing it in each
+ * child costs ~0.1 ms (41 prctls, each a credential change, and libcap-ng
+ * reading the whole state first). The supervisor's own capabilities are
+ * untouched. Returns 0, or -1 with err. */
+int vmp_jail_drop_bounding(struct hatch_err *err);
 
 /* In the child, after fd hygiene, with /dev/kvm and the control socket
  * open. Fills *info. Returns 0, or -1 with err: the caller must then exit,

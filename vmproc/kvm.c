@@ -26,9 +26,21 @@ int vmp_kvm_host_open(struct vmp_kvm_host *h, const char *path,
 {
 	memset(h, 0, sizeof(*h));
 	h->kvm_fd = -1;
-	_cleanup_close_ int fd = open(path, O_RDWR | O_CLOEXEC);
+	int fd = open(path, O_RDWR | O_CLOEXEC);
 	if (fd < 0)
 		return hatch_err_set(err, E_VM, errno, "%s", path);
+	return vmp_kvm_host_open_fd(h, fd, path, err);
+}
+
+int vmp_kvm_host_open_fd(struct vmp_kvm_host *h, int fd_, const char *path,
+			 struct hatch_err *err)
+{
+	memset(h, 0, sizeof(*h));
+	h->kvm_fd = -1;
+	_cleanup_close_ int fd = fd_;
+	/* An inherited fd may lack it; children must not inherit it by exec
+	 * (they never exec, but keep the rule). */
+	fcntl(fd, F_SETFD, FD_CLOEXEC);
 	int v = ioctl(fd, KVM_GET_API_VERSION, 0);
 	if (v != KVM_API_VERSION)
 		return hatch_err_set(err, E_VM, v < 0 ? errno : 0,

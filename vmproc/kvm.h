@@ -34,6 +34,12 @@ struct vmp_kvm_host {
  * missing, e.g. "/dev/kvm: Permission denied". */
 int vmp_kvm_host_open(struct vmp_kvm_host *h, const char *path,
 		      struct hatch_err *err);
+
+/* The same on an fd already open on the KVM device (hatcheryd --kvm-fd:
+ * handed down by a launcher that may open it when our uid may not). Takes
+ * ownership of fd, also on failure; `path` names it in messages. */
+int vmp_kvm_host_open_fd(struct vmp_kvm_host *h, int fd, const char *path,
+			 struct hatch_err *err);
 void vmp_kvm_host_close(struct vmp_kvm_host *h);
 
 struct vmp_vm_timings {

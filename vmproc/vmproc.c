@@ -117,6 +117,10 @@ struct child {
 	int client_fd;
 	uint32_t host_pid;        /* from SupHello: we are pid 1 in here */
 	struct vmp_jail_info jail;
+	/* From SupHello: the supervisor reads them from outside (jail.h). */
+	uint64_t ns_ino[VMP_NS__N];
+	/* CLOCK_MONOTONIC: our first instruction, fd hygiene done, ready. */
+	uint64_t t_start, t_init, t_ready;
 };
 
 static void send_error(int fd, uint64_t id, int code, const char *msg)
@@ -160,6 +164,11 @@ static void fill_jail_info(Hatchery__V1__VmInfoReply *info,
 	info->rlimit_fsize = j->rlim_fsize;
 	info->rlimit_core = j->rlim_core;
 	info->rlimit_as = j->rlim_as;
+	info->jail_proc_ns = j->proc_ns;
+	info->jail_pivot_ns = j->pivot_ns;
+	info->jail_creds_ns = j->creds_ns;
+	info->jail_limits_ns = j->limits_ns;
+	info->jail_seccomp_ns = j->seccomp_ns;
 }
 
 /* Serve one packet from the client. Returns 1 to go on, 0 to end the lease. */
@@ -218,7 +227,11 @@ static int serve_client(struct child *ch)
 		info.memory_ns = ch->vm.t.memory_ns;
 		info.irqchip_ns = ch->vm.t.irqchip_ns;
 		info.vcpus_ns = ch->vm.t.vcpus_ns;
+		memcpy(ch->jail.ns_ino, ch->ns_ino, sizeof(ch->ns_ino));
 		fill_jail_info(&info, &ch->jail, s->seccomp_action);
+		info.fork_ns = ch->t_start - s->t_fork;
+		info.child_init_ns = ch->t_init - ch->t_start;
+		info.ready_ns = ch->t_ready - s->t_fork;
 		rep.body_case = HATCHERY__V1__VM_REPLY__BODY_INFO;
 		rep.info = &info;
 		break;
@@ -277,7 +290,15 @@ static void read_hello_or_die(struct child *ch)
 	Hatchery__V1__SupMsg *msg = hatchery__v1__sup_msg__unpack(NULL, m.len, m.buf);
 	if (!msg || msg->body_case != HATCHERY__V1__SUP_MSG__BODY_HELLO)
 		fail_or_die("control channel: expected SupHello first");
-	ch->host_pid = msg->hello->host_pid;
+	const Hatchery__V1__SupHello *h = msg->hello;
+	ch->host_pid = h->host_pid;
+	ch->ns_ino[VMP_NS_MNT] = h->ns_mnt;
+	ch->ns_ino[VMP_NS_PID] = h->ns_pid;
+	ch->ns_ino[VMP_NS_NET] = h->ns_net;
+	ch->ns_ino[VMP_NS_IPC] = h->ns_ipc;
+	ch->ns_ino[VMP_NS_UTS] = h->ns_uts;
+	ch->ns_ino[VMP_NS_CGROUP] = h->ns_cgroup;
+	ch->ns_ino[VMP_NS_USER] = h->ns_user;
 	hatchery__v1__sup_msg__free_unpacked(msg, NULL);
 }
 
@@ -319,6 +340,7 @@ static int serve_ctrl(struct child *ch)
 
 void vmp_child_main(const struct vmp_spawn *s)
 {
+	uint64_t t_start = now_ns();
 	child_init_or_die(s);
 	/* fd_hygiene moved the kvm fd; point our copy of the host at it. */
 	struct vmp_kvm_host kvm = *s->kvm;
@@ -327,10 +349,18 @@ void vmp_child_main(const struct vmp_spawn *s)
 	me.ctrl_fd = CTRL_FD;
 	me.kvm = &kvm;
 
-	struct child ch = { .s = &me, .client_fd = VM_FD };
+	struct child ch = { .s = &me, .client_fd = VM_FD, .t_start = t_start,
+			    .t_init = now_ns() };
 	struct hatch_err err = { 0 };
 	/* The jail comes before the VM: KVM_CREATE_VM and everything after it
 	 * run jailed (docs/security.md, "Why the VM is built inside"). */
+	/* Rootless, the supervisor maps our ids into our user namespace
+	 * right after the fork and only then sends SupHello: wait for it
+	 * before changing credentials. With root it has long arrived by the
+	 * time the VM is built, so it is read then, off the way to ready. */
+	bool hello_first = s->jail && (s->jail->flags & VMP_JAIL_USERNS);
+	if (hello_first)
+		read_hello_or_die(&ch);
 	if (s->jail) {
 		struct vmp_jail_config j = *s->jail;
 		j.report_fd = CTRL_FD;
@@ -343,12 +373,14 @@ void vmp_child_main(const struct vmp_spawn *s)
 		fail_or_die("%s", err.msg);
 	/* The child needs /dev/kvm no more: only its VM fds. */
 	close(KVM_FD);
-	read_hello_or_die(&ch);
+	if (!hello_first)
+		read_hello_or_die(&ch);
 	prefault_request_path();
 
 	Hatchery__V1__ChildMsg out = HATCHERY__V1__CHILD_MSG__INIT;
 	Hatchery__V1__ChildReady ready = HATCHERY__V1__CHILD_READY__INIT;
-	ready.setup_ns = now_ns() - s->t_fork;
+	ch.t_ready = now_ns();
+	ready.setup_ns = ch.t_ready - s->t_fork;
 	out.body_case = HATCHERY__V1__CHILD_MSG__BODY_READY;
 	out.ready = &ready;
 	if (ipc_send_pb(CTRL_FD, &out.base, NULL, 0, false) < 0)

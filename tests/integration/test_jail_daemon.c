@@ -16,9 +16,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <grp.h>
+#include <seccomp.h>
+
 #include "hatchery/client.h"
 
 #define UID_BASE 280000u
+#define ROOTLESS_UID 281500u /* an unprivileged uid for rootless hatcheryd */
 #define MAX 4
 
 struct daemon {
@@ -67,6 +71,55 @@ static pid_t start(const char *supervisor_extra, const char *extra)
 		dup2(fd, 2);
 		execl(HATCHERYD_PATH, "hatcheryd", "-c", conf, "-s", d.sock, extra,
 		      (char *)NULL);
+		_exit(127);
+	}
+	d.pid = pid;
+	return pid;
+}
+
+enum rootless_how {
+	RL_KVM_FD = 1,       /* hand it /dev/kvm open, as --kvm-fd */
+	RL_NO_USERNS = 2,    /* a filter makes clone3 fail, as a kernel that
+			      * refuses unprivileged user namespaces would */
+};
+
+/* Start hatcheryd as ROOTLESS_UID, with no groups. /dev/kvm here is
+ * root-only and must stay so: with RL_KVM_FD we open it (as root) and the
+ * daemon gets the fd, the way a launcher with access would hand it down. */
+static pid_t start_rootless(unsigned how)
+{
+	snprintf(d.dir, sizeof(d.dir), "/tmp/hatch-jail-XXXXXX");
+	cr_assert_not_null(mkdtemp(d.dir));
+	cr_assert_eq(chown(d.dir, ROOTLESS_UID, ROOTLESS_UID), 0);
+	cr_assert_eq(chmod(d.dir, 0755), 0);
+	char conf[128];
+	snprintf(conf, sizeof(conf), "%s/h.conf", d.dir);
+	snprintf(d.sock, sizeof(d.sock), "%s/h.sock", d.dir);
+	snprintf(d.log, sizeof(d.log), "%s/h.log", d.dir);
+	write_config(conf, "cgroup = optional", "");
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int fd = open(d.log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		dup2(fd, 2);
+		if (how & RL_KVM_FD) {
+			int k = open("/dev/kvm", O_RDWR);
+			if (k < 0 || dup2(k, 5) < 0)
+				_exit(126);
+		}
+		if (how & RL_NO_USERNS) {
+			scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+			if (!ctx ||
+			    seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone3), 0) ||
+			    seccomp_load(ctx))
+				_exit(126);
+		}
+		if (setgroups(0, NULL) < 0 ||
+		    setresgid(ROOTLESS_UID, ROOTLESS_UID, ROOTLESS_UID) < 0 ||
+		    setresuid(ROOTLESS_UID, ROOTLESS_UID, ROOTLESS_UID) < 0)
+			_exit(126);
+		execl(HATCHERYD_PATH, "hatcheryd", "-c", conf, "-s", d.sock,
+		      (how & RL_KVM_FD) ? "--kvm-fd=5" : (char *)NULL, (char *)NULL);
 		_exit(127);
 	}
 	d.pid = pid;
@@ -420,5 +473,124 @@ Test(jail_daemon, startup_fails_when_uid_range_in_use)
 	cr_assert(strstr(log, want), "%s", log);
 	snprintf(want, sizeof(want), "runs as uid %u", UID_BASE + 2);
 	cr_assert(strstr(log, want), "%s", log);
+	cr_assert_eq(count_lines(log), 1, "one message, got:\n%s", log);
+}
+
+/* ---- rootless ------------------------------------------------------------- */
+
+static void need_kvm(void)
+{
+	if (geteuid() != 0)
+		cr_skip_test("SKIPPED: the test itself needs root (to become another "
+			     "uid and hand it /dev/kvm)");
+	if (access("/dev/kvm", R_OK | W_OK) != 0)
+		cr_skip_test("SKIPPED: no usable /dev/kvm");
+}
+
+/* The jail a rootless hatcheryd builds, compared with /proc from outside:
+ * the daemon's own uid in every child, no capability in any set (the
+ * bounding set too, dropped in the child's own user namespace), all seven
+ * namespaces new (the user one too), one id mapped, setgroups denied, the
+ * same limits and filter; and siblings in different namespaces. */
+Test(jail_daemon, rootless_info_matches_proc)
+{
+	need_kvm();
+	start_rootless(RL_KVM_FD);
+	struct hatch_client *c = connect_daemon();
+	cr_assert_not_null(c, "hatcheryd exited: %s", slurp(d.log));
+	cr_assert(strstr(slurp(d.log), "running without root"), "%s", slurp(d.log));
+	struct hatch_err err;
+	int vm[2];
+	Hatchery__V1__AcquireReply *ar[2];
+	Hatchery__V1__VmInfoReply *vi[2];
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(hatch_acquire(c, "default", 5000, &vm[i], &ar[i], &err), 0,
+			     "%s", err.msg);
+		cr_assert_eq(hatch_vm_info(vm[i], &vi[i], &err), 0, "%s", err.msg);
+	}
+	pid_t pid = (pid_t)ar[0]->child_pid;
+	const Hatchery__V1__VmInfoReply *v = vi[0];
+	cr_assert(v->jailed);
+	cr_assert_eq(v->uid, ROOTLESS_UID);
+	cr_assert_eq(v->gid, ROOTLESS_UID);
+	char want[64], got[128];
+	snprintf(want, sizeof(want), "%u\t%u\t%u\t%u", ROOTLESS_UID, ROOTLESS_UID,
+		 ROOTLESS_UID, ROOTLESS_UID);
+	cr_assert_str_eq(status_field(pid, "Uid", got, sizeof(got)), want);
+	cr_assert_str_eq(status_field(pid, "Gid", got, sizeof(got)), want);
+	const char *capkeys[] = { "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb" };
+	for (size_t i = 0; i < 5; i++)
+		cr_assert_str_eq(status_field(pid, capkeys[i], got, sizeof(got)),
+				 "0000000000000000", "%s", capkeys[i]);
+	cr_assert_eq(v->cap_eff | v->cap_prm | v->cap_inh | v->cap_amb | v->cap_bnd, 0);
+	cr_assert(v->no_new_privs);
+	cr_assert_eq(v->seccomp_mode, 2);
+	cr_assert_str_eq(status_field(pid, "Seccomp", got, sizeof(got)), "2");
+	cr_assert_eq(v->rlimit_nproc, 0);
+	cr_assert_eq(v->rlimit_fsize, 0);
+
+	/* Exactly one id mapped, to itself; setgroups denied. */
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/uid_map", pid);
+	unsigned a, b, n;
+	cr_assert_eq(sscanf(slurp(path), "%u %u %u", &a, &b, &n), 3);
+	cr_assert(a == ROOTLESS_UID && b == ROOTLESS_UID && n == 1, "uid_map %u %u %u",
+		  a, b, n);
+	cr_assert_eq(count_lines(slurp(path)), 1);
+	snprintf(path, sizeof(path), "/proc/%d/setgroups", pid);
+	cr_assert(strncmp(slurp(path), "deny", 4) == 0);
+
+	const struct { const char *ns; uint64_t v, w; } ns[] = {
+		{ "mnt", v->ns_mnt, vi[1]->ns_mnt }, { "pid", v->ns_pid, vi[1]->ns_pid },
+		{ "net", v->ns_net, vi[1]->ns_net }, { "ipc", v->ns_ipc, vi[1]->ns_ipc },
+		{ "uts", v->ns_uts, vi[1]->ns_uts },
+		{ "cgroup", v->ns_cgroup, vi[1]->ns_cgroup },
+		{ "user", v->ns_user, vi[1]->ns_user },
+	};
+	for (size_t i = 0; i < sizeof(ns) / sizeof(ns[0]); i++) {
+		cr_assert_eq(ns_inode(pid, ns[i].ns), ns[i].v, "%s namespace", ns[i].ns);
+		cr_assert_neq(ns_inode(d.pid, ns[i].ns), ns[i].v,
+			      "%s namespace shared with hatcheryd", ns[i].ns);
+		cr_assert_neq(ns[i].v, ns[i].w, "%s namespace shared by siblings",
+			      ns[i].ns);
+	}
+	Hatchery__V1__StatusReply *st;
+	cr_assert_eq(hatch_status(c, &st, &err), 0);
+	cr_assert(strncmp(st->jail, "on (rootless", 12) == 0, "%s", st->jail);
+	hatch_free(st);
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(hatch_vm_release(vm[i], &err), 0, "%s", err.msg);
+		close(vm[i]);
+		hatch_free(vi[i]);
+		hatch_free(ar[i]);
+	}
+	/* Lease and release stayed inside the allowlist. */
+	snprintf(path, sizeof(path), "/proc/%d", pid);
+	for (int i = 0; i < 200 && access(path, F_OK) == 0; i++)
+		usleep(10000);
+	Hatchery__V1__StatsReply *sr;
+	cr_assert_eq(hatch_stats(c, &sr, &err), 0);
+	cr_assert_eq(sr->pools[0]->seccomp_kills, 0, "%s", slurp(d.log));
+	cr_assert_eq(sr->pools[0]->unexpected_exits, 0, "%s", slurp(d.log));
+	hatch_free(sr);
+	hatch_close(c);
+}
+
+Test(jail_daemon, rootless_startup_fails_without_kvm_access)
+{
+	need_kvm();
+	start_rootless(0);
+	char *log = expect_startup_failure();
+	cr_assert(strstr(log, "cannot use KVM: /dev/kvm: Permission denied"), "%s", log);
+	cr_assert(strstr(log, "kvm group"), "%s", log);
+	cr_assert_eq(count_lines(log), 1, "one message, got:\n%s", log);
+}
+
+Test(jail_daemon, rootless_startup_fails_without_user_namespaces)
+{
+	need_kvm();
+	start_rootless(RL_KVM_FD | RL_NO_USERNS);
+	char *log = expect_startup_failure();
+	cr_assert(strstr(log, "refuses to create one"), "%s", log);
 	cr_assert_eq(count_lines(log), 1, "one message, got:\n%s", log);
 }

@@ -12,6 +12,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <linux/kvm.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -21,6 +22,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -85,7 +87,7 @@ static pid_t spawn_jailed(unsigned slot, enum layer l, attempt_fn fn,
 {
 	int sv[2];
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
-	pid_t pid = vmp_jail_clone3(true, -1, pidfd);
+	pid_t pid = vmp_jail_clone3(VMP_JAIL_ROOT, -1, pidfd);
 	cr_assert_geq(pid, 0, "clone3: %s", strerror(errno));
 	if (pid == 0) {
 		close(sv[0]);
@@ -386,7 +388,7 @@ Test(jail, info_matches_proc)
 	int sv[2];
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 	int pidfd;
-	pid_t pid = vmp_jail_clone3(true, -1, &pidfd);
+	pid_t pid = vmp_jail_clone3(VMP_JAIL_ROOT, -1, &pidfd);
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		struct vmp_jail_config cfg = {
@@ -423,12 +425,16 @@ Test(jail, info_matches_proc)
 	cr_assert_eq(info.rlim_fsize, 0);
 	cr_assert_eq(info.rlim_core, 0);
 	cr_assert_eq(info.rlim_nofile, 20);
+	/* The namespace inodes are read from outside (the supervisor does it
+	 * right after clone3): the child's, and all new but the user one. */
+	uint64_t ino[VMP_NS__N];
+	cr_assert_eq(vmp_jail_ns_inodes(pid, ino), 0);
 	for (int i = 0; i < VMP_NS__N; i++) {
 		char path[64];
 		struct stat st, mine;
 		snprintf(path, sizeof(path), "/proc/%d/ns/%s", pid, vmp_jail_ns_names[i]);
 		cr_assert_eq(stat(path, &st), 0);
-		cr_assert_eq(info.ns_ino[i], st.st_ino, "%s namespace", vmp_jail_ns_names[i]);
+		cr_assert_eq(ino[i], st.st_ino, "%s namespace", vmp_jail_ns_names[i]);
 		snprintf(path, sizeof(path), "/proc/self/ns/%s", vmp_jail_ns_names[i]);
 		cr_assert_eq(stat(path, &mine), 0);
 		if (i == VMP_NS_USER)
@@ -440,4 +446,61 @@ Test(jail, info_matches_proc)
 	cr_assert_str_eq(info.cgroup, "/", "the cgroup namespace's root");
 	syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
 	waitid(P_PIDFD, (id_t)pidfd, &(siginfo_t){ 0 }, WEXITED);
+}
+
+/* hatcheryd empties its bounding set once at start-up, so its children
+ * skip the per-child drop. That path: the parent drops first (which also
+ * leaves libcap-ng's state, naming the parent's pid, in every fork), and
+ * the child must still end with the slot's ids and no capability at all. */
+Test(jail, bounding_set_dropped_by_the_parent)
+{
+	struct hatch_err err = { 0 };
+	cr_assert_eq(vmp_jail_drop_bounding(&err), 0, "%s", err.msg);
+	cr_assert_eq(prctl(PR_CAPBSET_READ, CAP_SYS_ADMIN, 0, 0, 0), 0);
+	cr_assert_eq(prctl(PR_CAPBSET_READ, CAP_SETUID, 0, 0, 0), 0);
+	int sv[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	int pidfd;
+	pid_t pid = vmp_jail_clone3(VMP_JAIL_ROOT, -1, &pidfd);
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct vmp_jail_config cfg = {
+			.uid = UID_BASE + 4, .gid = UID_BASE + 4, .nofile = 20,
+			.as_extra = 256ull << 20, .filter = &filter_kill,
+#if defined(__SANITIZE_ADDRESS__)
+			.flags = VMP_JAIL_NO_AS_LIMIT,
+#endif
+			.report_fd = -1, .parent_pidfd = -1,
+		};
+		struct vmp_jail_info info;
+		struct hatch_err e = { 0 };
+		if (vmp_jail_enter(&cfg, &info, &e) < 0) {
+			struct iovec iov = { e.msg, strlen(e.msg) + 1 };
+			struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+			sendmsg(sv[1], &mh, 0);
+			_exit(X_JAIL_FAILED);
+		}
+		struct iovec iov = { &info, sizeof(info) };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+		sendmsg(sv[1], &mh, 0);
+		_exit(0);
+	}
+	close(sv[1]);
+	union { struct vmp_jail_info info; char msg[sizeof(err.msg)]; } u;
+	ssize_t n = recv(sv[0], &u, sizeof(u), 0);
+	cr_assert_eq(n, (ssize_t)sizeof(u.info), "the jail failed: %s",
+		     n > 0 ? u.msg : "(no message)");
+	cr_assert_eq(u.info.euid, UID_BASE + 4);
+	cr_assert_eq(u.info.ruid, UID_BASE + 4);
+	cr_assert_eq(u.info.sgid, UID_BASE + 4);
+	cr_assert_eq(u.info.cap_eff | u.info.cap_prm | u.info.cap_inh |
+			     u.info.cap_amb | u.info.cap_bnd, 0,
+		     "capabilities left: eff %#llx prm %#llx bnd %#llx",
+		     (unsigned long long)u.info.cap_eff,
+		     (unsigned long long)u.info.cap_prm,
+		     (unsigned long long)u.info.cap_bnd);
+	cr_assert_eq(u.info.seccomp_mode, 2);
+	waitid(P_PIDFD, (id_t)pidfd, &(siginfo_t){ 0 }, WEXITED);
+	close(pidfd);
+	close(sv[0]);
 }
