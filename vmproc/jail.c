@@ -47,8 +47,8 @@ const char *const vmp_jail_ns_names[VMP_NS__N] = {
  * deliberate act: one syscall per line, with the reason. */
 
 /* KVM ioctls, by argument. The VM is built under the jail (see
- * docs/security.md for why), so the creation ioctls are here; KVM_RUN is
- * not, because no pool kind runs a vCPU yet. */
+ * docs/security.md for why), so the creation ioctls are here, and since
+ * the guest runtime (guest.c) runs the vCPU, so are the four it needs. */
 const unsigned long vmp_jail_kvm_ioctls[] = {
 	KVM_CREATE_VM,              /* on /dev/kvm, once; /dev/kvm is closed after */
 	KVM_SET_USER_MEMORY_REGION, /* guest RAM slots                             */
@@ -56,6 +56,12 @@ const unsigned long vmp_jail_kvm_ioctls[] = {
 	KVM_CREATE_PIT2,            /* in-kernel PIT                               */
 	KVM_CREATE_VCPU,            /* one per vCPU                                */
 	KVM_SET_CPUID2,             /* the host's supported CPUID on each vCPU     */
+	KVM_RUN,                    /* guest.c: boot, calls, heartbeats            */
+	KVM_GET_SREGS,              /* guest.c: start from KVM's own sregs (APIC
+	                             * base, hidden fields) and change what we set */
+	KVM_SET_SREGS,              /* guest.c: CPL 3 segments, GDT/IDT/TR, CR0/3/4,
+	                             * EFER: enter the guest with no firmware      */
+	KVM_SET_REGS,               /* guest.c: RIP = ELF entry, RSP = stack top   */
 };
 const unsigned vmp_jail_n_kvm_ioctls = HATCH_ARRAY_SIZE(vmp_jail_kvm_ioctls);
 
@@ -71,6 +77,11 @@ static const struct {
 	{ SCMP_SYS(exit_group), "_exit at the end of a lease or on a setup error" },
 	{ SCMP_SYS(clock_gettime), "phase timings; vDSO normally, the syscall when the "
 				   "clocksource has no vDSO (kvm-pvm guests)" },
+	{ SCMP_SYS(timer_settime), "guest.c: arm and disarm a call's deadline (the timer "
+				   "was created before the jail)" },
+	{ SCMP_SYS(rt_sigreturn), "guest.c: return from the deadline's SIGALRM handler, "
+				  "which makes KVM_RUN return EINTR" },
+	{ SCMP_SYS(lseek), "Load: the size of the guest ELF fd before mmap'ing it" },
 };
 
 #if defined(__SANITIZE_ADDRESS__)
