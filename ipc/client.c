@@ -327,6 +327,28 @@ int hatch_vm_info(int vm_fd, Hatchery__V1__VmInfoReply **out,
 	return 0;
 }
 
+int hatch_vm_call(int vm_fd, const char *function, const void *payload,
+		  size_t len, uint32_t deadline_ms,
+		  Hatchery__V1__VmCallReply **out, struct hatch_err *err)
+{
+	Hatchery__V1__VmRequest req = HATCHERY__V1__VM_REQUEST__INIT;
+	Hatchery__V1__VmCallRequest body = HATCHERY__V1__VM_CALL_REQUEST__INIT;
+	body.function = (char *)function;
+	body.payload.data = (uint8_t *)payload;
+	body.payload.len = len;
+	body.deadline_ms = deadline_ms;
+	req.body_case = HATCHERY__V1__VM_REQUEST__BODY_CALL;
+	req.call = &body;
+	Hatchery__V1__VmReply *rep = NULL;
+	if (vm_call(vm_fd, &req, HATCHERY__V1__VM_REPLY__BODY_CALL, &rep, err) < 0)
+		return -1;
+	*out = rep->call;
+	rep->call = NULL;
+	rep->body_case = HATCHERY__V1__VM_REPLY__BODY__NOT_SET;
+	hatch_free(rep);
+	return 0;
+}
+
 int hatch_vm_release(int vm_fd, struct hatch_err *err)
 {
 	Hatchery__V1__VmRequest req = HATCHERY__V1__VM_REQUEST__INIT;

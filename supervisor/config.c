@@ -37,6 +37,7 @@ _Static_assert(sizeof(uid_t) == 4, "UID_VALID_MAX assumes a 32-bit uid_t");
 
 static const char *const kind_names[] = {
 	[SUP_POOL_EMPTY] = "empty",
+	[SUP_POOL_BOOTED] = "booted",
 };
 static const char *const seccomp_names[] = {
 	[SUP_SECCOMP_KILL] = "kill",
@@ -259,6 +260,8 @@ static const struct key_spec supervisor_keys[] = {
 
 static const struct key_spec pool_keys[] = {
 	{ "kind", parse_pool_kind, KIND_FIELD(struct sup_pool_config, kind), 0, 0 },
+	{ "guest", parse_abs_path, STR_FIELD(struct sup_pool_config, guest),
+	  1, STR_FIELD_MAX(struct sup_pool_config, guest) },
 	{ "min_idle", parse_uint, POOL(min_idle), 0, SUP_MAX_CHILDREN_PER_POOL },
 	{ "max", parse_uint, POOL(max), 1, SUP_MAX_CHILDREN_PER_POOL },
 	{ "max_spawning", parse_uint, POOL(max_spawning), 1, 256 },
@@ -642,6 +645,22 @@ static int check(struct parse_state *st)
 					 p->health_timeout_ms, "less than",
 					 "health_interval_ms",
 					 p->health_interval_ms, "more than");
+		if (p->kind == SUP_POOL_BOOTED && !p->guest[0])
+			return fail_at(st, pool_key_line(&st->pool_meta[i], "kind"),
+				       "[pool \"%s\"] kind: booted needs guest = PATH "
+				       "(a guest ELF built with the SDK, docs/guest.md)",
+				       p->name);
+		if (p->kind != SUP_POOL_BOOTED && p->guest[0])
+			return fail_at(st, pool_key_line(&st->pool_meta[i], "guest"),
+				       "[pool \"%s\"] guest: only for kind = booted "
+				       "(an empty pool's client Loads its own)", p->name);
+		if (p->kind == SUP_POOL_BOOTED && p->memory_mib < SUP_GUEST_MIN_MEMORY_MIB)
+			return fail_at(st, pool_key_line(&st->pool_meta[i], "memory_mib") ?
+					   pool_key_line(&st->pool_meta[i], "memory_mib") :
+					   st->pool_meta[i].section_line,
+				       "[pool \"%s\"] memory_mib: a booted pool needs at "
+				       "least %u, got \"%u\"", p->name,
+				       SUP_GUEST_MIN_MEMORY_MIB, p->memory_mib);
 		/* The cgroup must hold the guest RAM plus vmproc itself. */
 		if (!pool_key_line(&st->pool_meta[i], "memory_max_mib"))
 			st->cfg.pools[i].memory_max_mib = p->memory_mib + 64;
@@ -746,6 +765,8 @@ void sup_config_free(struct sup_config *c)
 {
 	if (!c)
 		return;
+	for (size_t i = 0; i < c->n_pools; i++)
+		free(c->pools[i].guest_elf);
 	free(c->pools);
 	memset(c, 0, sizeof(*c));
 }

@@ -24,8 +24,12 @@
 #define SUP_MAX_CHILDREN_PER_POOL 4096
 
 enum sup_pool_kind {
-	SUP_POOL_EMPTY = 0, /* a VM with memory, irqchip, PIT and vCPUs; no guest */
+	SUP_POOL_EMPTY = 0, /* a VM with memory, irqchip, PIT and vCPUs; no guest
+	                     * (a client may Load one) */
+	SUP_POOL_BOOTED,    /* the same, with `guest` booted to its ready point */
 };
+
+#define SUP_GUEST_MIN_MEMORY_MIB 32 /* HATCH_MIN_MEMORY of the guest ABI */
 
 enum sup_cgroup_mode {
 	SUP_CGROUP_REQUIRED = 0, /* no usable cgroup v2: refuse to start */
@@ -39,7 +43,14 @@ enum sup_seccomp_mode {
 
 struct sup_pool_config {
 	char name[SUP_POOL_NAME_MAX + 1];
-	enum sup_pool_kind kind;        /* kind = empty                        */
+	enum sup_pool_kind kind;        /* kind = empty|booted                  */
+	char guest[256];                /* guest = PATH: absolute; kind = booted only */
+	/* The guest ELF's bytes: read and validated once by hatcheryd at
+	 * start-up (not by the parser), inherited by every child through the
+	 * fork: a jailed child opens nothing by path. Freed by
+	 * sup_config_free(). */
+	unsigned char *guest_elf;
+	size_t guest_elf_len;
 	unsigned min_idle;              /* 0..4096, default 4, <= max           */
 	unsigned max;                   /* 1..4096, default 64                  */
 	unsigned max_spawning;          /* 1..256, default 4: concurrent forks  */

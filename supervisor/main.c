@@ -10,11 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "cgroup.h"
 #include "config.h"
+#include "guest.h"
+#include "hatchery/cleanup.h"
 #include "hatchery/v1/common.pb-c.h"
 #include "jail.h"
 #include "kvm.h"
@@ -93,6 +96,39 @@ static int start_jail(const struct sup_config *cfg, bool no_jail, bool rootless,
 	return 0;
 }
 
+/* Read each booted pool's guest ELF once and validate it as a child
+ * would, so a bad guest fails start-up with one message instead of every
+ * spawn. Children inherit the bytes through the fork. */
+static int load_guests(struct sup_config *cfg, struct hatch_err *err)
+{
+	for (size_t i = 0; i < cfg->n_pools; i++) {
+		struct sup_pool_config *p = &cfg->pools[i];
+		if (p->kind != SUP_POOL_BOOTED)
+			continue;
+		_cleanup_close_ int fd = open(p->guest, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return hatch_err_set(err, HATCHERY__V1__ERROR_CODE__INVALID_ARGUMENT, errno,
+					     "[pool \"%s\"] guest %s", p->name, p->guest);
+		struct stat st;
+		if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > VMP_GUEST_MAX_ELF)
+			return hatch_err_set(err, HATCHERY__V1__ERROR_CODE__INVALID_ARGUMENT, 0,
+					     "[pool \"%s\"] guest %s: not a regular file of at most %u bytes",
+					     p->name, p->guest, VMP_GUEST_MAX_ELF);
+		p->guest_elf = malloc((size_t)st.st_size + 1);
+		if (!p->guest_elf)
+			return hatch_err_set(err, HATCHERY__V1__ERROR_CODE__INTERNAL, ENOMEM, "guest");
+		ssize_t n = read(fd, p->guest_elf, (size_t)st.st_size);
+		if (n != st.st_size)
+			return hatch_err_set(err, HATCHERY__V1__ERROR_CODE__INVALID_ARGUMENT,
+					     n < 0 ? errno : 0, "[pool \"%s\"] read %s", p->name, p->guest);
+		p->guest_elf_len = (size_t)n;
+		struct vmp_guest_image img;
+		if (vmp_guest_elf_parse(p->guest_elf, p->guest_elf_len, &img, err) < 0)
+			return hatch_err_wrap(err, "[pool \"%s\"] %s", p->name, p->guest);
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -151,6 +187,12 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		snprintf(cfg.socket_path, sizeof(cfg.socket_path), "%s", sock);
+	}
+
+	if (load_guests(&cfg, &err) < 0) {
+		fprintf(stderr, "hatcheryd: %s\n", err.msg);
+		sup_config_free(&cfg);
+		return 1;
 	}
 
 	bool rootless = geteuid() != 0;

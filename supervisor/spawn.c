@@ -19,6 +19,7 @@
 #include "hatchery/v1/common.pb-c.h"
 #include "hatchery/ipc.h"
 #include "hatchery/v1/control.pb-c.h"
+#include "guest.h"
 #include "server.h"
 #include "vmproc.h"
 
@@ -67,7 +68,7 @@ int sup_spawn(struct sup_child *c, const struct sup_server_opts *o,
 		.nofile = 16 + cfg->vcpus,
 		.as_extra = ((uint64_t)cfg->memory_mib << 20) +
 			    (uint64_t)cfg->vcpus * (uint64_t)o->kvm->vcpu_mmap_size +
-			    AS_HEADROOM,
+			    AS_HEADROOM + VMP_GUEST_MAX_ELF, /* a Load maps the ELF */
 		.filter = &o->filters[cfg->seccomp == SUP_SECCOMP_LOG ?
 					      VMP_SECCOMP_LOG : VMP_SECCOMP_KILL],
 		.flags = JAIL_SANITIZER_FLAGS | (o->rootless ? VMP_JAIL_USERNS : 0),
@@ -80,6 +81,8 @@ int sup_spawn(struct sup_child *c, const struct sup_server_opts *o,
 		.kvm = o->kvm,
 		.pool = cfg->name,
 		.kind = sup_pool_kind_name(cfg->kind),
+		.guest_elf = cfg->guest_elf,
+		.guest_elf_len = cfg->guest_elf_len,
 		.child_id = c->id,
 		.memory_mib = cfg->memory_mib,
 		.vcpus = cfg->vcpus,

@@ -48,8 +48,8 @@ const char *const vmp_jail_ns_names[VMP_NS__N] = {
  * deliberate act: one syscall per line, with the reason. */
 
 /* KVM ioctls, by argument. The VM is built under the jail (see
- * docs/security.md for why), so the creation ioctls are here; KVM_RUN is
- * not, because no pool kind runs a vCPU yet. */
+ * docs/security.md for why), so the creation ioctls are here, and since
+ * the guest runtime (guest.c) runs the vCPU, so are the four it needs. */
 const unsigned long vmp_jail_kvm_ioctls[] = {
 	KVM_CREATE_VM,              /* on /dev/kvm, once; /dev/kvm is closed after */
 	KVM_SET_USER_MEMORY_REGION, /* guest RAM slots                             */
@@ -57,6 +57,12 @@ const unsigned long vmp_jail_kvm_ioctls[] = {
 	KVM_CREATE_PIT2,            /* in-kernel PIT                               */
 	KVM_CREATE_VCPU,            /* one per vCPU                                */
 	KVM_SET_CPUID2,             /* the host's supported CPUID on each vCPU     */
+	KVM_RUN,                    /* guest.c: boot, calls, heartbeats            */
+	KVM_GET_SREGS,              /* guest.c: start from KVM's own sregs (APIC
+	                             * base, hidden fields) and change what we set */
+	KVM_SET_SREGS,              /* guest.c: CPL 3 segments, GDT/IDT/TR, CR0/3/4,
+	                             * EFER: enter the guest with no firmware      */
+	KVM_SET_REGS,               /* guest.c: RIP = ELF entry, RSP = stack top   */
 };
 const unsigned vmp_jail_n_kvm_ioctls = HATCH_ARRAY_SIZE(vmp_jail_kvm_ioctls);
 
@@ -72,6 +78,11 @@ static const struct {
 	{ SCMP_SYS(exit_group), "_exit at the end of a lease or on a setup error" },
 	{ SCMP_SYS(clock_gettime), "phase timings; vDSO normally, the syscall when the "
 				   "clocksource has no vDSO (kvm-pvm guests)" },
+	{ SCMP_SYS(timer_settime), "guest.c: arm and disarm a call's deadline (the timer "
+				   "was created before the jail)" },
+	{ SCMP_SYS(rt_sigreturn), "guest.c: return from the deadline's SIGALRM handler, "
+				  "which makes KVM_RUN return EINTR" },
+	{ SCMP_SYS(lseek), "Load: the size of the guest ELF fd before mmap'ing it" },
 };
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -585,11 +596,16 @@ int vmp_jail_enter(const struct vmp_jail_config *cfg, struct vmp_jail_info *info
 			return hatch_err_set(err, E_INTERNAL, 0, "supervisor is gone");
 	}
 
-	/* NPROC 0: no fork even if seccomp were off (its uid already has at
-	 * least this process, and the check is count >= limit). FSIZE 0: no
-	 * file grows. */
+	/* NPROC 2: this process and the worker task KVM creates for the VM at
+	 * its first KVM_RUN, which the kernel charges to the caller's
+	 * RLIMIT_NPROC (at 0 or 1 that KVM_RUN fails with EAGAIN). vmproc
+	 * makes that first run at once, with immediate_exit
+	 * (vmp_vm_first_run), before it serves anything; from then on the
+	 * uid, which is this child's alone, has 2 processes and a fork fails
+	 * with EAGAIN even if seccomp were off (the check is count >= limit).
+	 * FSIZE 0: no file grows. */
 	if (set_limit(RLIMIT_NOFILE, "NOFILE", cfg->nofile, err) < 0 ||
-	    set_limit(RLIMIT_NPROC, "NPROC", 0, err) < 0 ||
+	    set_limit(RLIMIT_NPROC, "NPROC", VMP_JAIL_NPROC, err) < 0 ||
 	    set_limit(RLIMIT_FSIZE, "FSIZE", 0, err) < 0 ||
 	    set_limit(RLIMIT_CORE, "CORE", 0, err) < 0)
 		return -1;

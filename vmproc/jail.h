@@ -27,6 +27,10 @@
 #ifndef HATCHERY_VMP_JAIL_H
 #define HATCHERY_VMP_JAIL_H
 
+/* RLIMIT_NPROC in the jail: the child and KVM's per-VM worker task (see
+ * vmp_vm_first_run in kvm.h). */
+#define VMP_JAIL_NPROC 2
+
 #include <linux/filter.h>
 #include <linux/sched.h>
 #include <stdbool.h>

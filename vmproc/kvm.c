@@ -181,6 +181,21 @@ int vmp_vm_create(const struct vmp_kvm_host *h, size_t mem_size,
 	return 0;
 }
 
+int vmp_vm_first_run(struct vmp_vm *vm, struct hatch_err *err)
+{
+	for (unsigned i = 0; i < vm->nvcpus; i++) {
+		vm->run[i]->immediate_exit = 1;
+		int r = ioctl(vm->vcpu_fd[i], KVM_RUN, 0);
+		int e = errno;
+		vm->run[i]->immediate_exit = 0;
+		if (r == 0 || e != EINTR)
+			return hatch_err_set(err, E_VM, r == 0 ? 0 : e,
+					     "KVM_RUN (first, immediate exit) on vCPU %u%s", i,
+					     r == 0 ? ": returned 0 instead of EINTR" : "");
+	}
+	return 0;
+}
+
 void vmp_vm_destroy(struct vmp_vm *vm)
 {
 	for (unsigned i = 0; i < vm->nvcpus; i++) {

@@ -71,4 +71,12 @@ int vmp_vm_create(const struct vmp_kvm_host *h, size_t mem_size,
 		  unsigned nvcpus, struct vmp_vm *vm, struct hatch_err *err);
 void vmp_vm_destroy(struct vmp_vm *vm);
 
+/* Enter KVM_RUN once on every vCPU with kvm_run->immediate_exit set: the
+ * guest executes nothing (-EINTR at once), but KVM does its first-run work
+ * now. On this kernel that includes creating a per-VM worker task charged
+ * to the caller's RLIMIT_NPROC (see the jail), so after this call the
+ * child's process count is final: the jail's NPROC limit of 2 is then
+ * exactly as tight as 0 was before vCPUs ran (no fork: EAGAIN). */
+int vmp_vm_first_run(struct vmp_vm *vm, struct hatch_err *err);
+
 #endif

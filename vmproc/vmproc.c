@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -15,6 +16,7 @@
 #include "hatchery/ipc.h"
 #include "hatchery/v1/control.pb-c.h"
 #include "hatchery/v1/vm.pb-c.h"
+#include "guest.h"
 #include "vmproc.h"
 
 /* Fixed fd numbers in the child after fd hygiene. */
@@ -111,9 +113,18 @@ static void child_init_or_die(const struct vmp_spawn *s)
 	prctl(PR_SET_NAME, name);
 }
 
+#define BOOT_DEADLINE_MS 1000
+#define CALL_DEADLINE_MS 1000      /* a Call's deadline when it gives none */
+#define CALL_DEADLINE_MAX_MS 60000
+#define HEARTBEAT_DEADLINE_MS 100
+/* A result must fit in one reply packet with its envelope. */
+#define RESULT_MAX (IPC_MAX_MSG - 8192)
+
 struct child {
 	const struct vmp_spawn *s;
 	struct vmp_vm vm;
+	struct vmp_guest guest;
+	struct vmp_guest_result res; /* big (logs): one per child, not on the stack */
 	int client_fd;
 	uint32_t host_pid;        /* from SupHello: we are pid 1 in here */
 	struct vmp_jail_info jail;
@@ -171,6 +182,124 @@ static void fill_jail_info(Hatchery__V1__VmInfoReply *info,
 	info->jail_seccomp_ns = j->seccomp_ns;
 }
 
+/* The reply for a call that did not return a result. Returns the
+ * ErrorCode; whether the VM survives is the guest's business (g->dead). */
+static int outcome_code(enum vmp_guest_outcome o)
+{
+	switch (o) {
+	case VMP_GUEST_OK: return E(OK);
+	case VMP_GUEST_ERROR: return E(GUEST_ERROR);
+	case VMP_GUEST_NO_FUNCTION: return E(NOT_FOUND);
+	case VMP_GUEST_DEADLINE: return E(DEADLINE_EXCEEDED);
+	case VMP_GUEST_FAULT:
+	case VMP_GUEST_TRIPLE_FAULT:
+	case VMP_GUEST_BAD_IO:
+	case VMP_GUEST_PROTOCOL: return E(GUEST_FAULT);
+	case VMP_GUEST_HOST_ERROR: break;
+	}
+	return E(VM_ERROR);
+}
+
+/* Call{function, payload, deadline}. Returns 0 when the guest is dead (the
+ * child exits after this reply: a VM that faulted is never reused). */
+static int serve_call(struct child *ch, uint64_t id, const Hatchery__V1__VmCallRequest *c)
+{
+	if (!ch->guest.ready) {
+		send_error(ch->client_fd, id, E(FAILED_PRECONDITION),
+			   "no guest in this VM: Load one first (pool kind empty)");
+		return 1;
+	}
+	uint32_t dl = c->deadline_ms ? c->deadline_ms : CALL_DEADLINE_MS;
+	if (dl > CALL_DEADLINE_MAX_MS)
+		dl = CALL_DEADLINE_MAX_MS;
+	struct vmp_guest_result *res = &ch->res;
+	vmp_guest_call(&ch->guest, c->function ? c->function : "", c->payload.data,
+		       c->payload.len, dl, res);
+	Hatchery__V1__VmReply rep = HATCHERY__V1__VM_REPLY__INIT;
+	Hatchery__V1__VmCallReply body = HATCHERY__V1__VM_CALL_REPLY__INIT;
+	Hatchery__V1__Error e = HATCHERY__V1__ERROR__INIT;
+	Hatchery__V1__GuestFault gf = HATCHERY__V1__GUEST_FAULT__INIT;
+	rep.id = id;
+	if (res->outcome == VMP_GUEST_OK && res->out_len > RESULT_MAX) {
+		res->outcome = VMP_GUEST_ERROR;
+		snprintf(res->message, sizeof(res->message),
+			 "the result (%zu bytes) does not fit in one reply packet (at most %d)",
+			 res->out_len, RESULT_MAX);
+	}
+	if (res->outcome == VMP_GUEST_OK) {
+		body.result.data = (uint8_t *)res->out;
+		body.result.len = res->out_len;
+		body.log.data = (uint8_t *)res->log;
+		body.log.len = res->log_len;
+		body.log_dropped = res->log_dropped;
+		body.run_ns = res->run_ns;
+		rep.body_case = HATCHERY__V1__VM_REPLY__BODY_CALL;
+		rep.call = &body;
+	} else {
+		e.code = outcome_code(res->outcome);
+		e.message = res->message;
+		if (res->outcome == VMP_GUEST_FAULT && res->fault.rip) {
+			gf.vector = res->fault.vector;
+			gf.rip = res->fault.rip;
+			gf.address = res->fault.address;
+			gf.error_code = res->fault.error_code;
+			e.guest_fault = &gf;
+		}
+		rep.error = &e;
+	}
+	ipc_send_pb(ch->client_fd, &rep.base, NULL, 0, false);
+	return ch->guest.dead ? 0 : 1;
+}
+
+/* Load{fd}: boot a client's guest in an empty VM, once. The fd is read
+ * through a private read-only mapping (mmap is on the allowlist, read is
+ * not), which stays until the child exits. */
+static int serve_load(struct child *ch, uint64_t id, int fd)
+{
+	struct hatch_err err = { 0 };
+	if (ch->guest.ready || ch->guest.dead) {
+		send_error(ch->client_fd, id, E(FAILED_PRECONDITION),
+			   "this VM already has a guest; a VM is loaded once");
+		return 1;
+	}
+	off_t size = lseek(fd, 0, SEEK_END);
+	if (size <= 0 || size > (off_t)VMP_GUEST_MAX_ELF) {
+		send_error(ch->client_fd, id, E(INVALID_ARGUMENT),
+			   "Load: the fd must be a regular file of 1 byte .. 16 MiB");
+		return 1;
+	}
+	void *elf = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (elf == MAP_FAILED) {
+		hatch_err_set(&err, E(INVALID_ARGUMENT), errno, "Load: mmap the guest ELF");
+		send_error(ch->client_fd, id, err.code, err.msg);
+		return 1;
+	}
+	struct vmp_guest_image img;
+	if (vmp_guest_elf_parse(elf, (size_t)size, &img, &err) < 0) {
+		send_error(ch->client_fd, id, err.code, err.msg);
+		return 1;
+	}
+	if (vmp_guest_boot(&ch->vm, &img, BOOT_DEADLINE_MS, &ch->guest, &ch->res, &err) < 0) {
+		/* A guest that cannot boot took the VM with it. */
+		send_error(ch->client_fd, id, outcome_code(ch->res.outcome) == E(OK) ?
+			   E(VM_ERROR) : outcome_code(ch->res.outcome), err.msg);
+		return 0;
+	}
+	Hatchery__V1__VmReply rep = HATCHERY__V1__VM_REPLY__INIT;
+	Hatchery__V1__VmLoadReply body = HATCHERY__V1__VM_LOAD_REPLY__INIT;
+	char *fns[HATCH_FN_MAX];
+	for (unsigned i = 0; i < ch->guest.n_fn; i++)
+		fns[i] = ch->guest.fn[i];
+	body.n_functions = ch->guest.n_fn;
+	body.functions = fns;
+	body.boot_ns = ch->guest.boot_ns;
+	rep.id = id;
+	rep.body_case = HATCHERY__V1__VM_REPLY__BODY_LOAD;
+	rep.load = &body;
+	ipc_send_pb(ch->client_fd, &rep.base, NULL, 0, false);
+	return 1;
+}
+
 /* Serve one packet from the client. Returns 1 to go on, 0 to end the lease. */
 static int serve_client(struct child *ch)
 {
@@ -186,23 +315,40 @@ static int serve_client(struct child *ch)
 	}
 	if (r < 0)
 		return 0;
-	if (m.nfds) {
-		ipc_msg_close_fds(&m);
-		send_error(ch->client_fd, 0, E(UNEXPECTED_FDS),
-			   "VM requests carry no file descriptors");
-		return 1;
-	}
 	Hatchery__V1__VmRequest *req = hatchery__v1__vm_request__unpack(NULL, m.len, m.buf);
 	if (!req) {
+		ipc_msg_close_fds(&m);
 		send_error(ch->client_fd, 0, E(MALFORMED),
 			   "packet did not decode as hatchery.v1.VmRequest");
 		return 1;
+	}
+	/* Only a Load carries an fd, exactly one. */
+	bool is_load = req->body_case == HATCHERY__V1__VM_REQUEST__BODY_LOAD;
+	if (m.nfds != (is_load ? 1u : 0u)) {
+		ipc_msg_close_fds(&m);
+		send_error(ch->client_fd, is_load ? req->id : 0, E(UNEXPECTED_FDS),
+			   is_load ? "Load carries exactly one fd: the guest ELF"
+				   : "VM requests other than Load carry no file descriptors");
+		hatchery__v1__vm_request__free_unpacked(req, NULL);
+		return 1;
+	}
+	if (is_load) {
+		int go = serve_load(ch, req->id, m.fds[0]);
+		close(m.fds[0]);
+		hatchery__v1__vm_request__free_unpacked(req, NULL);
+		return go;
+	}
+	if (req->body_case == HATCHERY__V1__VM_REQUEST__BODY_CALL) {
+		int go = serve_call(ch, req->id, req->call);
+		hatchery__v1__vm_request__free_unpacked(req, NULL);
+		return go;
 	}
 	Hatchery__V1__VmReply rep = HATCHERY__V1__VM_REPLY__INIT;
 	rep.id = req->id;
 	Hatchery__V1__VmPingReply ping = HATCHERY__V1__VM_PING_REPLY__INIT;
 	Hatchery__V1__VmInfoReply info = HATCHERY__V1__VM_INFO_REPLY__INIT;
 	Hatchery__V1__VmReleaseReply rel = HATCHERY__V1__VM_RELEASE_REPLY__INIT;
+	char *fns[HATCH_FN_MAX]; /* VmInfoReply.guest_functions, until the send */
 	int go_on = 1;
 	switch (req->body_case) {
 	case HATCHERY__V1__VM_REQUEST__BODY_PING:
@@ -232,6 +378,13 @@ static int serve_client(struct child *ch)
 		info.fork_ns = ch->t_start - s->t_fork;
 		info.child_init_ns = ch->t_init - ch->t_start;
 		info.ready_ns = ch->t_ready - s->t_fork;
+		if (ch->guest.ready) {
+			for (unsigned i = 0; i < ch->guest.n_fn; i++)
+				fns[i] = ch->guest.fn[i];
+			info.n_guest_functions = ch->guest.n_fn;
+			info.guest_functions = fns;
+			info.guest_boot_ns = ch->guest.boot_ns;
+		}
 		rep.body_case = HATCHERY__V1__VM_REPLY__BODY_INFO;
 		rep.info = &info;
 		break;
@@ -318,6 +471,14 @@ static int serve_ctrl(struct child *ch)
 	switch (msg->body_case) {
 	case HATCHERY__V1__SUP_MSG__BODY_PING: {
 		ipc_msg_close_fds(&m);
+		/* A booted VM is healthy when its guest answers, not just its
+		 * vmproc. No pong: the supervisor's health timeout replaces us;
+		 * a guest that fails its heartbeat is dead anyway. */
+		if (ch->guest.ready &&
+		    vmp_guest_heartbeat(&ch->guest, HEARTBEAT_DEADLINE_MS, &ch->res) < 0) {
+			hatchery__v1__sup_msg__free_unpacked(msg, NULL);
+			return 0;
+		}
 		Hatchery__V1__ChildMsg out = HATCHERY__V1__CHILD_MSG__INIT;
 		Hatchery__V1__ChildPong pong = HATCHERY__V1__CHILD_PONG__INIT;
 		pong.seq = msg->ping->seq;
@@ -349,9 +510,16 @@ void vmp_child_main(const struct vmp_spawn *s)
 	me.ctrl_fd = CTRL_FD;
 	me.kvm = &kvm;
 
-	struct child ch = { .s = &me, .client_fd = VM_FD, .t_start = t_start,
-			    .t_init = now_ns() };
+	static struct child ch; /* big (a call's logs); zeroed, in BSS */
+	ch.s = &me;
+	ch.client_fd = VM_FD;
+	ch.t_start = t_start;
+	ch.t_init = now_ns();
 	struct hatch_err err = { 0 };
+	/* Before the jail: sigaction and timer_create are not on the allowlist
+	 * (rt_sigaction must stay off it: see on_sigsys in jail.c). */
+	if (vmp_guest_deadline_init(&err) < 0)
+		fail_or_die("%s", err.msg);
 	/* The jail comes before the VM: KVM_CREATE_VM and everything after it
 	 * run jailed (docs/security.md, "Why the VM is built inside"). */
 	/* Rootless, the supervisor maps our ids into our user namespace
@@ -369,10 +537,19 @@ void vmp_child_main(const struct vmp_spawn *s)
 			fail_or_die("jail: %s", err.msg);
 	}
 	close(SUP_PIDFD);
-	if (vmp_vm_create(&kvm, (size_t)s->memory_mib << 20, s->vcpus, &ch.vm, &err) < 0)
+	if (vmp_vm_create(&kvm, (size_t)s->memory_mib << 20, s->vcpus, &ch.vm, &err) < 0 ||
+	    vmp_vm_first_run(&ch.vm, &err) < 0)
 		fail_or_die("%s", err.msg);
 	/* The child needs /dev/kvm no more: only its VM fds. */
 	close(KVM_FD);
+	if (s->guest_elf) {
+		/* Booted pool: the guest runs to its ready point before we
+		 * count as ready (the supervisor validated the ELF already). */
+		struct vmp_guest_image img;
+		if (vmp_guest_elf_parse(s->guest_elf, s->guest_elf_len, &img, &err) < 0 ||
+		    vmp_guest_boot(&ch.vm, &img, BOOT_DEADLINE_MS, &ch.guest, &ch.res, &err) < 0)
+			fail_or_die("guest: %s", err.msg);
+	}
 	if (!hello_first)
 		read_hello_or_die(&ch);
 	prefault_request_path();

@@ -16,6 +16,7 @@
 #ifndef HATCHERY_VMPROC_H
 #define HATCHERY_VMPROC_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -29,6 +30,10 @@ struct vmp_spawn {
 	const struct vmp_kvm_host *kvm;  /* probed by the supervisor; kvm_fd inherited */
 	const char *pool;
 	const char *kind;
+	/* kind "booted": the guest ELF, read and validated by the supervisor
+	 * at start-up; the child has it through the fork. NULL otherwise. */
+	const uint8_t *guest_elf;
+	size_t guest_elf_len;
 	uint64_t child_id;
 	unsigned memory_mib;
 	unsigned vcpus;

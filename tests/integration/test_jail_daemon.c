@@ -345,7 +345,7 @@ Test(jail_daemon, info_matches_proc)
 		cr_assert_eq(soft, lim[i].v, "%s", lim[i].row);
 		cr_assert_eq(hard, lim[i].v, "%s (hard)", lim[i].row);
 	}
-	cr_assert_eq(vi->rlimit_nproc, 0);
+	cr_assert_eq(vi->rlimit_nproc, 2, "the child and KVM's worker for its VM");
 	cr_assert_eq(vi->rlimit_fsize, 0);
 	cr_assert_eq(vi->rlimit_core, 0);
 	cr_assert_leq(vi->rlimit_nofile, 64);
@@ -526,7 +526,7 @@ Test(jail_daemon, rootless_info_matches_proc)
 	cr_assert(v->no_new_privs);
 	cr_assert_eq(v->seccomp_mode, 2);
 	cr_assert_str_eq(status_field(pid, "Seccomp", got, sizeof(got)), "2");
-	cr_assert_eq(v->rlimit_nproc, 0);
+	cr_assert_eq(v->rlimit_nproc, 2, "the child and KVM's worker for its VM");
 	cr_assert_eq(v->rlimit_fsize, 0);
 
 	/* Exactly one id mapped, to itself; setgroups denied. */

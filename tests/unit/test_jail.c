@@ -32,11 +32,13 @@
 
 #include "hatchery/v1/control.pb-c.h"
 #include "jail.h"
+#include "kvm.h"
 
 #define UID_BASE 290000u /* away from hatcheryd's default 200000 */
 
 static struct vmp_jail_filter filter_kill, filter_log;
 static int kvm_fd = -1;
+static struct vmp_kvm_host host = { .kvm_fd = -1 }; /* for a real VM in the jail */
 
 static void setup(void)
 {
@@ -46,6 +48,7 @@ static void setup(void)
 	if (kvm_fd < 0)
 		cr_skip_test("SKIPPED: no usable /dev/kvm: %s", strerror(errno));
 	struct hatch_err err = { 0 };
+	cr_assert_eq(vmp_kvm_host_open(&host, "/dev/kvm", &err), 0, "%s", err.msg);
 	cr_assert_eq(vmp_jail_filter_build(VMP_SECCOMP_KILL, &filter_kill, &err), 0,
 		     "%s", err.msg);
 	cr_assert_eq(vmp_jail_filter_build(VMP_SECCOMP_LOG, &filter_log, &err), 0,
@@ -56,6 +59,7 @@ static void teardown(void)
 {
 	vmp_jail_filter_free(&filter_kill);
 	vmp_jail_filter_free(&filter_log);
+	vmp_kvm_host_close(&host);
 	if (kvm_fd >= 0)
 		close(kvm_fd);
 }
@@ -74,6 +78,7 @@ typedef int (*attempt_fn)(const struct ctx *);
 /* Exit codes of the jailed child. */
 #define X_SUCCEEDED 200
 #define X_JAIL_FAILED 201
+#define X_SETUP_FAILED 202 /* the attempt could not be set up (e.g. no VM) */
 
 struct outcome {
 	bool sigsys;
@@ -299,6 +304,14 @@ Test(jail, mount)
 static int do_fork(const struct ctx *cx)
 {
 	(void)cx;
+	/* As a pool child does before it serves anything: build a VM and make
+	 * its first KVM_RUN, which has KVM create a worker task charged to
+	 * this uid's RLIMIT_NPROC (vmp_vm_first_run). */
+	struct vmp_vm vm;
+	struct hatch_err err = { 0 };
+	if (vmp_vm_create(&host, 16u << 20, 1, &vm, &err) < 0 ||
+	    vmp_vm_first_run(&vm, &err) < 0)
+		_exit(X_SETUP_FAILED);
 	pid_t p = fork();
 	if (p == 0)
 		_exit(0);
@@ -310,7 +323,8 @@ Test(jail, fork)
 	struct ctx cx = { .kvm = kvm_fd };
 	/* glibc's fork() is clone(2). */
 	expect_sigsys(run(FULL, do_fork, &cx), SYS_clone, "clone");
-	/* RLIMIT_NPROC 0, and the uid is this child's alone. */
+	/* RLIMIT_NPROC 2 = this process + KVM's worker for its VM, and the
+	 * uid is this child's alone. */
 	expect_errno(run(NO_SECCOMP, do_fork, &cx), EAGAIN, "fork");
 }
 
@@ -421,7 +435,7 @@ Test(jail, info_matches_proc)
 			     info.cap_bnd, 0);
 	cr_assert_eq(info.no_new_privs, 1);
 	cr_assert_eq(info.seccomp_mode, 2);
-	cr_assert_eq(info.rlim_nproc, 0);
+	cr_assert_eq(info.rlim_nproc, VMP_JAIL_NPROC);
 	cr_assert_eq(info.rlim_fsize, 0);
 	cr_assert_eq(info.rlim_core, 0);
 	cr_assert_eq(info.rlim_nofile, 20);

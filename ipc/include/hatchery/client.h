@@ -57,6 +57,14 @@ int hatch_stats(struct hatch_client *c, Hatchery__V1__StatsReply **out,
 int hatch_vm_ping(int vm_fd, struct hatch_err *err);
 int hatch_vm_info(int vm_fd, Hatchery__V1__VmInfoReply **out,
 		  struct hatch_err *err);
+/* Call guest function `function` with `payload` (booted pools, or after a
+ * Load). deadline_ms 0: the VM's default (1000 ms). On success the caller
+ * frees *out with hatch_free(). Errors: NOT_FOUND, GUEST_ERROR (the VM
+ * lives on), GUEST_FAULT, DEADLINE_EXCEEDED (the VM is gone; the message
+ * has the vector, RIP and address of a fault). */
+int hatch_vm_call(int vm_fd, const char *function, const void *payload,
+		  size_t len, uint32_t deadline_ms,
+		  Hatchery__V1__VmCallReply **out, struct hatch_err *err);
 /* Ask the child to tear down, wait for its reply and close vm_fd. */
 int hatch_vm_release(int vm_fd, struct hatch_err *err);
 
