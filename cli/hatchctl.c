@@ -39,6 +39,10 @@ enum hx_exit {
 /* Bound both so timeout + deadline still fits poll()'s int milliseconds. */
 #define MAX_MS (24u * 3600u * 1000u)
 
+/* run's PAYLOAD: one packet is 64 KiB, and the request's envelope (the
+ * function's name among it) must fit beside the payload. */
+#define RUN_PAYLOAD_MAX ((size_t)64 * 1024 - 1024)
+
 /* getopt prints argv[0] in its messages; give it a stable name. */
 static char prog[] = "hatchctl";
 
@@ -63,11 +67,16 @@ static void usage(FILE *f)
 "                      lease a VM of POOL (waiting up to MS for one, default\n"
 "                      %u), ping it, read its info, release it, and show\n"
 "                      what came back and how long each step took\n"
-"  run POOL FUNCTION [PAYLOAD|-] [--deadline MS]\n"
+"  run POOL FUNCTION [PAYLOAD|-] [--deadline MS] [--hex] [--time]\n"
 "                      lease a VM of a booted POOL, call FUNCTION in its\n"
-"                      guest with PAYLOAD (- reads stdin, at most 64 KiB),\n"
-"                      write the result to stdout and the guest's log to\n"
-"                      stderr, release the VM\n"
+"                      guest with PAYLOAD (- reads stdin, at most %zu\n"
+"                      bytes), write the result to stdout and the guest's\n"
+"                      log to stderr, release the VM. The result is written\n"
+"                      as it is (raw bytes); --hex writes it as lowercase\n"
+"                      hex and a newline instead. --time adds a line on\n"
+"                      stderr: acquire, call (and the guest's run time\n"
+"                      within it), release, in µs. A guest fault or a\n"
+"                      missed deadline is an error reply (exit 1)\n"
 "  help                this text\n"
 "\n"
 "Options:\n"
@@ -89,7 +98,7 @@ static void usage(FILE *f)
 "  4  POOL_EXHAUSTED: no VM became ready before the deadline; retry later\n"
 "  5  PERMISSION_DENIED\n"
 "Errors are printed to stderr as \"hatchctl: CODE_NAME: message\".\n",
-		DEFAULT_DEADLINE_MS, DEFAULT_TIMEOUT_MS);
+		DEFAULT_DEADLINE_MS, RUN_PAYLOAD_MAX, DEFAULT_TIMEOUT_MS);
 }
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -869,6 +878,11 @@ static void acquire_json(const char *pool, const Hatchery__V1__AcquireReply *a,
 	json_u64(&j, "memory_ns", vi->memory_ns);
 	json_u64(&j, "irqchip_ns", vi->irqchip_ns);
 	json_u64(&j, "vcpus_ns", vi->vcpus_ns);
+	json_open(&j, "guest_functions", '[');
+	for (size_t i = 0; i < vi->n_guest_functions; i++)
+		json_str(&j, NULL, vi->guest_functions[i]);
+	json_close(&j, ']');
+	json_u64(&j, "guest_boot_ns", vi->guest_boot_ns);
 	json_close(&j, '}');
 	json_open(&j, "jail", '{');
 	json_bool(&j, "jailed", vi->jailed);
@@ -944,6 +958,15 @@ static int acquire_text(const char *pool, const Hatchery__V1__AcquireReply *a,
 	table_cell(&t, "%s", vi->pit ? "yes" : "no");
 	table_cell(&t, "  cpuid_entries");
 	table_cell(&t, "%u", vi->cpuid_entries);
+	if (vi->n_guest_functions) { /* a booted VM (or one after a Load) */
+		char fns[512];
+		size_t n = 0;
+		for (size_t i = 0; i < vi->n_guest_functions && n < sizeof(fns); i++)
+			n += (size_t)snprintf(fns + n, sizeof(fns) - n, "%s%s", i ? " " : "",
+					      vi->guest_functions[i]);
+		table_cell(&t, "  guest functions");
+		table_cell(&t, "%s", fns);
+	}
 	table_cell(&t, "%s", "");
 	table_cell(&t, "%s", "");
 	table_cell(&t, "JAIL (seen from inside)");
@@ -1013,6 +1036,10 @@ static int acquire_text(const char *pool, const Hatchery__V1__AcquireReply *a,
 		table_cell(&t, "%.1f", ns_to_us(vi->jail_limits_ns));
 		table_cell(&t, "  jail: seccomp");
 		table_cell(&t, "%.1f", ns_to_us(vi->jail_seccomp_ns));
+	}
+	if (vi->guest_boot_ns) {
+		table_cell(&t, "  guest boot (ELF to READY)");
+		table_cell(&t, "%.1f", ns_to_us(vi->guest_boot_ns));
 	}
 	table_cell(&t, "  ready (total)");
 	table_cell(&t, "%.1f", ns_to_us(vi->ready_ns));
@@ -1155,12 +1182,13 @@ out:
 
 /* --- run ------------------------------------------------------------------ */
 
-/* run POOL FUNCTION [PAYLOAD|-] [--deadline MS]: lease a VM of a booted
- * pool, call one guest function, write its result to stdout (raw bytes)
- * and its log to stderr, release the VM. */
+/* run POOL FUNCTION [PAYLOAD|-] [--deadline MS] [--hex] [--time]: lease a
+ * VM of a booted pool, call one guest function, write its result to stdout
+ * (raw bytes, or hex) and its log to stderr, release the VM. */
 static int cmd_run(const struct ctx *cx, int argc, char **argv)
 {
 	unsigned deadline = 0;
+	bool hex = false, timing = false;
 	char *args[3];
 	int nargs = 0;
 	for (int i = 1; i < argc; i++) {
@@ -1168,6 +1196,10 @@ static int cmd_run(const struct ctx *cx, int argc, char **argv)
 			if (parse_ms(argv[++i], &deadline) < 0)
 				return usage_error("run: --deadline wants milliseconds in 0..%u, not '%s'",
 						   MAX_MS, argv[i]);
+		} else if (strcmp(argv[i], "--hex") == 0) {
+			hex = true;
+		} else if (strcmp(argv[i], "--time") == 0) {
+			timing = true;
 		} else if (nargs < 3 && (argv[i][0] != '-' || strcmp(argv[i], "-") == 0)) {
 			args[nargs++] = argv[i];
 		} else {
@@ -1176,18 +1208,29 @@ static int cmd_run(const struct ctx *cx, int argc, char **argv)
 	}
 	if (nargs < 2)
 		return usage_error("run: missing POOL FUNCTION");
-	/* One packet is 64 KiB, envelope included. */
-	static uint8_t payload[64 * 1024 - 1024];
+	static uint8_t payload[RUN_PAYLOAD_MAX + 1]; /* + 1: to see that stdin is longer */
 	size_t len = 0;
 	if (nargs == 3 && strcmp(args[2], "-") == 0) {
-		ssize_t n;
-		while (len < sizeof(payload) &&
-		       (n = read(0, payload + len, sizeof(payload) - len)) > 0)
+		while (len < sizeof(payload)) {
+			ssize_t n = read(0, payload + len, sizeof(payload) - len);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0) {
+				fprintf(stderr, "%s: run: read stdin: %s\n", prog, strerror(errno));
+				return HX_FAILED;
+			}
+			if (n == 0)
+				break;
 			len += (size_t)n;
+		}
+		/* Never call with a payload cut short: that is a wrong answer. */
+		if (len > RUN_PAYLOAD_MAX)
+			return usage_error("run: PAYLOAD on stdin longer than %zu bytes",
+					   RUN_PAYLOAD_MAX);
 	} else if (nargs == 3) {
 		len = strlen(args[2]);
-		if (len > sizeof(payload))
-			return usage_error("run: PAYLOAD longer than %zu bytes", sizeof(payload));
+		if (len > RUN_PAYLOAD_MAX)
+			return usage_error("run: PAYLOAD longer than %zu bytes", RUN_PAYLOAD_MAX);
 		memcpy(payload, args[2], len);
 	}
 
@@ -1196,19 +1239,27 @@ static int cmd_run(const struct ctx *cx, int argc, char **argv)
 	if (connect_client(cx, &c, &err) < 0)
 		return fail(&err);
 	_cleanup_close_ int vm_fd = -1;
-	int r = hatch_acquire(c, args[0], DEFAULT_DEADLINE_MS, &vm_fd, NULL, &err);
+	Hatchery__V1__AcquireReply *a = NULL;
+	uint64_t t0 = now_ns();
+	int r = hatch_acquire(c, args[0], DEFAULT_DEADLINE_MS, &vm_fd, &a, &err);
+	uint64_t t_acquire = now_ns() - t0;
 	hatch_close(c);
 	if (r < 0) {
 		hatch_err_wrap(&err, "acquire from pool %s", args[0]);
 		return fail(&err);
 	}
+	bool hit = a->hit;
+	hatch_free(a);
 	unsigned to = cx->timeout_ms;
 	if (to && deadline + 1000 > to)
 		to = deadline + 1000;
 	if (vm_set_timeout(vm_fd, to, &err) < 0)
 		return fail(&err);
 	Hatchery__V1__VmCallReply *rep = NULL;
-	if (hatch_vm_call(vm_fd, args[1], payload, len, deadline, &rep, &err) < 0) {
+	t0 = now_ns();
+	r = hatch_vm_call(vm_fd, args[1], payload, len, deadline, &rep, &err);
+	uint64_t t_call = now_ns() - t0;
+	if (r < 0) {
 		hatch_err_wrap(&err, "%s", args[1]);
 		return fail(&err);
 	}
@@ -1216,10 +1267,26 @@ static int cmd_run(const struct ctx *cx, int argc, char **argv)
 		fprintf(stderr, "%.*s", (int)rep->log.len, (const char *)rep->log.data);
 	if (rep->log_dropped)
 		fprintf(stderr, "%s: %u log lines dropped\n", prog, rep->log_dropped);
-	fwrite(rep->result.data, 1, rep->result.len, stdout);
+	if (hex) {
+		for (size_t i = 0; i < rep->result.len; i++)
+			printf("%02x", rep->result.data[i]);
+		putchar('\n');
+	} else {
+		fwrite(rep->result.data, 1, rep->result.len, stdout);
+	}
+	uint64_t run_ns = rep->run_ns;
 	hatch_free(rep);
+	t0 = now_ns();
 	hatch_vm_release(steal_fd(&vm_fd), &err);
-	return finish_stdout();
+	uint64_t t_release = now_ns() - t0;
+	/* The result first, then the times: in this order on a terminal. */
+	int rc = finish_stdout();
+	if (timing)
+		fprintf(stderr,
+			"%s: acquire %.1f µs (%s), call %.1f µs (guest %.1f µs), release %.1f µs\n",
+			prog, ns_to_us(t_acquire), hit ? "hit" : "miss", ns_to_us(t_call),
+			ns_to_us(run_ns), ns_to_us(t_release));
+	return rc;
 }
 
 /* --- main ----------------------------------------------------------------- */
