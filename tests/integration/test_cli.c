@@ -103,3 +103,69 @@ Test(cli, exit_codes_and_output)
 	cr_assert_not_null(strstr(out, "PERMISSION_DENIED"), "%s", out);
 	h_finish(h);
 }
+
+/* run: the result on stdout (raw, or --hex), errors as exit 1 with the
+ * server's message, and the rest of the contract. */
+Test(cli, run_calls_a_guest_function)
+{
+	struct harness *h = h_start("[pool \"b\"]\nkind = booted\nguest = " HATCH_DEFAULT_GUEST "\n"
+				    "memory_mib = 32\nmin_idle = 1\nmax = 2\nallow_uids = 0\n\n"
+				    "[pool \"e\"]\nmin_idle = 1\nmax = 1\nmemory_mib = 16\n"
+				    "allow_uids = 0\n");
+	char out[8192];
+
+	cr_assert_eq(CTL(h, out, "run", "b", "echo", "hello"), 0, "%s", out);
+	cr_assert_str_eq(out, "hello", "run echo: raw result, nothing else");
+	cr_assert_eq(CTL(h, out, "run", "b", "echo", "hello", "--hex"), 0, "%s", out);
+	cr_assert_str_eq(out, "68656c6c6f\n");
+	cr_assert_eq(CTL(h, out, "run", "b", "sha256", "abc", "--hex"), 0, "%s", out);
+	cr_assert_str_eq(out, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n");
+	cr_assert_eq(CTL(h, out, "run", "b", "echo", "--hex"), 0, "empty payload: %s", out);
+	cr_assert_str_eq(out, "\n", "an empty result in hex is an empty line");
+	cr_assert_eq(CTL(h, out, "run", "b", "echo", "x", "--time"), 0, "%s", out);
+	cr_assert(out[0] == 'x' && strstr(out, "acquire ") && strstr(out, "call ") &&
+		  strstr(out, "release "), "--time: %s", out);
+
+	/* A guest fault: exit 1, the fault in the message. */
+	cr_assert_eq(CTL(h, out, "run", "b", "fault"), 1, "fault: %s", out);
+	cr_assert_not_null(strstr(out, "GUEST_FAULT"), "%s", out);
+	cr_assert_not_null(strstr(out, "#PF page fault at rip 0x"), "%s", out);
+	cr_assert_not_null(strstr(out, "address 0"), "%s", out);
+	cr_assert_eq(CTL(h, out, "run", "b", "spin", "--deadline", "100"), 1, "%s", out);
+	cr_assert_not_null(strstr(out, "DEADLINE_EXCEEDED"), "%s", out);
+	cr_assert_eq(CTL(h, out, "run", "b", "alloc", "100"), 1, "%s", out);
+	cr_assert_not_null(strstr(out, "GUEST_ERROR"), "%s", out);
+	cr_assert_not_null(strstr(out, "out of memory"), "%s", out);
+	cr_assert_eq(CTL(h, out, "run", "b", "nosuchfunction"), 1, "%s", out);
+	cr_assert_not_null(strstr(out, "NOT_FOUND"), "%s", out);
+	cr_assert_eq(CTL(h, out, "run", "e", "echo", "x"), 1, "empty pool: %s", out);
+	cr_assert_not_null(strstr(out, "FAILED_PRECONDITION"), "%s", out);
+	cr_assert_eq(CTL(h, out, "run", "nosuchpool", "echo"), 1, "%s", out);
+	cr_assert_not_null(strstr(out, "NOT_FOUND"), "%s", out);
+
+	cr_assert_eq(CTL(h, out, "run", "b"), 2, "no FUNCTION: %s", out);
+	cr_assert_eq(CTL(h, out, "run", "b", "echo", "a", "b"), 2, "two payloads: %s", out);
+	cr_assert_eq(CTL(h, out, "run", "b", "echo", "--hexx"), 2, "unknown option: %s", out);
+	cr_assert_eq(CTL(h, out, "run", "b", "spin", "--deadline", "soon"), 2, "%s", out);
+
+	char sock[160];
+	snprintf(sock, sizeof(sock), "%s/nothing-here.sock", h->dir);
+	cr_assert_eq(ctl(0, out, sizeof(out),
+			 (const char *[]){ "-s", sock, "run", "b", "echo", NULL }), 3,
+		     "no daemon: %s", out);
+
+	/* run waits up to 1 s for a VM: hold the only one of "e". */
+	int vm = -1;
+	struct hatch_err err = { 0 };
+	h_wait_steady(h, H_WAIT_MS);
+	cr_assert_eq(hatch_acquire(h->c, "e", 3000, &vm, NULL, &err), 0, "%s", err.msg);
+	cr_assert_eq(CTL(h, out, "run", "e", "echo"), 4, "exhausted: %s", out);
+	cr_assert_not_null(strstr(out, "POOL_EXHAUSTED"), "%s", out);
+	close(vm);
+
+	cr_assert_eq(chmod(h->dir, 0711), 0, "chmod %s: %s", h->dir, strerror(errno));
+	cr_assert_eq(ctl(65534, out, sizeof(out),
+			 (const char *[]){ "-s", h->sock, "run", "b", "echo", NULL }), 5,
+		     "uid 65534 is not allowed: %s", out);
+	h_finish(h);
+}
