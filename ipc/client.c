@@ -89,12 +89,16 @@ static int wait_readable(int fd, unsigned ms, struct hatch_err *err)
 /* Send `req`, receive one packet into buf and decode it with `desc`.
  * want_fds: fds the reply must carry on success (0 or 1). */
 static int roundtrip(int fd, uint8_t *buf, unsigned timeout_ms,
-		     const ProtobufCMessage *req,
+		     const ProtobufCMessage *req, const int *send_fds, size_t n_send,
 		     const ProtobufCMessageDescriptor *desc,
 		     ProtobufCMessage **reply, int *fd_out,
 		     struct hatch_err *err)
 {
-	int r = ipc_send_pb(fd, req, NULL, 0, false);
+	int r = ipc_send_pb(fd, req, send_fds, n_send, false);
+	if (r == -EMSGSIZE)
+		return hatch_err_set(err, E(INVALID_ARGUMENT), 0,
+				     "request packs to more than one %d-byte packet",
+				     IPC_MAX_MSG);
 	if (r < 0)
 		return hatch_err_set(err, E(UNAVAILABLE), -r, "send request");
 	if (wait_readable(fd, timeout_ms, err) < 0)
@@ -140,7 +144,7 @@ static int sup_call(struct hatch_client *c, Hatchery__V1__Request *req,
 	req->id = c->next_id++;
 	Hatchery__V1__Reply *rep = NULL;
 	unsigned to = c->timeout_ms ? c->timeout_ms + extra_ms : 0;
-	if (roundtrip(c->fd, c->buf, to, &req->base,
+	if (roundtrip(c->fd, c->buf, to, &req->base, NULL, 0,
 		      &hatchery__v1__reply__descriptor, (ProtobufCMessage **)&rep,
 		      fd_out, err) < 0)
 		return -1;
@@ -269,8 +273,9 @@ static uint8_t *vm_rx_buf(void)
 	return b;
 }
 
-static int vm_call(int vm_fd, Hatchery__V1__VmRequest *req, int want_case,
-		   Hatchery__V1__VmReply **out, struct hatch_err *err)
+static int vm_call_fds(int vm_fd, Hatchery__V1__VmRequest *req, const int *fds,
+		       size_t nfds, int want_case, Hatchery__V1__VmReply **out,
+		       struct hatch_err *err)
 {
 	uint8_t *buf = vm_rx_buf();
 	if (!buf)
@@ -278,7 +283,7 @@ static int vm_call(int vm_fd, Hatchery__V1__VmRequest *req, int want_case,
 	static _Atomic uint64_t next_id = 1;
 	req->id = next_id++;
 	Hatchery__V1__VmReply *rep = NULL;
-	if (roundtrip(vm_fd, buf, 0, &req->base,
+	if (roundtrip(vm_fd, buf, 0, &req->base, fds, nfds,
 		      &hatchery__v1__vm_reply__descriptor,
 		      (ProtobufCMessage **)&rep, NULL, err) < 0)
 		return hatch_err_wrap(err, "vm");
@@ -295,6 +300,12 @@ static int vm_call(int vm_fd, Hatchery__V1__VmRequest *req, int want_case,
 	}
 	*out = rep;
 	return 0;
+}
+
+static int vm_call(int vm_fd, Hatchery__V1__VmRequest *req, int want_case,
+		   Hatchery__V1__VmReply **out, struct hatch_err *err)
+{
+	return vm_call_fds(vm_fd, req, NULL, 0, want_case, out, err);
 }
 
 int hatch_vm_ping(int vm_fd, struct hatch_err *err)
@@ -345,6 +356,26 @@ int hatch_vm_call(int vm_fd, const char *function, const void *payload,
 	*out = rep->call;
 	rep->call = NULL;
 	rep->body_case = HATCHERY__V1__VM_REPLY__BODY__NOT_SET;
+	hatch_free(rep);
+	return 0;
+}
+
+int hatch_vm_load(int vm_fd, int elf_fd, Hatchery__V1__VmLoadReply **out,
+		  struct hatch_err *err)
+{
+	Hatchery__V1__VmRequest req = HATCHERY__V1__VM_REQUEST__INIT;
+	Hatchery__V1__VmLoadRequest body = HATCHERY__V1__VM_LOAD_REQUEST__INIT;
+	req.body_case = HATCHERY__V1__VM_REQUEST__BODY_LOAD;
+	req.load = &body;
+	Hatchery__V1__VmReply *rep = NULL;
+	if (vm_call_fds(vm_fd, &req, &elf_fd, 1, HATCHERY__V1__VM_REPLY__BODY_LOAD, &rep,
+			err) < 0)
+		return -1;
+	if (out) {
+		*out = rep->load;
+		rep->load = NULL;
+		rep->body_case = HATCHERY__V1__VM_REPLY__BODY__NOT_SET;
+	}
 	hatch_free(rep);
 	return 0;
 }

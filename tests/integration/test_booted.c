@@ -346,6 +346,9 @@ Test(booted, echo_is_byte_exact_up_to_the_packet_limit)
 	err = (struct hatch_err){ 0 };
 	cr_assert_eq(hatch_vm_call(vm, "sha256", big, max + 1, 0, &cr, &err), -1,
 		     "hatch_vm_call sent a payload that does not fit in a packet");
+	cr_assert_eq(err.code, E(INVALID_ARGUMENT),
+		     "an oversized request is the caller's mistake, not an outage: %s (%s)",
+		     hatch_err_code_name(err.code), err.msg);
 	echo_ok(vm, 4096, "echo after an oversized request");
 	cr_assert_eq(kill(pid, 0), 0, "child %d died serving oversized requests", pid);
 	free(big);
@@ -654,22 +657,21 @@ Test(booted, load_into_an_empty_vm)
 	rep = raw_call(vm, 8, "echo", "x", 1, 0, "call after refused Loads");
 	hatch_free(expect_error(rep, 8, E(FAILED_PRECONDITION), "call after refused Loads"));
 
-	/* The real thing. */
-	rep = raw_load(vm, 9, &guest, 1, "Load of the default guest");
-	cr_assert_null(rep->error, "Load: %s (%s)", rep->error ? rep->error->message : "",
-		       rep->error ? hatch_err_code_name(rep->error->code) : "");
-	cr_assert_eq(rep->body_case, HATCHERY__V1__VM_REPLY__BODY_LOAD);
-	cr_assert_eq(rep->id, 9);
-	cr_assert_eq(rep->load->n_functions, N_DEFAULT_FNS, "Load lists %zu functions",
-		     rep->load->n_functions);
+	/* The real thing, through the client library. */
+	Hatchery__V1__VmLoadReply *lr = NULL;
+	struct hatch_err lerr = { 0 };
+	cr_assert_eq(hatch_vm_load(vm, guest, &lr, &lerr), 0, "hatch_vm_load: %s (%s)",
+		     lerr.msg, hatch_err_code_name(lerr.code));
+	cr_assert_eq(lr->n_functions, N_DEFAULT_FNS, "Load lists %zu functions",
+		     lr->n_functions);
 	for (size_t i = 0; i < N_DEFAULT_FNS; i++) {
 		bool found = false;
-		for (size_t j = 0; j < rep->load->n_functions; j++)
-			found |= strcmp(rep->load->functions[j], default_fns[i]) == 0;
+		for (size_t j = 0; j < lr->n_functions; j++)
+			found |= strcmp(lr->functions[j], default_fns[i]) == 0;
 		cr_assert(found, "Load's function list lacks %s", default_fns[i]);
 	}
-	cr_assert_gt(rep->load->boot_ns, 0);
-	hatch_free(rep);
+	cr_assert_gt(lr->boot_ns, 0);
+	hatch_free(lr);
 	echo_ok(vm, 5000, "echo after Load");
 	/* The ELF stays mapped; its fd is closed. */
 	cr_assert_eq(h_fd_count(pid), nfds0, "child %d holds %d fds after Load, %d before", pid,

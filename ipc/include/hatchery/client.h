@@ -65,6 +65,13 @@ int hatch_vm_info(int vm_fd, Hatchery__V1__VmInfoReply **out,
 int hatch_vm_call(int vm_fd, const char *function, const void *payload,
 		  size_t len, uint32_t deadline_ms,
 		  Hatchery__V1__VmCallReply **out, struct hatch_err *err);
+
+/* Load a guest ELF into an empty VM (pool kind "empty"), once. elf_fd is a
+ * regular file of at most 16 MiB; it is sent with SCM_RIGHTS and stays the
+ * caller's to close. `out` (functions, boot time) may be NULL. A guest that
+ * faults while booting ends the VM (GUEST_FAULT). */
+int hatch_vm_load(int vm_fd, int elf_fd, Hatchery__V1__VmLoadReply **out,
+		  struct hatch_err *err);
 /* Ask the child to tear down, wait for its reply and close vm_fd. */
 int hatch_vm_release(int vm_fd, struct hatch_err *err);
 
