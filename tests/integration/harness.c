@@ -738,3 +738,48 @@ int h_send_acquire_req(int fd, uint64_t id, const char *pool, uint32_t deadline_
 	req.acquire = &a;
 	return h_send_pb(fd, &req.base, NULL, 0);
 }
+
+/* ---- running other programs --------------------------------------------- */
+
+int h_run(const char *path, const char *const *args, uid_t uid, char *out,
+	  size_t cap, unsigned timeout_ms)
+{
+	int pfd[2];
+	cr_assert_eq(pipe2(pfd, O_CLOEXEC), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		dup2(pfd[1], 1);
+		dup2(pfd[1], 2);
+		if (uid && (setresgid(uid, uid, uid) < 0 || setresuid(uid, uid, uid) < 0))
+			_exit(126);
+		const char *argv[16] = { path };
+		for (int i = 0; args[i] && i < 14; i++)
+			argv[i + 1] = args[i];
+		execv(path, (char *const *)argv);
+		_exit(127);
+	}
+	close(pfd[1]);
+	size_t n = 0;
+	uint64_t until = h_now_ms() + timeout_ms;
+	for (;;) {
+		struct pollfd p = { .fd = pfd[0], .events = POLLIN };
+		int left = (int)(until - h_now_ms());
+		if (left <= 0 || poll(&p, 1, left) <= 0) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			close(pfd[0]);
+			cr_assert_fail("%s did not exit within %u ms: %.*s", path, timeout_ms,
+				       (int)n, out);
+		}
+		ssize_t r = read(pfd[0], out + n, cap - 1 - n);
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	out[n] = '\0';
+	close(pfd[0]);
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}

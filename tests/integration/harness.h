@@ -175,4 +175,11 @@ int h_send_acquire_req(int fd, uint64_t id, const char *pool, uint32_t deadline_
 
 uint64_t h_now_ms(void);
 
+/* Run `path` with args (NULL-terminated, after argv[0]), as `uid` when it is
+ * not 0, with stdout and stderr captured into out (NUL-terminated). Fails
+ * the test if it has not exited within timeout_ms. Returns its exit status,
+ * or -1 if a signal ended it. */
+int h_run(const char *path, const char *const *args, uid_t uid, char *out,
+	  size_t cap, unsigned timeout_ms);
+
 #endif

@@ -14,46 +14,9 @@
 
 #include "harness.h"
 
-/* Run hatchctl with args (NULL-terminated), optionally as `uid`; capture
- * stdout+stderr into out. Returns the exit status, or -1 on a signal. */
 static int ctl(uid_t uid, char *out, size_t cap, const char *const *args)
 {
-	int pfd[2];
-	cr_assert_eq(pipe2(pfd, O_CLOEXEC), 0);
-	pid_t pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		dup2(pfd[1], 1);
-		dup2(pfd[1], 2);
-		if (uid && (setresgid(uid, uid, uid) < 0 || setresuid(uid, uid, uid) < 0))
-			_exit(126);
-		const char *argv[16] = { "hatchctl" };
-		for (int i = 0; args[i] && i < 14; i++)
-			argv[i + 1] = args[i];
-		execv(HATCHCTL_PATH, (char *const *)argv);
-		_exit(127);
-	}
-	close(pfd[1]);
-	size_t n = 0;
-	uint64_t until = h_now_ms() + 10000;
-	for (;;) {
-		struct pollfd p = { .fd = pfd[0], .events = POLLIN };
-		int left = (int)(until - h_now_ms());
-		if (left <= 0 || poll(&p, 1, left) <= 0) {
-			kill(pid, SIGKILL);
-			waitpid(pid, NULL, 0);
-			cr_assert_fail("hatchctl did not finish in 10 s: %.*s", (int)n, out);
-		}
-		ssize_t r = read(pfd[0], out + n, cap - 1 - n);
-		if (r <= 0)
-			break;
-		n += (size_t)r;
-	}
-	out[n] = '\0';
-	close(pfd[0]);
-	int st;
-	cr_assert_eq(waitpid(pid, &st, 0), pid);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	return h_run(HATCHCTL_PATH, args, uid, out, cap, 10000);
 }
 
 #define CTL(h, out, ...) ctl(0, out, sizeof(out), (const char *[]){ "-s", (h)->sock, __VA_ARGS__, NULL })

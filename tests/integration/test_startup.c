@@ -17,45 +17,11 @@
 #define POOL_OK                                                                \
 	"[pool \"ok\"]\nmin_idle = 1\nmax = 2\nmemory_mib = 16\n"
 
-/* Run hatcheryd with `args` (NULL-terminated, after argv[0]); collect its
- * stderr; it must exit within 5 s. Returns its wait status. */
+/* Run hatcheryd with `args`; it must exit within 5 s. Returns its exit
+ * status; its output is in err. */
 static int run_daemon(const char *const *args, char *err, size_t cap)
 {
-	int pfd[2];
-	cr_assert_eq(pipe2(pfd, O_CLOEXEC), 0);
-	pid_t pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		dup2(pfd[1], 2);
-		const char *argv[16] = { "hatcheryd" };
-		for (int i = 0; args[i] && i < 14; i++)
-			argv[i + 1] = args[i];
-		execv(HATCHERYD_PATH, (char *const *)argv);
-		_exit(127);
-	}
-	close(pfd[1]);
-	size_t n = 0;
-	uint64_t until = h_now_ms() + 5000;
-	for (;;) {
-		struct pollfd p = { .fd = pfd[0], .events = POLLIN };
-		int left = (int)(until - h_now_ms());
-		if (left <= 0 || poll(&p, 1, left) <= 0) {
-			kill(pid, SIGKILL);
-			waitpid(pid, NULL, 0);
-			close(pfd[0]);
-			cr_assert_fail("hatcheryd did not exit within 5 s; stderr: %.*s",
-				       (int)n, err);
-		}
-		ssize_t r = read(pfd[0], err + n, cap - 1 - n);
-		if (r <= 0)
-			break;
-		n += (size_t)r;
-	}
-	err[n] = '\0';
-	close(pfd[0]);
-	int st;
-	cr_assert_eq(waitpid(pid, &st, 0), pid);
-	return st;
+	return h_run(HATCHERYD_PATH, args, 0, err, cap, 5000);
 }
 
 static void write_file(const char *path, const char *text)
@@ -73,7 +39,7 @@ Test(startup, bad_config_names_file_line_and_key)
 	snprintf(cfg, sizeof(cfg), "%s/bad.conf", dir);
 	write_file(cfg, "[supervisor]\nsocket = /tmp/x.sock\n[pool \"p\"]\nmin_idle = four\n");
 	int st = run_daemon((const char *[]){ "-c", cfg, NULL }, err, sizeof(err));
-	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "exit status %d", st);
+	cr_assert_eq(st, 1, "exit status %d", st);
 	cr_assert_not_null(strstr(err, "bad.conf:4:"), "names file and line: %s", err);
 	cr_assert_not_null(strstr(err, "min_idle"), "names the key: %s", err);
 	cr_assert_not_null(strstr(err, "four"), "quotes the value: %s", err);
@@ -91,7 +57,7 @@ Test(startup, unusable_kvm_fails_before_forking)
 	int st = run_daemon((const char *[]){ "-c", cfg, "--socket", sock, "--kvm",
 					       "/nonexistent/kvm", NULL },
 			    err, sizeof(err));
-	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "exit status %d", st);
+	cr_assert_eq(st, 1, "exit status %d", st);
 	cr_assert_not_null(strstr(err, "/nonexistent/kvm: No such file or directory"),
 			   "says which device and why: %s", err);
 	cr_assert_eq(access(sock, F_OK), -1, "no socket was left behind");
@@ -99,7 +65,7 @@ Test(startup, unusable_kvm_fails_before_forking)
 	st = run_daemon((const char *[]){ "-c", cfg, "--socket", sock, "--kvm",
 					   "/dev/null", NULL },
 			err, sizeof(err));
-	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "exit status %d", st);
+	cr_assert_eq(st, 1, "exit status %d", st);
 	cr_assert_not_null(strstr(err, "/dev/null"), "%s", err);
 	cr_assert_not_null(strstr(err, "KVM API version"), "%s", err);
 	unlink(cfg);
@@ -112,7 +78,7 @@ Test(startup, second_daemon_on_the_same_socket_is_refused)
 	char err[4096];
 	int st = run_daemon((const char *[]){ "-c", h->cfg_path, "--socket", h->sock, NULL },
 			    err, sizeof(err));
-	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "exit status %d", st);
+	cr_assert_eq(st, 1, "exit status %d", st);
 	cr_assert_not_null(strstr(err, "already listening"), "%s", err);
 	/* ... and the first one is untouched. */
 	cr_assert_eq(hatch_ping(h->c, NULL, NULL), 0, "first daemon still answers");
