@@ -137,6 +137,14 @@ static void usage(FILE *f)
 "  memory    smaps of every idle child (--idle, --memory-mib,\n"
 "            [--meminfo-before KIB])\n"
 "  qemu      the peer: qemu-system-x86_64 exec -> QMP greeting (--qemu, -n)\n"
+"  qemuboot  the peer booting a tiny guest: exec -> its first byte on the\n"
+"            serial port (--qemu, --qemu-guest, -n)\n"
+"  echo      booted pool: acquire + echo, one hit at a time (-n, --idle,\n"
+"            --payload)\n"
+"  cold      booted pool of min_idle=0, max=1: acquire (waits for the spawn)\n"
+"            + echo, end to end (-n, --payload)\n"
+"  sha256    booted pool running bench-sha256.elf: sha256 of --bytes in the\n"
+"            guest against the same C function on the host (-n)\n"
 "  report    read the rows, print the table, write --json\n"
 "\n"
 "Options:\n"
@@ -148,8 +156,10 @@ static void usage(FILE *f)
 "      --idle N          the pool's min_idle\n"
 "      --rounds N        refill: drain-refill rounds\n"
 "      --memory-mib N    memory: guest memory size of the pool\n"
-"      --desc TEXT       acquire, respawn: the run in words, for the table\n"
-"      --jail on|off     acquire, respawn: fail unless the daemon's Status\n"
+"      --desc TEXT       acquire, respawn, echo, cold: the run in words, for\n"
+"                        the table\n"
+"      --jail on|off     acquire, respawn, echo, cold, sha256: fail unless the\n"
+"                        daemon's Status\n"
 "                        reports its jail on (or off: --no-jail)\n"
 "      --wait reaped|idle  acquire: before each timed acquisition wait for a\n"
 "                        full pool and the last child reaped (default), or\n"
@@ -157,6 +167,10 @@ static void usage(FILE *f)
 "      --meminfo-before KIB  memory: MemAvailable before the daemon started\n"
 "      --qemu PATH       qemu: the binary (absent: reported as not installed)\n"
 "      --qemu-version S  qemu: its version line, for the record\n"
+"      --qemu-guest PATH qemuboot: the tiny PVH kernel (bench/qemu-guest)\n"
+"      --qemu-guest-error TEXT  qemuboot: it could not be built, and why\n"
+"      --payload N       echo, cold: bytes echoed (default 16)\n"
+"      --bytes N         sha256: bytes hashed (default 1048576)\n"
 "      --json FILE       report: write the JSON here\n"
 "      --commit S        report: source revision, for the record\n"
 "      --quick           report: mark the run as a quick one\n"
@@ -191,6 +205,10 @@ enum {
 	OPT_WAIT,
 	OPT_DESC,
 	OPT_JAIL,
+	OPT_QEMU_GUEST,
+	OPT_QEMU_GUEST_ERROR,
+	OPT_PAYLOAD,
+	OPT_BYTES,
 };
 
 struct phase {
@@ -205,6 +223,10 @@ static const struct phase phases[] = {
 	{ "refill", bench_refill, true },
 	{ "memory", bench_memory, true },
 	{ "qemu", bench_qemu, false },
+	{ "qemuboot", bench_qemu_boot, false },
+	{ "echo", bench_echo, true },
+	{ "cold", bench_cold, true },
+	{ "sha256", bench_sha256, true },
 };
 
 int main(int argc, char **argv)
@@ -227,6 +249,10 @@ int main(int argc, char **argv)
 		{ "wait", required_argument, NULL, OPT_WAIT },
 		{ "desc", required_argument, NULL, OPT_DESC },
 		{ "jail", required_argument, NULL, OPT_JAIL },
+		{ "qemu-guest", required_argument, NULL, OPT_QEMU_GUEST },
+		{ "qemu-guest-error", required_argument, NULL, OPT_QEMU_GUEST_ERROR },
+		{ "payload", required_argument, NULL, OPT_PAYLOAD },
+		{ "bytes", required_argument, NULL, OPT_BYTES },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -244,6 +270,8 @@ int main(int argc, char **argv)
 		.rounds = 3,
 		.memory_mib = 64,
 		.wait_reaped = true,
+		.payload = 16,
+		.bytes = 1u << 20,
 	};
 	int opt;
 	optind = 2;
@@ -260,6 +288,8 @@ int main(int argc, char **argv)
 		case OPT_COMMIT: o.commit = optarg; break;
 		case OPT_QUICK: o.quick = true; break;
 		case OPT_DESC: o.desc = optarg; break;
+		case OPT_QEMU_GUEST: o.qemu_guest = optarg; break;
+		case OPT_QEMU_GUEST_ERROR: o.qemu_guest_error = optarg; break;
 		case OPT_JAIL:
 			if (strcmp(optarg, "on") != 0 && strcmp(optarg, "off") != 0) {
 				fprintf(stderr, "hatch-bench: --jail: expected on or off\n");
@@ -280,19 +310,26 @@ int main(int argc, char **argv)
 		case OPT_ROUNDS:
 		case OPT_MEMORY_MIB:
 		case OPT_MEMINFO_BEFORE:
-			if (parse_uint(optarg, opt == OPT_MEMINFO_BEFORE ? UINT64_MAX : 10000000,
+		case OPT_PAYLOAD:
+		case OPT_BYTES:
+			if (parse_uint(optarg, opt == OPT_MEMINFO_BEFORE ? UINT64_MAX
+					       : opt == OPT_PAYLOAD ? 60000 : 10000000,
 				       &v) < 0 || (v == 0 && opt != OPT_MEMINFO_BEFORE)) {
-				fprintf(stderr, "hatch-bench: --%s: expected a positive integer, "
+				fprintf(stderr, "hatch-bench: --%s: expected a positive integer%s, "
 					"got \"%s\"\n", opt == 'n' ? "count" :
 					opt == OPT_IDLE ? "idle" : opt == OPT_ROUNDS ? "rounds" :
-					opt == OPT_MEMORY_MIB ? "memory-mib" : "meminfo-before",
-					optarg);
+					opt == OPT_MEMORY_MIB ? "memory-mib" :
+					opt == OPT_PAYLOAD ? "payload" : opt == OPT_BYTES ? "bytes" :
+					"meminfo-before",
+					opt == OPT_PAYLOAD ? " up to 60000 (one packet)" : "", optarg);
 				return 2;
 			}
 			if (opt == 'n') o.count = (unsigned)v;
 			else if (opt == OPT_IDLE) o.idle = (unsigned)v;
 			else if (opt == OPT_ROUNDS) o.rounds = (unsigned)v;
 			else if (opt == OPT_MEMORY_MIB) o.memory_mib = (unsigned)v;
+			else if (opt == OPT_PAYLOAD) o.payload = (unsigned)v;
+			else if (opt == OPT_BYTES) o.bytes = (unsigned)v;
 			else o.meminfo_before = v;
 			break;
 		default:

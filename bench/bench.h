@@ -11,7 +11,9 @@
  *
  * Files: bench.c (arguments, the client helpers every phase shares),
  * samples.c (percentiles), rows.c (the rows file), measure.c (phases
- * against hatcheryd), qemu.c (the peer), report.c (targets, table, JSON).
+ * against hatcheryd), calls.c (phases against booted pools: guest calls),
+ * host_sha256.c (the default guest's sha256, built for the host), qemu.c
+ * (the peer), report.c (targets, table, JSON).
  */
 #ifndef HATCH_BENCH_H
 #define HATCH_BENCH_H
@@ -43,11 +45,15 @@ struct bench_opts {
 	const char *qemu;         /* qemu: the binary, NULL if not installed */
 	const char *qemu_version; /* qemu: `--version`'s first line */
 	const char *commit;       /* report: recorded in "machine" */
+	const char *qemu_guest;   /* qemuboot: the tiny PVH kernel (bench/qemu-guest) */
+	const char *qemu_guest_error; /* qemuboot: why it could not be built */
 	unsigned count;           /* timed iterations */
 	unsigned idle;            /* idle children the pool is configured to keep */
 	unsigned rounds;          /* refill: drain rounds */
 	unsigned memory_mib;      /* memory: size of the guest mapping */
 	uint64_t meminfo_before;  /* memory: MemAvailable (KiB) before the daemon */
+	unsigned payload;         /* echo, cold: bytes echoed (default 16) */
+	unsigned bytes;           /* sha256: bytes hashed (default 1 MiB) */
 	bool quick;
 	bool wait_reaped;         /* acquire: also wait for the released child's reaping */
 };
@@ -147,6 +153,17 @@ bool row_get_num(const struct row *r, const char *key, double *out);
 /* Is `s` entirely a finite number (JSON-safe as such)? */
 bool is_number(const char *s);
 
+/* ---- measure.c: shared by the phases against hatcheryd ---------------------- */
+
+/* With o->jail: fail unless the daemon's Status reports its jail so. */
+int bench_check_jail(struct hatch_client *c, const struct bench_opts *o,
+		     struct hatch_err *err);
+/* The daemon's spawn -> ready and acquire histograms of o->pool, and its
+ * counters, as rows named spawn_to_ready.daemon.LABEL, acquire.daemon.LABEL;
+ * `what` words the run for their labels. */
+int bench_emit_daemon_stats(struct hatch_client *c, const struct bench_opts *o,
+			    FILE *rows, const char *what, struct hatch_err *err);
+
 /* ---- phases ---------------------------------------------------------------- */
 
 int bench_acquire(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
@@ -154,6 +171,10 @@ int bench_respawn(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 int bench_refill(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
 int bench_memory(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
 int bench_qemu(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
+int bench_qemu_boot(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
+int bench_echo(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
+int bench_cold(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
+int bench_sha256(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
 int bench_report(const struct bench_opts *o, struct hatch_err *err);
 
 #endif

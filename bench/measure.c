@@ -37,8 +37,8 @@ static int daemon_jail(struct hatch_client *c, char *jail, size_t jlen, char *cg
 /* With --jail on|off: is the daemon the one scripts/bench meant to start?
  * A figure labelled "jailed" from an unjailed daemon (or the reverse)
  * would be worse than none. */
-static int check_jail(struct hatch_client *c, const struct bench_opts *o,
-		      struct hatch_err *err)
+int bench_check_jail(struct hatch_client *c, const struct bench_opts *o,
+		     struct hatch_err *err)
 {
 	if (!o->jail)
 		return 0;
@@ -54,8 +54,8 @@ static int check_jail(struct hatch_client *c, const struct bench_opts *o,
 }
 
 /* The daemon's own histograms and counters for the pool, as rows. */
-static int emit_daemon_stats(struct hatch_client *c, const struct bench_opts *o,
-			     FILE *rows, const char *what, struct hatch_err *err)
+int bench_emit_daemon_stats(struct hatch_client *c, const struct bench_opts *o,
+			    FILE *rows, const char *what, struct hatch_err *err)
 {
 	char jail[64], cgroup[160];
 	if (daemon_jail(c, jail, sizeof(jail), cgroup, sizeof(cgroup), err) < 0)
@@ -136,7 +136,7 @@ static int ping_baselines(struct hatch_client *c, unsigned n, struct samples *id
 int bench_acquire(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 {
 	_cleanup_client_ struct hatch_client *c = NULL;
-	if (bench_connect(o->socket, 10000, &c, err) < 0 || check_jail(c, o, err) < 0)
+	if (bench_connect(o->socket, 10000, &c, err) < 0 || bench_check_jail(c, o, err) < 0)
 		return -1;
 	/* A fresh daemon is still filling its pool: 500 children take a few
 	 * seconds. */
@@ -254,7 +254,7 @@ int bench_acquire(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 	row_num(rows, "n", (double)total.n);
 	row_end(rows);
 
-	return emit_daemon_stats(c, o, rows, desc, err);
+	return bench_emit_daemon_stats(c, o, rows, desc, err);
 }
 
 /* ---- 2: release -> idle again, one child at a time ----------------------------- */
@@ -268,7 +268,7 @@ int bench_acquire(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 int bench_respawn(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 {
 	_cleanup_client_ struct hatch_client *c = NULL;
-	if (bench_connect(o->socket, 10000, &c, err) < 0 || check_jail(c, o, err) < 0)
+	if (bench_connect(o->socket, 10000, &c, err) < 0 || bench_check_jail(c, o, err) < 0)
 		return -1;
 	_cleanup_samples_ struct samples cycle = { 0 }, seen_to_ready = { 0 },
 					 to_seen = { 0 };
@@ -341,7 +341,7 @@ int bench_respawn(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 	row_begin(rows, name, "us", label);
 	row_dist(rows, &seen_to_ready, US);
 	row_end(rows);
-	return emit_daemon_stats(c, o, rows, desc, err);
+	return bench_emit_daemon_stats(c, o, rows, desc, err);
 }
 
 /* ---- 3: refill rate ---------------------------------------------------------------- */

@@ -1,9 +1,17 @@
-/* qemu.c - the peer: an empty, paused QEMU microvm driven over QMP.
+/* qemu.c - the peer: QEMU microvm, two ways.
  *
- * Timed from just before fork() to the QMP greeting on its stdout: the
- * point at which a QEMU-based pool could start driving a fresh VM, the
- * counterpart of hatchery's spawn-to-ready. Then qmp_capabilities and quit,
- * timed too. The first run is a probe: it shows whether `-accel kvm` works
+ * qemu: an empty, paused QEMU microvm driven over QMP. Timed from just
+ * before fork() to the QMP greeting on its stdout: the point at which a
+ * QEMU-based pool could start driving a fresh VM, the counterpart of
+ * hatchery's spawn-to-ready. Then qmp_capabilities and quit, timed too.
+ *
+ * qemuboot: QEMU microvm booting a tiny guest (bench/qemu-guest/tiny.S, a
+ * PVH kernel that writes one byte to COM1 and halts). Timed from just
+ * before fork() to that byte on QEMU's stdout (-serial stdio), then QEMU
+ * is killed: the counterpart of hatchery's cold path (fork, jail, VM,
+ * guest boot, the first call's reply).
+ *
+ * In both, the first run is a probe: it shows whether `-accel kvm` works
  * here at all (a failure is reported with QEMU's own words, not counted as
  * a failure of the benchmark) and warms the page cache; it is not timed.
  */
@@ -45,15 +53,9 @@ static void close_fd(int *fd)
 	*fd = -1;
 }
 
-static int spawn(const char *qemu, unsigned memory_mib, struct qproc *q)
+static int spawn(const char *const *argv, struct qproc *q)
 {
-	char mem[16];
-	snprintf(mem, sizeof(mem), "%u", memory_mib);
-	const char *argv[] = {
-		qemu, "-M", "microvm", "-accel", "kvm", "-nodefaults",
-		"-no-user-config", "-display", "none", "-S", "-qmp", "stdio",
-		"-m", mem, NULL,
-	};
+	const char *qemu = argv[0];
 	int pin[2], pout[2], perr[2];
 	if (pipe2(pin, O_CLOEXEC) < 0)
 		return -errno;
@@ -201,8 +203,15 @@ static void run_once(const char *qemu, unsigned memory_mib, struct qproc *q,
 {
 	*r = (struct qrun){ 0 };
 	*q = (struct qproc){ .in = -1, .out = -1, .err = -1 };
+	char mem[16];
+	snprintf(mem, sizeof(mem), "%u", memory_mib);
+	const char *argv[] = {
+		qemu, "-M", "microvm", "-accel", "kvm", "-nodefaults",
+		"-no-user-config", "-display", "none", "-S", "-qmp", "stdio",
+		"-m", mem, NULL,
+	};
 	uint64_t t0 = bench_now_ns();
-	int e = spawn(qemu, memory_mib, q);
+	int e = spawn(argv, q);
 	if (e < 0) {
 		snprintf(q->ebuf, sizeof(q->ebuf), "fork: %s", strerror(-e));
 		r->failed = "fork";
@@ -343,5 +352,137 @@ int bench_qemu(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 			row_num(rows, "failures", failures);
 		row_end(rows);
 	}
+	return 0;
+}
+
+/* ---- qemuboot: exec -> the tiny guest's first byte ------------------------------ */
+
+#define BOOT_CMD "-M microvm -accel kvm -nodefaults -no-user-config -display none " \
+		 "-serial stdio -m 64 -kernel tiny.elf"
+
+static void boot_once(const char *qemu, const char *kernel, unsigned memory_mib,
+		      struct qproc *q, struct qrun *r)
+{
+	*r = (struct qrun){ 0 };
+	*q = (struct qproc){ .in = -1, .out = -1, .err = -1 };
+	char mem[16];
+	snprintf(mem, sizeof(mem), "%u", memory_mib);
+	const char *argv[] = {
+		qemu, "-M", "microvm", "-accel", "kvm", "-nodefaults",
+		"-no-user-config", "-display", "none", "-serial", "stdio",
+		"-m", mem, "-kernel", kernel, NULL,
+	};
+	uint64_t t0 = bench_now_ns();
+	int e = spawn(argv, q);
+	if (e < 0) {
+		snprintf(q->ebuf, sizeof(q->ebuf), "fork: %s", strerror(-e));
+		r->failed = "fork";
+		return;
+	}
+	/* The first byte on stdout is the guest's. */
+	while (q->olen == 0) {
+		int p = pump(q, t0 + STEP_TIMEOUT_NS);
+		if (p < 0) {
+			r->failed = p == -ETIMEDOUT ? "waiting for the guest's byte (20 s)"
+						    : "waiting for the guest's byte (QEMU exited)";
+			finish(q, r, true);
+			return;
+		}
+	}
+	r->greeting_ns = bench_now_ns() - t0;
+	finish(q, r, true);
+	if (q->obuf[0] != '!')
+		r->failed = "the guest's byte (expected '!')";
+}
+
+static void boot_status_row(FILE *rows, const struct bench_opts *o, const char *status,
+			    const char *error, const char *stderr_text)
+{
+	row_begin(rows, "qemu.boot.status", "-",
+		  "qemu-system-x86_64 -M microvm -accel kvm booting bench/qemu-guest/tiny.elf");
+	row_str(rows, "status", status);
+	if (o->qemu)
+		row_str(rows, "binary", o->qemu);
+	if (o->qemu_version)
+		row_str(rows, "version", o->qemu_version);
+	if (o->qemu_guest)
+		row_str(rows, "kernel", o->qemu_guest);
+	row_str(rows, "cmd", BOOT_CMD);
+	if (error)
+		row_str(rows, "error", error);
+	if (stderr_text && *stderr_text) {
+		char buf[2048];
+		size_t k = 0;
+		for (const char *p = stderr_text; *p && k + 4 < sizeof(buf); p++) {
+			if (*p == '\n') {
+				memcpy(buf + k, " | ", 3);
+				k += 3;
+			} else {
+				buf[k++] = *p;
+			}
+		}
+		buf[k] = '\0';
+		row_str(rows, "stderr", buf);
+	}
+	row_end(rows);
+}
+
+int bench_qemu_boot(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
+{
+	if (!o->qemu || access(o->qemu, X_OK) < 0) {
+		boot_status_row(rows, o, "not installed", "qemu: not installed", NULL);
+		return 0;
+	}
+	if (o->qemu_guest_error || !o->qemu_guest || access(o->qemu_guest, R_OK) < 0) {
+		char msg[1200];
+		if (o->qemu_guest_error)
+			snprintf(msg, sizeof(msg), "the tiny guest could not be built: %s",
+				 o->qemu_guest_error);
+		else if (!o->qemu_guest)
+			snprintf(msg, sizeof(msg), "no tiny guest (--qemu-guest)");
+		else
+			snprintf(msg, sizeof(msg), "the tiny guest %s: %s", o->qemu_guest,
+				 strerror(errno));
+		boot_status_row(rows, o, "error", msg, NULL);
+		return 0;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	struct qproc q;
+	struct qrun r;
+	boot_once(o->qemu, o->qemu_guest, o->memory_mib, &q, &r);
+	flatten(q.ebuf);
+	if (r.failed) {
+		char msg[2600];
+		snprintf(msg, sizeof(msg), "%s failed (%s %d): %s", r.failed,
+			 WIFSIGNALED(r.wstatus) ? "killed by signal" : "exit status",
+			 WIFSIGNALED(r.wstatus) ? WTERMSIG(r.wstatus) : WEXITSTATUS(r.wstatus),
+			 q.ebuf);
+		boot_status_row(rows, o, "error", msg, q.ebuf);
+		return 0;
+	}
+	char first_stderr[sizeof(q.ebuf)];
+	snprintf(first_stderr, sizeof(first_stderr), "%s", q.ebuf);
+	_cleanup_samples_ struct samples boot = { 0 };
+	unsigned failures = 0;
+	for (unsigned i = 0; i < o->count; i++) {
+		boot_once(o->qemu, o->qemu_guest, o->memory_mib, &q, &r);
+		if (r.failed) {
+			flatten(q.ebuf);
+			fprintf(stderr, "hatch-bench: qemu boot %u: %s: %s\n", i, r.failed, q.ebuf);
+			if (++failures > o->count / 4 + 1)
+				return hatch_err_set(err, E(INTERNAL), 0, "qemu boot: %u runs failed",
+						     failures);
+			continue;
+		}
+		int e = samples_add(&boot, r.greeting_ns);
+		if (e)
+			return hatch_err_set(err, E(INTERNAL), -e, "samples");
+	}
+	boot_status_row(rows, o, "ok", NULL, first_stderr);
+	row_begin(rows, "qemu.boot", "us",
+		  "qemu: fork/exec -> tiny guest's first byte on the serial port");
+	row_dist(rows, &boot, 1000.0);
+	row_num(rows, "failures", failures);
+	row_end(rows);
 	return 0;
 }

@@ -44,6 +44,26 @@ struct target {
 #define SPAWN_NOJAIL "spawn_to_ready.daemon.1nojail"
 #define JAIL_COST "jail_cost.1"
 
+/* Booted pools (measurements 7-9). ECHO8: acquire + echo from a full pool
+ * of 8; COLD: the same from a pool of min_idle=0, max=1, every acquisition
+ * waiting for a spawn; COLD_SPAWN: that pool's spawn -> ready histogram. */
+#define ECHO8 "acquire_echo.booted8"
+#define COLD "acquire_echo.cold"
+#define COLD_SPAWN "spawn_to_ready.daemon.cold"
+#define COLD_SUM "cold_path_sum"
+#define COLD_VS_QEMU "cold_vs_qemu"
+
+/* Published figures of a peer, quoted beside ours, not measured here:
+ * mimobox docs/performance.md (github.com/showkw/mimobox), "microVM warm
+ * pool hot path", before pool.acquire() to after pooled.execute(echo)
+ * returns, P50; and its "microVM cold start", before create_vm() to after
+ * run_command(echo) returns (create, boot, execute, shutdown), P50. */
+#define MIMOBOX_ECHO "ref.mimobox.acquire_echo"
+#define MIMOBOX_ECHO_US 773.0
+#define MIMOBOX_COLD "ref.mimobox.cold"
+#define MIMOBOX_COLD_US 253000.0
+#define MIMOBOX_SOURCE "published in github.com/showkw/mimobox docs/performance.md, not measured here"
+
 static const struct target targets[] = {
 	{ 1, "acquire_ping.8", "p50", 50, AT_MOST, "acquire -> first VM ping, p50, 8 idle" },
 	{ 1, "acquire_ping.8", "p99", 250, AT_MOST, "acquire -> first VM ping, p99, 8 idle" },
@@ -63,6 +83,15 @@ static const struct target targets[] = {
 	{ 5, "acquire_ping.500_vs_8", "p99", 1.2, AT_MOST,
 	  "acquire -> first VM ping, p99, 500 idle / 8 idle" },
 	{ 5, "hit_rate.500", "value", 100, AT_LEAST, "hit rate, 500 idle" },
+	{ 7, ECHO8, "p50", 100, AT_MOST, "acquire + echo (16 B), p50, booted, 8 idle [d]" },
+	{ 7, MIMOBOX_ECHO, "value", 0, INFO, "  peer: mimobox acquire + echo, published [d]" },
+	{ 7, "hit_rate.booted8", "value", 100, AT_LEAST, "hit rate, booted, 8 idle" },
+	{ 8, COLD, "p50", 3000, AT_MOST, "cold path end to end: acquire (spawn) + echo, p50 [e]" },
+	{ 8, COLD_SUM, "p50", 0, INFO, "cold path, sum: spawn->ready + acquire+echo, p50 [e]" },
+	{ 8, COLD_VS_QEMU, "value", 0.1, AT_MOST, "cold path / QEMU microvm boot to first output [f]" },
+	{ 9, "sha256.guest_vs_host", "value", 1.2, AT_MOST, "sha256 of 1 MiB, guest / host, p50 [g]" },
+	{ 9, "sha256.payload.guest_vs_host", "value", 0, INFO,
+	  "sha256 of a 64000 B payload, guest / host, p50 [g]" },
 };
 
 static const char *unit_sym(const char *u)
@@ -146,9 +175,75 @@ static void derive_jail_cost(struct rows *rs)
 		rows_move_after(rs, rs->n - 1, after);
 }
 
+/* Index of the row named `name`, or rs->n. */
+static size_t row_index(const struct rows *rs, const char *name)
+{
+	const struct row *r = rows_find(rs, name);
+	return r ? (size_t)(r - rs->r) : rs->n;
+}
+
+/* 8: the cold path two ways. The sum: the daemon's spawn -> ready of the
+ * min_idle=0 pool (fork -> guest ready, one spawn at a time) plus the
+ * hit-path acquire + echo of a fresh child (7). And the end-to-end figure
+ * over QEMU booting its tiny guest -- or, if that guest did not boot, over
+ * QEMU's QMP greeting, and the row says so. */
+static void derive_cold(struct rows *rs)
+{
+	double sp, ae;
+	if (row_get_num(rows_find(rs, COLD_SPAWN), "p50", &sp) &&
+	    row_get_num(rows_find(rs, ECHO8), "p50", &ae)) {
+		struct row *r = rows_add(rs, COLD_SUM, "us",
+					 "cold path, sum: spawn -> ready p50 (min_idle=0 max=1, "
+					 "daemon) + acquire + echo p50 (8 idle)");
+		if (r) {
+			row_set_num(r, "p50", sp + ae);
+			row_set_num(r, "spawn_to_ready_p50", sp);
+			row_set_num(r, "acquire_echo_p50", ae);
+			row_set_str(r, "source", COLD_SPAWN " p50 + " ECHO8 " p50");
+			size_t after = row_index(rs, COLD);
+			if (after < rs->n)
+				rows_move_after(rs, rs->n - 1, after);
+		}
+	}
+	double cold, q;
+	if (!row_get_num(rows_find(rs, COLD), "p50", &cold))
+		return;
+	const char *basis = NULL, *label = NULL;
+	if (row_get_num(rows_find(rs, "qemu.boot"), "p50", &q) && q > 0) {
+		basis = "qemu.boot";
+		label = "cold path p50 / QEMU microvm exec -> tiny guest's first byte p50";
+	} else if (row_get_num(rows_find(rs, "qemu.greeting"), "p50", &q) && q > 0) {
+		basis = "qemu.greeting";
+		label = "cold path p50 / QEMU microvm exec -> QMP greeting p50 (FALLBACK: "
+			"the tiny guest did not boot)";
+	} else {
+		return;
+	}
+	struct row *r = rows_add(rs, COLD_VS_QEMU, "x", label);
+	if (!r)
+		return;
+	row_set_num(r, "value", cold / q);
+	row_set_num(r, "cold_p50_us", cold);
+	row_set_num(r, "qemu_p50_us", q);
+	row_set_str(r, "basis", basis);
+}
+
 static void derive(struct rows *rs)
 {
 	derive_jail_cost(rs);
+	derive_cold(rs);
+	struct row *m = rows_add(rs, MIMOBOX_ECHO, "us",
+				 "mimobox microVM warm pool: acquire + echo, P50");
+	if (m) {
+		row_set_num(m, "value", MIMOBOX_ECHO_US);
+		row_set_str(m, "source", MIMOBOX_SOURCE);
+	}
+	m = rows_add(rs, MIMOBOX_COLD, "us",
+		     "mimobox microVM cold start: create, boot, echo, shutdown, P50");
+	if (m) {
+		row_set_num(m, "value", MIMOBOX_COLD_US);
+		row_set_str(m, "source", MIMOBOX_SOURCE);
+	}
 
 	/* 5: the 500-idle run against the 8-idle run, stat by stat. */
 	const struct row *a8 = rows_find(rs, "acquire_ping.8");
@@ -290,9 +385,15 @@ static bool is_error_row(const struct row *r)
 	return strncmp(row_get(r, "name"), "error.", 6) == 0;
 }
 
+/* A published figure, not a measurement. */
+static bool is_ref_row(const struct row *r)
+{
+	return strncmp(row_get(r, "name"), "ref.", 4) == 0;
+}
+
 static bool is_peer_row(const struct row *r)
 {
-	return strncmp(row_get(r, "name"), "qemu.", 5) == 0;
+	return strncmp(row_get(r, "name"), "qemu.", 5) == 0 || is_ref_row(r);
 }
 
 static const char *label_or_name(const struct row *r)
@@ -306,7 +407,7 @@ static void print_section(const struct rows *rs, const char *unit, const char *t
 	int w = 10;
 	for (size_t i = 0; i < rs->n; i++) {
 		const struct row *r = &rs->r[i];
-		if (strcmp(row_get(r, "unit"), unit) == 0 && !is_error_row(r)) {
+		if (strcmp(row_get(r, "unit"), unit) == 0 && !is_error_row(r) && !is_ref_row(r)) {
 			int l = (int)strlen(label_or_name(r));
 			if (l > w)
 				w = l;
@@ -315,7 +416,7 @@ static void print_section(const struct rows *rs, const char *unit, const char *t
 	bool header = false;
 	for (size_t i = 0; i < rs->n; i++) {
 		const struct row *r = &rs->r[i];
-		if (strcmp(row_get(r, "unit"), unit) != 0 || is_error_row(r))
+		if (strcmp(row_get(r, "unit"), unit) != 0 || is_error_row(r) || is_ref_row(r))
 			continue;
 		if (!header) {
 			printf("\n%-*s %7s %9s %9s %9s %9s\n", w, title, "n", "p50", "p90",
@@ -340,6 +441,8 @@ static void print_section(const struct rows *rs, const char *unit, const char *t
 		       cell[2], cell[3], cell[4]);
 	}
 }
+
+static void print_call_notes(const struct rows *rs);
 
 /* The notes [a], [b], [c] of the targets' labels, with this run's figures. */
 static void print_target_notes(const struct rows *rs)
@@ -376,6 +479,91 @@ static void print_target_notes(const struct rows *rs)
 		       fmt(b[2], sizeof(b[2]), y));
 	}
 	printf("\n");
+	print_call_notes(rs);
+}
+
+/* p50 of row `name` formatted into buf, or "?". */
+static const char *p50_of(const struct rows *rs, const char *name, char *buf, size_t len)
+{
+	double x;
+	if (!row_get_num(rows_find(rs, name), "p50", &x))
+		return "?";
+	return fmt(buf, len, x);
+}
+
+/* The notes [d] to [g]: booted pools (7-9), with this run's figures. */
+static void print_call_notes(const struct rows *rs)
+{
+	char b[8][32];
+	double x = 0, n = 0;
+	row_get_num(rows_find(rs, ECHO8), "n", &n);
+	printf("[d] booted pool (kind = booted, the default guest ELF, min_idle=8,\n"
+	       "    jailed): hatch_acquire, then hatch_vm_call(echo, 16 B) on the fresh VM,\n"
+	       "    one at a time on the hit path of a full, quiet pool; %.0f acquisitions.\n"
+	       "    This run, p50:\n"
+	       "      acquire %s us (in hatcheryd %s us)\n"
+	       "      first echo %s us, of which %s us in the child's vCPU loop\n"
+	       "      second echo on the same VM %s us, of which %s us in the vCPU loop\n"
+	       "    mimobox's %.0f us (microVM warm pool, before pool.acquire() to after\n"
+	       "    execute(echo) returns, P50) is its published figure, other hardware.\n",
+	       n, p50_of(rs, "acquire.booted8", b[0], sizeof(b[0])),
+	       p50_of(rs, "acquire_in_daemon.booted8", b[1], sizeof(b[1])),
+	       p50_of(rs, "first_echo.booted8", b[2], sizeof(b[2])),
+	       p50_of(rs, "first_echo_run.booted8", b[3], sizeof(b[3])),
+	       p50_of(rs, "second_echo.booted8", b[4], sizeof(b[4])),
+	       p50_of(rs, "second_echo_run.booted8", b[5], sizeof(b[5])), MIMOBOX_ECHO_US);
+	n = 0;
+	row_get_num(rows_find(rs, COLD), "n", &n);
+	printf("[e] cold path, end to end: a booted pool of min_idle=0, max=1;\n"
+	       "    hatch_acquire (deadline 5 s) waits while hatcheryd forks a child, jails\n"
+	       "    it, builds the VM and boots the guest to ready; then echo (16 B). From\n"
+	       "    just before the acquire to the echo's reply; the pool empty and quiet\n"
+	       "    before each of the %.0f cycles. This run, p50:\n"
+	       "      acquire %s us (in hatcheryd %s us), echo %s us\n"
+	       "    The sum (info): that pool's spawn -> ready p50 from the daemon's\n"
+	       "    histogram (fork -> guest ready), %s us, plus [d]'s acquire + echo p50.\n",
+	       n, p50_of(rs, "acquire.cold", b[0], sizeof(b[0])),
+	       p50_of(rs, "acquire_in_daemon.cold", b[1], sizeof(b[1])),
+	       p50_of(rs, "first_echo.cold", b[2], sizeof(b[2])),
+	       p50_of(rs, COLD_SPAWN, b[3], sizeof(b[3])));
+	const struct row *cq = rows_find(rs, COLD_VS_QEMU);
+	const struct row *bs = rows_find(rs, "qemu.boot.status");
+	const char *basis = cq ? row_get(cq, "basis") : NULL;
+	if (basis && strcmp(basis, "qemu.boot") == 0) {
+		printf("[f] QEMU: qemu-system-x86_64 -M microvm -accel kvm -kernel tiny.elf\n"
+		       "    (bench/qemu-guest: a PVH kernel that writes one byte to COM1 and\n"
+		       "    halts), from just before fork/exec to that byte on its stdout\n"
+		       "    (-serial stdio), then QEMU is killed; p50 %s us.\n",
+		       p50_of(rs, "qemu.boot", b[0], sizeof(b[0])));
+	} else {
+		printf("[f] FALLBACK: QEMU did not boot the tiny guest:\n"
+		       "      %s\n"
+		       "    so the ratio is over exec -> QMP greeting of an empty, paused microvm\n"
+		       "    (p50 %s us) instead, which runs no guest code at all.\n",
+		       bs && row_get(bs, "error") ? row_get(bs, "error") : "not measured",
+		       p50_of(rs, "qemu.greeting", b[0], sizeof(b[0])));
+	}
+	double bytes = 0;
+	row_get_num(rows_find(rs, "sha256.guest"), "bytes", &bytes);
+	row_get_num(rows_find(rs, "sha256.payload.guest"), "bytes", &x);
+	printf("[g] guest: VmCallReply.run_ns -- the time vmproc spent in its vCPU loop\n"
+	       "    for the call: one entry into the guest, the hash, one exit, the\n"
+	       "    deadline timer -- of sha256_heap in bench/sha256-guest, which runs the\n"
+	       "    default guest's sha256 function on a %.0f-byte buffer the guest filled\n"
+	       "    in its heap beforehand: a 1 MiB payload cannot travel, a call's payload\n"
+	       "    is bounded by the VM socket's 64 KiB packet. Host: the same function\n"
+	       "    from the same file (guest/default/main.c, included by\n"
+	       "    bench/host_sha256.c and compiled with the guest's -O2 flags) on the\n"
+	       "    same bytes, in hatch-bench. Guest and host runs alternate; the digests\n"
+	       "    must agree. This run, p50:\n"
+	       "      guest %s us (client round trip %s us), host %s us\n"
+	       "    The %.0f B row: the default guest's own sha256 on a payload, one\n"
+	       "    packet's worth: guest %s us, host %s us.\n",
+	       bytes, p50_of(rs, "sha256.guest", b[0], sizeof(b[0])),
+	       p50_of(rs, "sha256.guest_call", b[1], sizeof(b[1])),
+	       p50_of(rs, "sha256.host", b[2], sizeof(b[2])), x,
+	       p50_of(rs, "sha256.payload.guest", b[3], sizeof(b[3])),
+	       p50_of(rs, "sha256.payload.host", b[4], sizeof(b[4])));
 }
 
 static void print_targets(const struct rows *rs)
@@ -405,9 +593,14 @@ static void print_targets(const struct rows *rs)
 				 t->cmp == AT_LEAST ? ">=" : "<=",
 				 fmt(b, sizeof(b), t->limit), u);
 		snprintf(rat, sizeof(rat), "%.2f", v.ratio);
-		printf("%-2d %-*s %12s %14s %7s  %s\n", t->m, w, t->what, fig, tgt,
+		/* The QEMU ratio falls back to the QMP greeting when the tiny
+		 * guest did not boot: say so on its line. */
+		const char *basis = strcmp(t->row, COLD_VS_QEMU) == 0 ? row_get(r, "basis") : NULL;
+		bool fallback = basis && strcmp(basis, "qemu.boot") != 0;
+		printf("%-2d %-*s %12s %14s %7s  %s%s\n", t->m, w, t->what, fig, tgt,
 		       v.have && t->cmp != INFO ? rat : "-",
-		       !v.have ? "n/a" : t->cmp == INFO ? "info" : v.pass ? "PASS" : "MISS");
+		       !v.have ? "n/a" : t->cmp == INFO ? "info" : v.pass ? "PASS" : "MISS",
+		       fallback ? " (FALLBACK: over QEMU's QMP greeting, see [f])" : "");
 	}
 	print_target_notes(rs);
 }
@@ -444,7 +637,7 @@ static struct peer peer_figures(const struct rows *rs)
 	return p;
 }
 
-static void print_peer(const struct rows *rs)
+static void print_peer_qmp(const struct rows *rs)
 {
 	const struct row *st = rows_find(rs, "qemu.status");
 	printf("\nPEER: QEMU (%s)\n",
@@ -479,6 +672,50 @@ static void print_peer(const struct rows *rs)
 	if (p.have_acquire)
 		printf("  = %.0fx hatchery's acquire -> first VM ping p50 (8 idle)\n",
 		       p.over_acquire);
+}
+
+/* QEMU booting the tiny guest, against hatchery's cold path; and the
+ * published mimobox figures against ours. */
+static void print_peer_boot(const struct rows *rs)
+{
+	char b[4][32];
+	double q, cold, x;
+	const struct row *st = rows_find(rs, "qemu.boot.status");
+	printf("  tiny guest (bench/qemu-guest/tiny.elf, PVH, one byte to COM1), booted:\n");
+	if (!st) {
+		printf("    not measured\n");
+	} else if (strcmp(row_get(st, "status"), "ok") != 0) {
+		printf("    did not boot: %s\n", row_get(st, "error") ? row_get(st, "error")
+							     : row_get(st, "status"));
+		if (row_get_num(rows_find(rs, COLD_VS_QEMU), "value", &x))
+			printf("    FALLBACK: hatchery's cold path p50 / QMP greeting p50 = %.3f\n", x);
+	} else if (row_get_num(rows_find(rs, "qemu.boot"), "p50", &q)) {
+		printf("    exec -> the guest's first byte p50 %s us\n", fmt(b[0], sizeof(b[0]), q));
+		if (row_get_num(rows_find(rs, "qemu.greeting"), "p50", &x))
+			printf("    (QEMU alone, exec -> QMP greeting of an empty paused VM, above:\n"
+			       "    %s us)\n", fmt(b[1], sizeof(b[1]), x));
+		if (row_get_num(rows_find(rs, COLD), "p50", &cold))
+			printf("    hatchery's cold path (fork, jail, VM, guest boot, echo) p50 %s us\n"
+			       "    = %.3fx QEMU's boot (target <= 0.1), QEMU %.1fx slower\n",
+			       fmt(b[2], sizeof(b[2]), cold), cold / q, q / cold);
+	}
+	printf("\nPEER: mimobox (%s)\n", MIMOBOX_SOURCE);
+	if (row_get_num(rows_find(rs, ECHO8), "p50", &x))
+		printf("  microVM warm pool acquire + echo P50 %.0f us; hatchery's acquire + echo\n"
+		       "  p50 %s us (booted, 8 idle) = %.3fx of it\n", MIMOBOX_ECHO_US,
+		       fmt(b[0], sizeof(b[0]), x), x / MIMOBOX_ECHO_US);
+	else
+		printf("  microVM warm pool acquire + echo P50 %.0f us\n", MIMOBOX_ECHO_US);
+	if (row_get_num(rows_find(rs, COLD), "p50", &x))
+		printf("  microVM cold start (create, boot, echo, shutdown) P50 %.0f ms;\n"
+		       "  hatchery's cold path p50 %s us = %.4fx of it\n", MIMOBOX_COLD_US / 1000,
+		       fmt(b[1], sizeof(b[1]), x), x / MIMOBOX_COLD_US);
+}
+
+static void print_peer(const struct rows *rs)
+{
+	print_peer_qmp(rs);
+	print_peer_boot(rs);
 }
 
 /* ---- JSON --------------------------------------------------------------------- */
@@ -648,6 +885,29 @@ static int write_json(const char *path, const struct rows *rs, const struct mach
 	} else {
 		fputs("\"qemu\": {\"status\": \"not measured\"}", f);
 	}
+	const struct row *bst = rows_find(rs, "qemu.boot.status");
+	fputs(", \"qemu_boot\": {", f);
+	if (bst) {
+		json_row_fields(f, bst, "name");
+		const struct row *r = rows_find(rs, "qemu.boot");
+		if (r) {
+			fputs(", \"boot_us\": {", f);
+			json_row_fields(f, r, "name");
+			fputc('}', f);
+		}
+	} else {
+		fputs("\"status\": \"not measured\"", f);
+	}
+	fputc('}', f);
+	fprintf(f, ", \"mimobox\": {\"acquire_echo_p50_us\": %.10g, \"cold_start_p50_us\": %.10g, "
+		"\"source\": ", MIMOBOX_ECHO_US, MIMOBOX_COLD_US);
+	json_str(f, MIMOBOX_SOURCE);
+	double x;
+	if (row_get_num(rows_find(rs, ECHO8), "p50", &x))
+		fprintf(f, ", \"acquire_echo_over_mimobox\": %.4f", x / MIMOBOX_ECHO_US);
+	if (row_get_num(rows_find(rs, COLD), "p50", &x))
+		fprintf(f, ", \"cold_path_over_mimobox_cold_start\": %.6f", x / MIMOBOX_COLD_US);
+	fputc('}', f);
 	fputs("},\n  \"errors\": [", f);
 	first = true;
 	for (size_t i = 0; i < rs->n; i++) {
