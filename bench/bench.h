@@ -11,7 +11,8 @@
  *
  * Files: bench.c (arguments, the client helpers every phase shares),
  * samples.c (percentiles), rows.c (the rows file), measure.c (phases
- * against hatcheryd), calls.c (phases against booted pools: guest calls),
+ * against hatcheryd, and the lease loop that acquire, echo and cold
+ * share), calls.c (phases against booted pools: guest calls),
  * host_sha256.c (the default guest's sha256, built for the host), qemu.c
  * (the peer), report.c (targets, table, JSON).
  */
@@ -125,6 +126,28 @@ void row_num(FILE *f, const char *key, double val);
 void row_dist(FILE *f, struct samples *s, double scale);
 void row_end(FILE *f);
 
+/* A series: samples taken together with others in one run, written as a
+ * row named NAME.LABEL and labelled "WHAT, DESC". */
+struct series {
+	const char *name;
+	const char *what;
+	struct samples *s;
+};
+
+/* What the rows of one run's series share. */
+struct series_set {
+	const char *label; /* ".LABEL" after each name; NULL: the name alone */
+	const char *desc;  /* ", DESC" after each label; NULL: the label alone */
+	const char *unit;
+	double scale;      /* row_dist's */
+};
+
+/* row_begin and row_dist for one series; the caller may add fields, then
+ * row_end. */
+void row_series_begin(FILE *f, const struct series_set *set, const struct series *s);
+/* A whole row (row_series_begin, row_end) for each of n series. */
+void row_series(FILE *f, const struct series_set *set, const struct series *s, size_t n);
+
 #define ROW_MAX_KV 48
 
 struct row {
@@ -163,6 +186,62 @@ int bench_check_jail(struct hatch_client *c, const struct bench_opts *o,
  * `what` words the run for their labels. */
 int bench_emit_daemon_stats(struct hatch_client *c, const struct bench_opts *o,
 			    FILE *rows, const char *what, struct hatch_err *err);
+
+/* The lease loop of acquire, echo and cold: before each cycle an untimed
+ * wait for the pool; then, timed, hatch_acquire, one or two calls on the
+ * fresh VM, and its release. o->count timed cycles after `warmup`
+ * untimed ones. */
+
+/* A call on a leased VM (a ping, an echo). *run_ns: the time the child
+ * reports it spent in its vCPU loop for it, 0 if it reports none. */
+typedef int (*lease_call_fn)(int vm_fd, const void *ctx, uint64_t *run_ns,
+			     struct hatch_err *err);
+
+struct lease_loop {
+	const char *what;         /* messages: "WHAT 12: ..." */
+	const char *cycles;       /* messages: "after 12 CYCLES" */
+	unsigned idle;            /* before each cycle: at least this many idle, */
+	bool settled;             /* and none spawning or leased (bench_wait_idle) */
+	bool cold;                /* the cold path: the pool must be empty before each
+	                           * cycle, so every acquisition waits for a spawn; its
+	                           * rows count the hits instead of a hit rate */
+	uint64_t wait_timeout_ns; /* for that wait */
+	const char *untimed_wait; /* that wait, in words, for the rows */
+	uint32_t acquire_ms;      /* hatch_acquire's deadline */
+	lease_call_fn call;
+	const void *ctx;          /* call's */
+	unsigned calls;           /* 1 or 2 calls per VM */
+	unsigned payload;         /* bytes each call sends, for the rows; 0: none */
+	unsigned warmup;
+	unsigned max_failures;    /* failed cycles tolerated (reported, not counted) */
+};
+
+/* What the timed cycles took, in ns. */
+struct lease_samples {
+	struct samples total;     /* acquire + the first call */
+	struct samples acquire;
+	struct samples in_daemon; /* AcquireReply.wait_ns */
+	struct samples call[2];   /* each call, client side */
+	struct samples run[2];    /* each call's run_ns */
+	struct samples release;   /* hatch_vm_release after the last call, if it worked */
+	unsigned hits, failures;
+	double wall_s;            /* the whole loop, waits and warm-up included */
+};
+
+int bench_lease_loop(struct hatch_client *c, const struct bench_opts *o,
+		     const struct lease_loop *l, struct lease_samples *ls,
+		     struct hatch_err *err);
+void lease_samples_free(struct lease_samples *ls);
+#define _cleanup_lease_samples_ __attribute__((cleanup(lease_samples_free)))
+
+/* The rows of a lease loop's run, labelled with `desc`: one per series
+ * (the first, the loop's total, with the run's settings and counts),
+ * hit_rate.LABEL unless l->cold, and the daemon's histograms
+ * (bench_emit_daemon_stats). */
+int bench_emit_lease_rows(struct hatch_client *c, const struct bench_opts *o, FILE *rows,
+			  const struct lease_loop *l, const struct lease_samples *ls,
+			  const struct series *series, size_t n, const char *desc,
+			  struct hatch_err *err);
 
 /* ---- phases ---------------------------------------------------------------- */
 

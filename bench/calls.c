@@ -34,20 +34,42 @@ static uint8_t *echo_payload(unsigned len)
 	return p;
 }
 
-/* One echo on vm_fd; fails unless the reply is the payload. */
-static int echo_once(int fd, const uint8_t *payload, unsigned len, uint64_t *run_ns,
-		     struct hatch_err *err)
+/* What an echo sends: o->payload bytes of echo_payload(). */
+struct echo {
+	const uint8_t *payload;
+	unsigned len;
+};
+
+/* One echo on vm_fd (a lease_call_fn, ctx a struct echo); fails unless the
+ * reply is the payload. */
+static int echo_once(int fd, const void *ctx, uint64_t *run_ns, struct hatch_err *err)
 {
+	const struct echo *x = ctx;
 	Hatchery__V1__VmCallReply *rep = NULL;
-	if (hatch_vm_call(fd, "echo", payload, len, 0, &rep, err) < 0)
+	if (hatch_vm_call(fd, "echo", x->payload, x->len, 0, &rep, err) < 0)
 		return hatch_err_wrap(err, "echo");
-	bool same = rep->result.len == len && memcmp(rep->result.data, payload, len) == 0;
-	if (run_ns)
-		*run_ns = rep->run_ns;
+	bool same = rep->result.len == x->len &&
+		    memcmp(rep->result.data, x->payload, x->len) == 0;
+	*run_ns = rep->run_ns;
 	hatch_free(rep);
 	if (!same)
 		return hatch_err_set(err, E(INTERNAL), 0, "echo: the reply is not the payload");
 	return 0;
+}
+
+/* bench_lease_loop with an echo of l->payload bytes as the call. */
+static int echo_loop(struct hatch_client *c, const struct bench_opts *o,
+		     const struct lease_loop *l, struct lease_samples *ls,
+		     struct hatch_err *err)
+{
+	_cleanup_free_ uint8_t *payload = echo_payload(l->payload);
+	if (!payload)
+		return hatch_err_set(err, E(INTERNAL), ENOMEM, "payload");
+	const struct echo x = { payload, l->payload };
+	struct lease_loop echo = *l;
+	echo.call = echo_once;
+	echo.ctx = &x;
+	return bench_lease_loop(c, o, &echo, ls, err);
 }
 
 /* ---- 7: acquire + echo, booted pool, 8 idle ----------------------------------- */
@@ -60,112 +82,40 @@ int bench_echo(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 	if (bench_wait_idle(c, o->pool, o->idle, true, 0, 2 * NS_PER_MS, 120 * NS_PER_S,
 			    NULL, err) < 0)
 		return -1;
-	_cleanup_free_ uint8_t *payload = echo_payload(o->payload);
-	if (!payload)
-		return hatch_err_set(err, E(INTERNAL), ENOMEM, "payload");
+	/* As in the acquire phase: before each cycle a full pool, nothing
+	 * spawning, the last released child reaped. */
+	const struct lease_loop l = {
+		.what = "echo",
+		.cycles = "acquisitions",
+		.idle = o->idle,
+		.settled = true,
+		.wait_timeout_ns = 10 * NS_PER_S,
+		.untimed_wait = "until idle >= min_idle, nothing spawning, released child reaped",
+		.acquire_ms = 1000,
+		.calls = 2,
+		.payload = o->payload,
+		.warmup = WARMUP,
+		.max_failures = o->count / 100 + 10,
+	};
+	_cleanup_lease_samples_ struct lease_samples ls = { 0 };
+	if (echo_loop(c, o, &l, &ls, err) < 0)
+		return -1;
 
-	_cleanup_samples_ struct samples total = { 0 }, acq = { 0 }, in_daemon = { 0 },
-					 echo = { 0 }, echo_run = { 0 }, echo2 = { 0 },
-					 echo2_run = { 0 }, rel = { 0 };
-	unsigned hits = 0, failures = 0;
-	const unsigned max_failures = o->count / 100 + 10;
-	uint64_t t_start = bench_now_ns();
-	for (unsigned i = 0; i < o->count + WARMUP;) {
-		/* Untimed, as in the acquire phase: a full pool, nothing
-		 * spawning, the last released child reaped. */
-		if (bench_wait_idle(c, o->pool, o->idle, true, i ? NS_PER_MS : 0,
-				    200 * NS_PER_US, 10 * NS_PER_S, NULL, err) < 0)
-			return hatch_err_wrap(err, "after %u acquisitions", i);
-
-		Hatchery__V1__AcquireReply *info = NULL;
-		int fd = -1;
-		uint64_t run_ns = 0, run2_ns = 0;
-		uint64_t t0 = bench_now_ns();
-		int r = hatch_acquire(c, o->pool, 1000, &fd, &info, err);
-		uint64_t t1 = bench_now_ns();
-		if (r == 0)
-			r = echo_once(fd, payload, o->payload, &run_ns, err);
-		uint64_t t2 = bench_now_ns();
-		if (r == 0)
-			r = echo_once(fd, payload, o->payload, &run2_ns, err);
-		uint64_t t3 = bench_now_ns();
-		if (r < 0) {
-			fprintf(stderr, "hatch-bench: echo %u: %s\n", i, err->msg);
-			if (fd >= 0)
-				close(fd);
-			hatch_free(info);
-			if (++failures > max_failures)
-				return hatch_err_wrap(err, "%u failures (last)", failures);
-			continue;
-		}
-		struct hatch_err rerr = { 0 };
-		int rr = hatch_vm_release(fd, &rerr);
-		uint64_t t4 = bench_now_ns();
-		if (rr < 0)
-			fprintf(stderr, "hatch-bench: release %u: %s\n", i, rerr.msg);
-		if (i >= WARMUP) {
-			int e = samples_add(&total, t2 - t0);
-			e = e ?: samples_add(&acq, t1 - t0);
-			e = e ?: samples_add(&echo, t2 - t1);
-			e = e ?: samples_add(&echo_run, run_ns);
-			e = e ?: samples_add(&echo2, t3 - t2);
-			e = e ?: samples_add(&echo2_run, run2_ns);
-			e = e ?: samples_add(&in_daemon, info->wait_ns);
-			if (!e && rr == 0)
-				e = samples_add(&rel, t4 - t3);
-			if (e) {
-				hatch_free(info);
-				return hatch_err_set(err, E(INTERNAL), -e, "samples");
-			}
-			hits += info->hit;
-		}
-		hatch_free(info);
-		i++;
-	}
-	double wall_s = (double)(bench_now_ns() - t_start) / (double)NS_PER_S;
-
-	char name[96], label[200], desc[128];
-	const char *L = o->label;
-	snprintf(desc, sizeof(desc), "%s", o->desc ? o->desc : "booted");
 	char what[80];
 	snprintf(what, sizeof(what), "acquire + echo (%u B) round trip", o->payload);
-	const struct {
-		const char *name, *what;
-		struct samples *s;
-	} series[] = {
-		{ "acquire_echo", what, &total },
-		{ "acquire", "  acquire alone", &acq },
-		{ "acquire_in_daemon", "    in hatcheryd (AcquireReply.wait_ns)", &in_daemon },
-		{ "first_echo", "  echo alone (the VM's first call)", &echo },
-		{ "first_echo_run", "    in the child's vCPU loop (VmCallReply.run_ns)", &echo_run },
-		{ "second_echo", "  second echo on the same VM (warm, untargeted)", &echo2 },
-		{ "second_echo_run", "    in the child's vCPU loop (VmCallReply.run_ns)", &echo2_run },
-		{ "release", "  hatch_vm_release (untargeted)", &rel },
+	const struct series series[] = {
+		{ "acquire_echo", what, &ls.total },
+		{ "acquire", "  acquire alone", &ls.acquire },
+		{ "acquire_in_daemon", "    in hatcheryd (AcquireReply.wait_ns)", &ls.in_daemon },
+		{ "first_echo", "  echo alone (the VM's first call)", &ls.call[0] },
+		{ "first_echo_run", "    in the child's vCPU loop (VmCallReply.run_ns)", &ls.run[0] },
+		{ "second_echo", "  second echo on the same VM (warm, untargeted)", &ls.call[1] },
+		{ "second_echo_run", "    in the child's vCPU loop (VmCallReply.run_ns)",
+		  &ls.run[1] },
+		{ "release", "  hatch_vm_release (untargeted)", &ls.release },
 	};
-	for (size_t k = 0; k < HATCH_ARRAY_SIZE(series); k++) {
-		snprintf(name, sizeof(name), "%s.%s", series[k].name, L);
-		snprintf(label, sizeof(label), "%s, %s", series[k].what, desc);
-		row_begin(rows, name, "us", label);
-		row_dist(rows, series[k].s, US);
-		if (k == 0) {
-			row_num(rows, "min_idle", o->idle);
-			row_num(rows, "payload_bytes", o->payload);
-			row_num(rows, "failures", failures);
-			row_num(rows, "warmup", WARMUP);
-			row_num(rows, "wall_s", wall_s);
-			row_str(rows, "untimed_wait",
-				"until idle >= min_idle, nothing spawning, released child reaped");
-		}
-		row_end(rows);
-	}
-	snprintf(name, sizeof(name), "hit_rate.%s", L);
-	snprintf(label, sizeof(label), "hit rate of the timed acquisitions, %s", desc);
-	row_begin(rows, name, "%", label);
-	row_num(rows, "value", total.n ? 100.0 * hits / (double)total.n : 0);
-	row_num(rows, "hits", hits);
-	row_num(rows, "n", (double)total.n);
-	row_end(rows);
-	return bench_emit_daemon_stats(c, o, rows, desc, err);
+	return bench_emit_lease_rows(c, o, rows, &l, &ls, series, HATCH_ARRAY_SIZE(series),
+				     o->desc ? o->desc : "booted", err);
 }
 
 /* ---- 8: the cold path, end to end ---------------------------------------------- */
@@ -180,91 +130,36 @@ int bench_cold(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 	_cleanup_client_ struct hatch_client *c = NULL;
 	if (bench_connect(o->socket, 10000, &c, err) < 0 || bench_check_jail(c, o, err) < 0)
 		return -1;
-	_cleanup_free_ uint8_t *payload = echo_payload(o->payload);
-	if (!payload)
-		return hatch_err_set(err, E(INTERNAL), ENOMEM, "payload");
-	_cleanup_samples_ struct samples total = { 0 }, acq = { 0 }, in_daemon = { 0 },
-					 echo = { 0 }, echo_run = { 0 };
-	const unsigned warm = 3;
-	unsigned hits = 0, failures = 0;
-	const unsigned max_failures = o->count / 20 + 3;
-	for (unsigned i = 0; i < o->count + warm;) {
-		struct pool_counts pc;
-		if (bench_wait_idle(c, o->pool, 0, true, i ? NS_PER_MS : 0, 200 * NS_PER_US,
-				    30 * NS_PER_S, &pc, err) < 0)
-			return hatch_err_wrap(err, "after %u cycles", i);
-		if (pc.idle != 0)
-			return hatch_err_set(err, E(FAILED_PRECONDITION), 0,
-					     "pool \"%s\" keeps %u idle: the cold path needs "
-					     "min_idle = 0", o->pool, pc.idle);
-		Hatchery__V1__AcquireReply *info = NULL;
-		int fd = -1;
-		uint64_t run_ns = 0;
-		uint64_t t0 = bench_now_ns();
-		int r = hatch_acquire(c, o->pool, 5000, &fd, &info, err);
-		uint64_t t1 = bench_now_ns();
-		if (r == 0)
-			r = echo_once(fd, payload, o->payload, &run_ns, err);
-		uint64_t t2 = bench_now_ns();
-		if (r < 0) {
-			fprintf(stderr, "hatch-bench: cold %u: %s\n", i, err->msg);
-			if (fd >= 0)
-				close(fd);
-			hatch_free(info);
-			if (++failures > max_failures)
-				return hatch_err_wrap(err, "%u failures (last)", failures);
-			continue;
-		}
-		struct hatch_err rerr = { 0 };
-		if (hatch_vm_release(fd, &rerr) < 0)
-			fprintf(stderr, "hatch-bench: release %u: %s\n", i, rerr.msg);
-		if (i >= warm) {
-			int e = samples_add(&total, t2 - t0);
-			e = e ?: samples_add(&acq, t1 - t0);
-			e = e ?: samples_add(&echo, t2 - t1);
-			e = e ?: samples_add(&echo_run, run_ns);
-			e = e ?: samples_add(&in_daemon, info->wait_ns);
-			if (e) {
-				hatch_free(info);
-				return hatch_err_set(err, E(INTERNAL), -e, "samples");
-			}
-			hits += info->hit;
-		}
-		hatch_free(info);
-		i++;
-	}
-	char name[96], label[200], desc[128];
-	const char *L = o->label;
-	snprintf(desc, sizeof(desc), "%s", o->desc ? o->desc : "min_idle=0 max=1");
+	const struct lease_loop l = {
+		.what = "cold",
+		.cycles = "cycles",
+		.idle = 0,
+		.settled = true,
+		.cold = true,
+		.wait_timeout_ns = 30 * NS_PER_S,
+		.untimed_wait = "until the pool is empty: previous child reaped, nothing spawning",
+		.acquire_ms = 5000,
+		.calls = 1,
+		.payload = o->payload,
+		.warmup = 3,
+		.max_failures = o->count / 20 + 3,
+	};
+	_cleanup_lease_samples_ struct lease_samples ls = { 0 };
+	if (echo_loop(c, o, &l, &ls, err) < 0)
+		return -1;
+
 	char what[120];
 	snprintf(what, sizeof(what),
 		 "cold path: acquire (fork, jail, VM, guest boot) + echo (%u B)", o->payload);
-	const struct {
-		const char *name, *what;
-		struct samples *s;
-	} series[] = {
-		{ "acquire_echo", what, &total },
-		{ "acquire", "  acquire alone (waits for the spawn)", &acq },
-		{ "acquire_in_daemon", "    in hatcheryd (AcquireReply.wait_ns)", &in_daemon },
-		{ "first_echo", "  echo alone (the VM's first call)", &echo },
-		{ "first_echo_run", "    in the child's vCPU loop (VmCallReply.run_ns)", &echo_run },
+	const struct series series[] = {
+		{ "acquire_echo", what, &ls.total },
+		{ "acquire", "  acquire alone (waits for the spawn)", &ls.acquire },
+		{ "acquire_in_daemon", "    in hatcheryd (AcquireReply.wait_ns)", &ls.in_daemon },
+		{ "first_echo", "  echo alone (the VM's first call)", &ls.call[0] },
+		{ "first_echo_run", "    in the child's vCPU loop (VmCallReply.run_ns)", &ls.run[0] },
 	};
-	for (size_t k = 0; k < HATCH_ARRAY_SIZE(series); k++) {
-		snprintf(name, sizeof(name), "%s.%s", series[k].name, L);
-		snprintf(label, sizeof(label), "%s, %s", series[k].what, desc);
-		row_begin(rows, name, "us", label);
-		row_dist(rows, series[k].s, US);
-		if (k == 0) {
-			row_num(rows, "payload_bytes", o->payload);
-			row_num(rows, "failures", failures);
-			row_num(rows, "warmup", warm);
-			row_num(rows, "hits", hits); /* 0: every acquisition waited */
-			row_str(rows, "untimed_wait",
-				"until the pool is empty: previous child reaped, nothing spawning");
-		}
-		row_end(rows);
-	}
-	return bench_emit_daemon_stats(c, o, rows, desc, err);
+	return bench_emit_lease_rows(c, o, rows, &l, &ls, series, HATCH_ARRAY_SIZE(series),
+				     o->desc ? o->desc : "min_idle=0 max=1", err);
 }
 
 /* ---- 9: sha256 in the guest against the host ------------------------------------ */

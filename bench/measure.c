@@ -105,6 +105,128 @@ int bench_emit_daemon_stats(struct hatch_client *c, const struct bench_opts *o,
 	return 0;
 }
 
+/* ---- the lease loop of acquire, echo and cold ---------------------------------- */
+
+void lease_samples_free(struct lease_samples *ls)
+{
+	samples_free(&ls->total);
+	samples_free(&ls->acquire);
+	samples_free(&ls->in_daemon);
+	for (size_t k = 0; k < HATCH_ARRAY_SIZE(ls->call); k++) {
+		samples_free(&ls->call[k]);
+		samples_free(&ls->run[k]);
+	}
+	samples_free(&ls->release);
+}
+
+int bench_lease_loop(struct hatch_client *c, const struct bench_opts *o,
+		     const struct lease_loop *l, struct lease_samples *ls,
+		     struct hatch_err *err)
+{
+	uint64_t t_start = bench_now_ns();
+	for (unsigned i = 0; i < o->count + l->warmup;) {
+		/* Untimed: every timed acquisition is the path the phase
+		 * names, on a pool in the state it asks for (see the
+		 * callers). */
+		struct pool_counts pc;
+		if (bench_wait_idle(c, o->pool, l->idle, l->settled, i ? NS_PER_MS : 0,
+				    200 * NS_PER_US, l->wait_timeout_ns, &pc, err) < 0)
+			return hatch_err_wrap(err, "after %u %s", i, l->cycles);
+		if (l->cold && pc.idle != 0)
+			return hatch_err_set(err, E(FAILED_PRECONDITION), 0,
+					     "pool \"%s\" keeps %u idle: the cold path needs "
+					     "min_idle = 0", o->pool, pc.idle);
+
+		Hatchery__V1__AcquireReply *info = NULL;
+		int fd = -1;
+		uint64_t run[2] = { 0, 0 };
+		uint64_t t0 = bench_now_ns();
+		int r = hatch_acquire(c, o->pool, l->acquire_ms, &fd, &info, err);
+		uint64_t t1 = bench_now_ns();
+		if (r == 0)
+			r = l->call(fd, l->ctx, &run[0], err);
+		uint64_t t2 = bench_now_ns(), t3 = t2;
+		if (r == 0 && l->calls > 1) {
+			r = l->call(fd, l->ctx, &run[1], err);
+			t3 = bench_now_ns();
+		}
+		if (r < 0) {
+			fprintf(stderr, "hatch-bench: %s %u: %s\n", l->what, i, err->msg);
+			if (fd >= 0)
+				close(fd);
+			hatch_free(info);
+			if (++ls->failures > l->max_failures)
+				return hatch_err_wrap(err, "%u failures (last)", ls->failures);
+			continue;
+		}
+		struct hatch_err rerr = { 0 };
+		int rr = hatch_vm_release(fd, &rerr);
+		uint64_t t4 = bench_now_ns();
+		if (rr < 0)
+			fprintf(stderr, "hatch-bench: release %u: %s\n", i, rerr.msg);
+		if (i >= l->warmup) {
+			int e = samples_add(&ls->total, t2 - t0);
+			e = e ?: samples_add(&ls->acquire, t1 - t0);
+			e = e ?: samples_add(&ls->in_daemon, info->wait_ns);
+			e = e ?: samples_add(&ls->call[0], t2 - t1);
+			e = e ?: samples_add(&ls->run[0], run[0]);
+			if (!e && l->calls > 1) {
+				e = samples_add(&ls->call[1], t3 - t2);
+				e = e ?: samples_add(&ls->run[1], run[1]);
+			}
+			if (!e && rr == 0)
+				e = samples_add(&ls->release, t4 - t3);
+			if (e) {
+				hatch_free(info);
+				return hatch_err_set(err, E(INTERNAL), -e, "samples");
+			}
+			ls->hits += info->hit;
+		}
+		hatch_free(info);
+		i++;
+	}
+	ls->wall_s = (double)(bench_now_ns() - t_start) / (double)NS_PER_S;
+	return 0;
+}
+
+static void emit_hit_rate(FILE *rows, const struct bench_opts *o, const char *desc,
+			  unsigned hits, size_t n)
+{
+	char name[96], label[200];
+	snprintf(name, sizeof(name), "hit_rate.%s", o->label);
+	snprintf(label, sizeof(label), "hit rate of the timed acquisitions, %s", desc);
+	row_begin(rows, name, "%", label);
+	row_num(rows, "value", n ? 100.0 * hits / (double)n : 0);
+	row_num(rows, "hits", hits);
+	row_num(rows, "n", (double)n);
+	row_end(rows);
+}
+
+int bench_emit_lease_rows(struct hatch_client *c, const struct bench_opts *o, FILE *rows,
+			  const struct lease_loop *l, const struct lease_samples *ls,
+			  const struct series *series, size_t n, const char *desc,
+			  struct hatch_err *err)
+{
+	const struct series_set set = { o->label, desc, "us", US };
+	row_series_begin(rows, &set, &series[0]);
+	if (!l->cold)
+		row_num(rows, "min_idle", o->idle);
+	if (l->payload)
+		row_num(rows, "payload_bytes", l->payload);
+	row_num(rows, "failures", ls->failures);
+	row_num(rows, "warmup", l->warmup);
+	if (l->cold)
+		row_num(rows, "hits", ls->hits); /* 0: every acquisition waited */
+	else
+		row_num(rows, "wall_s", ls->wall_s);
+	row_str(rows, "untimed_wait", l->untimed_wait);
+	row_end(rows);
+	row_series(rows, &set, series + 1, n - 1);
+	if (!l->cold)
+		emit_hit_rate(rows, o, desc, ls->hits, ls->total.n);
+	return bench_emit_daemon_stats(c, o, rows, desc, err);
+}
+
 /* ---- 1, 5: acquire -> fd -> first VM ping ------------------------------------ */
 
 /* Round trips that do no work in the daemon: what the transport and the
@@ -133,6 +255,12 @@ static int ping_baselines(struct hatch_client *c, unsigned n, struct samples *id
 	return 0;
 }
 
+static int vm_ping(int vm_fd, const void *ctx, uint64_t *run_ns, struct hatch_err *err)
+{
+	*run_ns = 0; /* a ping does not enter the guest */
+	return hatch_vm_ping(vm_fd, err);
+}
+
 int bench_acquire(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 {
 	_cleanup_client_ struct hatch_client *c = NULL;
@@ -144,117 +272,53 @@ int bench_acquire(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 			    120 * NS_PER_S, NULL, err) < 0)
 		return -1;
 
-	_cleanup_samples_ struct samples total = { 0 }, acq = { 0 }, in_daemon = { 0 },
-					 ping = { 0 }, ping2 = { 0 }, rel = { 0 };
-	unsigned hits = 0, failures = 0;
-	const unsigned max_failures = o->count / 100 + 10;
-	uint64_t t_start = bench_now_ns();
-	for (unsigned i = 0; i < o->count + WARMUP;) {
-		/* Untimed: every timed acquisition is the hit path of a full
-		 * pool. The previous lease's replacement was forked when that
-		 * lease went out and needs a millisecond or two. With
-		 * o->wait_reaped the released child must also have been
-		 * reaped (leased == 0), so that no exit -- the VM teardown
-		 * takes milliseconds -- runs alongside the next timed
-		 * acquisition. */
-		if (bench_wait_idle(c, o->pool, o->idle, o->wait_reaped,
-				    i ? NS_PER_MS : 0, 200 * NS_PER_US, 10 * NS_PER_S,
-				    NULL, err) < 0)
-			return hatch_err_wrap(err, "after %u acquisitions", i);
-
-		Hatchery__V1__AcquireReply *info = NULL;
-		int fd = -1;
-		uint64_t t0 = bench_now_ns();
-		int r = hatch_acquire(c, o->pool, 1000, &fd, &info, err);
-		uint64_t t1 = bench_now_ns();
-		if (r == 0)
-			r = hatch_vm_ping(fd, err);
-		uint64_t t2 = bench_now_ns();
-		if (r == 0)
-			r = hatch_vm_ping(fd, err);
-		uint64_t t3 = bench_now_ns();
-		if (r < 0) {
-			fprintf(stderr, "hatch-bench: acquire %u: %s\n", i, err->msg);
-			if (fd >= 0)
-				close(fd);
-			hatch_free(info);
-			if (++failures > max_failures)
-				return hatch_err_wrap(err, "%u failures (last)", failures);
-			continue;
-		}
-		struct hatch_err rerr = { 0 };
-		int rr = hatch_vm_release(fd, &rerr);
-		uint64_t t4 = bench_now_ns();
-		if (rr < 0)
-			fprintf(stderr, "hatch-bench: release %u: %s\n", i, rerr.msg);
-		if (i >= WARMUP) {
-			int e = samples_add(&total, t2 - t0);
-			e = e ?: samples_add(&acq, t1 - t0);
-			e = e ?: samples_add(&ping, t2 - t1);
-			e = e ?: samples_add(&ping2, t3 - t2);
-			e = e ?: samples_add(&in_daemon, info->wait_ns);
-			if (!e && rr == 0)
-				e = samples_add(&rel, t4 - t3);
-			if (e) {
-				hatch_free(info);
-				return hatch_err_set(err, E(INTERNAL), -e, "samples");
-			}
-			hits += info->hit;
-		}
-		hatch_free(info);
-		i++;
-	}
-	double wall_s = (double)(bench_now_ns() - t_start) / (double)NS_PER_S;
+	/* Every timed acquisition is the hit path of a full pool. The
+	 * previous lease's replacement was forked when that lease went out
+	 * and needs a millisecond or two. With o->wait_reaped the released
+	 * child must also have been reaped (leased == 0), so that no exit --
+	 * the VM teardown takes milliseconds -- runs alongside the next timed
+	 * acquisition. */
+	const struct lease_loop l = {
+		.what = "acquire",
+		.cycles = "acquisitions",
+		.idle = o->idle,
+		.settled = o->wait_reaped,
+		.wait_timeout_ns = 10 * NS_PER_S,
+		.untimed_wait = o->wait_reaped
+			? "until idle >= min_idle, nothing spawning, released child reaped"
+			: "until idle >= min_idle",
+		.acquire_ms = 1000,
+		.call = vm_ping,
+		.calls = 2,
+		.warmup = WARMUP,
+		.max_failures = o->count / 100 + 10,
+	};
+	_cleanup_lease_samples_ struct lease_samples ls = { 0 };
+	if (bench_lease_loop(c, o, &l, &ls, err) < 0)
+		return -1;
 
 	_cleanup_samples_ struct samples base_idle = { 0 }, base_hot = { 0 };
 	unsigned nbase = o->count / 5 < 2000 ? o->count / 5 : 2000;
 	if (ping_baselines(c, nbase ? nbase : 1, &base_idle, &base_hot, err) < 0)
 		return -1;
 
-	char name[96], label[200], desc[128];
-	const char *L = o->label;
+	char desc[128];
 	if (o->desc)
 		snprintf(desc, sizeof(desc), "%s", o->desc);
 	else
-		snprintf(desc, sizeof(desc), "%s idle", L);
-	const struct {
-		const char *name, *what;
-		struct samples *s;
-	} series[] = {
-		{ "acquire_ping", "acquire -> fd -> first VM ping", &total },
-		{ "acquire", "  acquire alone", &acq },
-		{ "acquire_in_daemon", "    in hatcheryd (AcquireReply.wait_ns)", &in_daemon },
-		{ "first_ping", "  first VM ping alone", &ping },
-		{ "second_ping", "  second VM ping (untargeted)", &ping2 },
-		{ "release", "  hatch_vm_release (untargeted)", &rel },
+		snprintf(desc, sizeof(desc), "%s idle", o->label);
+	const struct series series[] = {
+		{ "acquire_ping", "acquire -> fd -> first VM ping", &ls.total },
+		{ "acquire", "  acquire alone", &ls.acquire },
+		{ "acquire_in_daemon", "    in hatcheryd (AcquireReply.wait_ns)", &ls.in_daemon },
+		{ "first_ping", "  first VM ping alone", &ls.call[0] },
+		{ "second_ping", "  second VM ping (untargeted)", &ls.call[1] },
+		{ "release", "  hatch_vm_release (untargeted)", &ls.release },
 		{ "baseline_ping_idle", "  baseline: daemon Ping after 1 ms asleep", &base_idle },
 		{ "baseline_ping_hot", "  baseline: daemon Ping back to back", &base_hot },
 	};
-	for (size_t k = 0; k < HATCH_ARRAY_SIZE(series); k++) {
-		snprintf(name, sizeof(name), "%s.%s", series[k].name, L);
-		snprintf(label, sizeof(label), "%s, %s", series[k].what, desc);
-		row_begin(rows, name, "us", label);
-		row_dist(rows, series[k].s, US);
-		if (k == 0) {
-			row_num(rows, "min_idle", o->idle);
-			row_num(rows, "failures", failures);
-			row_num(rows, "warmup", WARMUP);
-			row_num(rows, "wall_s", wall_s);
-			row_str(rows, "untimed_wait", o->wait_reaped
-				? "until idle >= min_idle, nothing spawning, released child reaped"
-				: "until idle >= min_idle");
-		}
-		row_end(rows);
-	}
-	snprintf(name, sizeof(name), "hit_rate.%s", L);
-	snprintf(label, sizeof(label), "hit rate of the timed acquisitions, %s", desc);
-	row_begin(rows, name, "%", label);
-	row_num(rows, "value", total.n ? 100.0 * hits / (double)total.n : 0);
-	row_num(rows, "hits", hits);
-	row_num(rows, "n", (double)total.n);
-	row_end(rows);
-
-	return bench_emit_daemon_stats(c, o, rows, desc, err);
+	return bench_emit_lease_rows(c, o, rows, &l, &ls, series, HATCH_ARRAY_SIZE(series),
+				     desc, err);
 }
 
 /* ---- 2: release -> idle again, one child at a time ----------------------------- */
@@ -329,18 +393,14 @@ int bench_respawn(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 		"the old child's exit and its VM's kernel teardown, the reap, the fork "
 		"and the new child's spawn -> ready");
 	row_end(rows);
-	snprintf(name, sizeof(name), "respawn.exit.%s", L);
-	snprintf(label, sizeof(label),
-		 "  release -> replacement seen spawning (old child's exit), %s", desc);
-	row_begin(rows, name, "us", label);
-	row_dist(rows, &to_seen, US);
-	row_end(rows);
-	snprintf(name, sizeof(name), "respawn.spawn.%s", L);
-	snprintf(label, sizeof(label),
-		 "  seen spawning -> idle (lower bound of spawn -> ready), %s", desc);
-	row_begin(rows, name, "us", label);
-	row_dist(rows, &seen_to_ready, US);
-	row_end(rows);
+	const struct series_set set = { L, desc, "us", US };
+	const struct series split[] = {
+		{ "respawn.exit", "  release -> replacement seen spawning (old child's exit)",
+		  &to_seen },
+		{ "respawn.spawn", "  seen spawning -> idle (lower bound of spawn -> ready)",
+		  &seen_to_ready },
+	};
+	row_series(rows, &set, split, HATCH_ARRAY_SIZE(split));
 	return bench_emit_daemon_stats(c, o, rows, desc, err);
 }
 
@@ -571,11 +631,10 @@ int bench_memory(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 		return hatch_err_set(err, E(INTERNAL), 0, "no idle child's smaps could be read");
 
 	const char *L = o->label;
-	char name[96], label[160];
-	const struct {
-		const char *name, *what;
-		struct samples *s;
-	} series[] = {
+	char name[96], label[160], desc[64];
+	snprintf(desc, sizeof(desc), "%s idle", L);
+	const struct series_set set = { L, desc, "KiB", 1.0 };
+	const struct series series[] = {
 		{ "mem.private_dirty", "Private_Dirty, guest mapping excluded", &pd },
 		{ "mem.guest_private_dirty", "  Private_Dirty of the guest mapping", &gpd },
 		{ "mem.guest_rss", "  Rss of the guest mapping", &grss },
@@ -583,18 +642,12 @@ int bench_memory(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 		{ "mem.rss", "  Rss, all mappings", &rss },
 		{ "mem.pss", "  Pss, all mappings", &pss },
 	};
-	for (size_t k = 0; k < HATCH_ARRAY_SIZE(series); k++) {
-		snprintf(name, sizeof(name), "%s.%s", series[k].name, L);
-		snprintf(label, sizeof(label), "%s, %s idle", series[k].what, L);
-		row_begin(rows, name, "KiB", label);
-		row_dist(rows, series[k].s, 1.0);
-		if (k == 0) {
-			row_num(rows, "memory_mib", o->memory_mib);
-			row_num(rows, "children_without_one_guest_mapping", no_guest);
-			row_num(rows, "children_gone", gone);
-		}
-		row_end(rows);
-	}
+	row_series_begin(rows, &set, &series[0]);
+	row_num(rows, "memory_mib", o->memory_mib);
+	row_num(rows, "children_without_one_guest_mapping", no_guest);
+	row_num(rows, "children_gone", gone);
+	row_end(rows);
+	row_series(rows, &set, series + 1, HATCH_ARRAY_SIZE(series) - 1);
 
 	/* What the host gave up per child, kernel side included (KVM's own
 	 * structures, page tables, the child's kernel stack): MemAvailable
@@ -606,7 +659,7 @@ int bench_memory(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 		double per = children ? ((double)o->meminfo_before - (double)now_kib) / children : 0;
 		snprintf(name, sizeof(name), "mem.host_per_child.%s", L);
 		snprintf(label, sizeof(label),
-			 "host MemAvailable drop per child, kernel included, %s idle", L);
+			 "host MemAvailable drop per child, kernel included, %s", desc);
 		row_begin(rows, name, "KiB", label);
 		row_num(rows, "value", per);
 		row_num(rows, "children", children);

@@ -53,25 +53,25 @@ static void close_fd(int *fd)
 	*fd = -1;
 }
 
+/* The pipes of QEMU's stdin, stdout and stderr: [i][0] is the read end. */
+static void close_pipes(int p[3][2])
+{
+	for (int i = 0; i < 3; i++) {
+		close_fd(&p[i][0]);
+		close_fd(&p[i][1]);
+	}
+}
+
 static int spawn(const char *const *argv, struct qproc *q)
 {
 	const char *qemu = argv[0];
-	int pin[2], pout[2], perr[2];
-	if (pipe2(pin, O_CLOEXEC) < 0)
-		return -errno;
-	if (pipe2(pout, O_CLOEXEC) < 0) {
-		int e = errno;
-		close(pin[0]);
-		close(pin[1]);
-		return -e;
-	}
-	if (pipe2(perr, O_CLOEXEC) < 0) {
-		int e = errno;
-		close(pin[0]);
-		close(pin[1]);
-		close(pout[0]);
-		close(pout[1]);
-		return -e;
+	int p[3][2] = { { -1, -1 }, { -1, -1 }, { -1, -1 } };
+	for (int i = 0; i < 3; i++) {
+		if (pipe2(p[i], O_CLOEXEC) < 0) {
+			int e = errno;
+			close_pipes(p);
+			return -e;
+		}
 	}
 	pid_t pid = fork();
 	if (pid == 0) {
@@ -79,27 +79,42 @@ static int spawn(const char *const *argv, struct qproc *q)
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		/* dup2 leaves the new fds without O_CLOEXEC: exactly these
 		 * three survive the exec. */
-		if (dup2(pin[0], 0) < 0 || dup2(pout[1], 1) < 0 || dup2(perr[1], 2) < 0)
+		if (dup2(p[0][0], 0) < 0 || dup2(p[1][1], 1) < 0 || dup2(p[2][1], 2) < 0)
 			_exit(127);
 		execv(qemu, (char *const *)argv);
 		dprintf(2, "exec %s: %s\n", qemu, strerror(errno));
 		_exit(127);
 	}
 	int e = errno;
-	close(pin[0]);
-	close(pout[1]);
-	close(perr[1]);
+	close_fd(&p[0][0]);
+	close_fd(&p[1][1]);
+	close_fd(&p[2][1]);
 	if (pid < 0) {
-		close(pin[1]);
-		close(pout[0]);
-		close(perr[0]);
+		close_pipes(p);
 		return -e;
 	}
 	q->pid = pid;
-	q->in = pin[1];
-	q->out = pout[0];
-	q->err = perr[0];
+	q->in = p[0][1];
+	q->out = p[1][0];
+	q->err = p[2][0];
 	return 0;
+}
+
+/* One read of at most `chunk` bytes from *fd, appended to buf (len so far,
+ * cut when full, kept NUL-terminated); *fd is closed at EOF or an error. */
+static void read_into(int *fd, size_t chunk, char *buf, size_t cap, size_t *len)
+{
+	char tmp[4096];
+	ssize_t r = read(*fd, tmp, chunk < sizeof(tmp) ? chunk : sizeof(tmp));
+	if (r <= 0 && !(r < 0 && errno == EINTR)) {
+		close_fd(fd);
+	} else if (r > 0) {
+		size_t room = cap - 1 - *len;
+		size_t k = (size_t)r < room ? (size_t)r : room;
+		memcpy(buf + *len, tmp, k);
+		*len += k;
+		buf[*len] = '\0';
+	}
 }
 
 /* Read what is there from stdout and stderr, waiting until `deadline`.
@@ -119,32 +134,10 @@ static int pump(struct qproc *q, uint64_t deadline)
 		return errno == EINTR ? 0 : -errno;
 	if (n == 0)
 		return -ETIMEDOUT;
-	if (p[0].revents) {
-		char tmp[4096];
-		ssize_t r = read(q->out, tmp, sizeof(tmp));
-		if (r <= 0 && !(r < 0 && errno == EINTR)) {
-			close_fd(&q->out);
-		} else if (r > 0) {
-			size_t room = sizeof(q->obuf) - 1 - q->olen;
-			size_t k = (size_t)r < room ? (size_t)r : room;
-			memcpy(q->obuf + q->olen, tmp, k);
-			q->olen += k;
-			q->obuf[q->olen] = '\0';
-		}
-	}
-	if (p[1].revents) {
-		char tmp[1024];
-		ssize_t r = read(q->err, tmp, sizeof(tmp));
-		if (r <= 0 && !(r < 0 && errno == EINTR)) {
-			close_fd(&q->err);
-		} else if (r > 0) {
-			size_t room = sizeof(q->ebuf) - 1 - q->elen;
-			size_t k = (size_t)r < room ? (size_t)r : room;
-			memcpy(q->ebuf + q->elen, tmp, k);
-			q->elen += k;
-			q->ebuf[q->elen] = '\0';
-		}
-	}
+	if (p[0].revents)
+		read_into(&q->out, 4096, q->obuf, sizeof(q->obuf), &q->olen);
+	if (p[1].revents)
+		read_into(&q->err, 1024, q->ebuf, sizeof(q->ebuf), &q->elen);
 	return 0;
 }
 
@@ -198,51 +191,66 @@ static void finish(struct qproc *q, struct qrun *r, bool kill_it)
 		;
 }
 
-static void run_once(const char *qemu, unsigned memory_mib, struct qproc *q,
-		     struct qrun *r)
+/* A run's step failed: say which, and kill and reap QEMU. */
+static void fail(struct qproc *q, struct qrun *r, const char *step)
+{
+	r->failed = step;
+	finish(q, r, true);
+}
+
+/* Start a run: clear q and r, take *t0 just before the fork and spawn argv.
+ * false when the fork failed (r->failed says so, q->ebuf why). */
+static bool start(const char *const *argv, struct qproc *q, struct qrun *r, uint64_t *t0)
 {
 	*r = (struct qrun){ 0 };
 	*q = (struct qproc){ .in = -1, .out = -1, .err = -1 };
-	char mem[16];
-	snprintf(mem, sizeof(mem), "%u", memory_mib);
-	const char *argv[] = {
-		qemu, "-M", "microvm", "-accel", "kvm", "-nodefaults",
-		"-no-user-config", "-display", "none", "-S", "-qmp", "stdio",
-		"-m", mem, NULL,
-	};
-	uint64_t t0 = bench_now_ns();
+	*t0 = bench_now_ns();
 	int e = spawn(argv, q);
 	if (e < 0) {
 		snprintf(q->ebuf, sizeof(q->ebuf), "fork: %s", strerror(-e));
 		r->failed = "fork";
-		return;
+		return false;
 	}
+	return true;
+}
+
+#define QMP_CMD "-M microvm -accel kvm -nodefaults -no-user-config " \
+		"-display none -S -qmp stdio -m 64"
+
+static void qmp_once(const struct bench_opts *o, struct qproc *q, struct qrun *r)
+{
+	char mem[16];
+	snprintf(mem, sizeof(mem), "%u", o->memory_mib);
+	const char *argv[] = {
+		o->qemu, "-M", "microvm", "-accel", "kvm", "-nodefaults",
+		"-no-user-config", "-display", "none", "-S", "-qmp", "stdio",
+		"-m", mem, NULL,
+	};
+	uint64_t t0;
+	if (!start(argv, q, r, &t0))
+		return;
 	size_t pos = 0;
 	if (wait_line(q, "{\"QMP\"", &pos, t0 + STEP_TIMEOUT_NS) < 0) {
-		r->failed = "waiting for the QMP greeting";
-		finish(q, r, true);
+		fail(q, r, "waiting for the QMP greeting");
 		return;
 	}
 	r->greeting_ns = bench_now_ns() - t0;
 	uint64_t t = bench_now_ns();
 	if (send_line(q, "{\"execute\":\"qmp_capabilities\"}\n") < 0 ||
 	    wait_line(q, "\"return\"", &pos, t + STEP_TIMEOUT_NS) < 0) {
-		r->failed = "qmp_capabilities";
-		finish(q, r, true);
+		fail(q, r, "qmp_capabilities");
 		return;
 	}
 	r->caps_ns = bench_now_ns() - t0;
 	t = bench_now_ns();
 	if (send_line(q, "{\"execute\":\"quit\"}\n") < 0) {
-		r->failed = "quit";
-		finish(q, r, true);
+		fail(q, r, "quit");
 		return;
 	}
 	/* Exited = stdout at EOF and reaped. */
 	while (q->out >= 0) {
 		if (pump(q, t + STEP_TIMEOUT_NS) == -ETIMEDOUT) {
-			r->failed = "waiting for exit after quit";
-			finish(q, r, true);
+			fail(q, r, "waiting for exit after quit");
 			return;
 		}
 	}
@@ -250,6 +258,36 @@ static void run_once(const char *qemu, unsigned memory_mib, struct qproc *q,
 	r->exit_ns = bench_now_ns() - t0;
 	if (!WIFEXITED(r->wstatus) || WEXITSTATUS(r->wstatus) != 0)
 		r->failed = "exit status after quit";
+}
+
+#define BOOT_CMD "-M microvm -accel kvm -nodefaults -no-user-config -display none " \
+		 "-serial stdio -m 64 -kernel tiny.elf"
+
+static void boot_once(const struct bench_opts *o, struct qproc *q, struct qrun *r)
+{
+	char mem[16];
+	snprintf(mem, sizeof(mem), "%u", o->memory_mib);
+	const char *argv[] = {
+		o->qemu, "-M", "microvm", "-accel", "kvm", "-nodefaults",
+		"-no-user-config", "-display", "none", "-serial", "stdio",
+		"-m", mem, "-kernel", o->qemu_guest, NULL,
+	};
+	uint64_t t0;
+	if (!start(argv, q, r, &t0))
+		return;
+	/* The first byte on stdout is the guest's. */
+	while (q->olen == 0) {
+		int p = pump(q, t0 + STEP_TIMEOUT_NS);
+		if (p < 0) {
+			fail(q, r, p == -ETIMEDOUT ? "waiting for the guest's byte (20 s)"
+					     : "waiting for the guest's byte (QEMU exited)");
+			return;
+		}
+	}
+	r->greeting_ns = bench_now_ns() - t0;
+	finish(q, r, true);
+	if (q->obuf[0] != '!')
+		r->failed = "the guest's byte (expected '!')";
 }
 
 /* Trim the trailing newlines (and blanks) off captured stderr. */
@@ -260,29 +298,42 @@ static void flatten(char *s)
 		s[--n] = '\0';
 }
 
-static void status_row(FILE *rows, const struct bench_opts *o, const char *status,
-		       const char *error, const char *stderr_text)
+/* One way of running QEMU, and the rows that report it. */
+struct peer {
+	const char *status_name;  /* the status row: its name, label, */
+	const char *status_label;
+	const char *cmd;          /* and the command line it records */
+	const char *kernel;       /* recorded too, if not NULL */
+	const char *unusable;     /* known before any run: why it cannot run */
+	const char *name;         /* messages: "NAME: 3 runs failed" */
+	const char *run_name;     /* messages: "RUN_NAME 2: ..." */
+	void (*run)(const struct bench_opts *o, struct qproc *q, struct qrun *r);
+};
+
+static void status_row(FILE *rows, const struct bench_opts *o, const struct peer *p,
+		       const char *status, const char *error, const char *stderr_text)
 {
-	row_begin(rows, "qemu.status", "-", "qemu-system-x86_64 -M microvm -accel kvm, paused");
+	row_begin(rows, p->status_name, "-", p->status_label);
 	row_str(rows, "status", status);
 	if (o->qemu)
 		row_str(rows, "binary", o->qemu);
 	if (o->qemu_version)
 		row_str(rows, "version", o->qemu_version);
-	row_str(rows, "cmd", "-M microvm -accel kvm -nodefaults -no-user-config "
-			     "-display none -S -qmp stdio -m 64");
+	if (p->kernel)
+		row_str(rows, "kernel", p->kernel);
+	row_str(rows, "cmd", p->cmd);
 	if (error)
 		row_str(rows, "error", error);
 	if (stderr_text && *stderr_text) {
 		/* Keep line breaks visible once row_str has flattened them. */
 		char buf[2048];
 		size_t k = 0;
-		for (const char *p = stderr_text; *p && k + 4 < sizeof(buf); p++) {
-			if (*p == '\n') {
+		for (const char *c = stderr_text; *c && k + 4 < sizeof(buf); c++) {
+			if (*c == '\n') {
 				memcpy(buf + k, " | ", 3);
 				k += 3;
 			} else {
-				buf[k++] = *p;
+				buf[k++] = *c;
 			}
 		}
 		buf[k] = '\0';
@@ -291,10 +342,34 @@ static void status_row(FILE *rows, const struct bench_opts *o, const char *statu
 	row_end(rows);
 }
 
-int bench_qemu(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
+/* What the timed runs took, in ns from just before the fork. */
+struct peer_samples {
+	struct samples greeting, caps, exit; /* struct qrun's */
+	unsigned failures;
+	bool ran; /* false: the peer could not run at all (the status row says why) */
+};
+
+static void peer_samples_free(struct peer_samples *ps)
+{
+	samples_free(&ps->greeting);
+	samples_free(&ps->caps);
+	samples_free(&ps->exit);
+}
+#define _cleanup_peer_samples_ __attribute__((cleanup(peer_samples_free)))
+
+/* The status row, and unless QEMU is missing or p is unusable, a probe run
+ * and then o->count timed ones into *ps. A probe that fails is reported
+ * in the status row with QEMU's own words; the benchmark fails (-1) only
+ * when too many timed runs fail. */
+static int run_peer(const struct bench_opts *o, const struct peer *p, FILE *rows,
+		    struct peer_samples *ps, struct hatch_err *err)
 {
 	if (!o->qemu || access(o->qemu, X_OK) < 0) {
-		status_row(rows, o, "not installed", "qemu: not installed", NULL);
+		status_row(rows, o, p, "not installed", "qemu: not installed", NULL);
+		return 0;
+	}
+	if (p->unusable) {
+		status_row(rows, o, p, "error", p->unusable, NULL);
 		return 0;
 	}
 	/* A QEMU that dies before reading our request must not take
@@ -302,154 +377,7 @@ int bench_qemu(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 	signal(SIGPIPE, SIG_IGN);
 	struct qproc q;
 	struct qrun r;
-	run_once(o->qemu, o->memory_mib, &q, &r);
-	flatten(q.ebuf);
-	if (r.failed) {
-		char msg[2600];
-		if (WIFSIGNALED(r.wstatus))
-			snprintf(msg, sizeof(msg), "%s failed (killed by signal %d): %s",
-				 r.failed, WTERMSIG(r.wstatus), q.ebuf);
-		else
-			snprintf(msg, sizeof(msg), "%s failed (exit status %d): %s",
-				 r.failed, WEXITSTATUS(r.wstatus), q.ebuf);
-		status_row(rows, o, "error", msg, q.ebuf);
-		return 0;
-	}
-	char first_stderr[sizeof(q.ebuf)];
-	snprintf(first_stderr, sizeof(first_stderr), "%s", q.ebuf);
-
-	_cleanup_samples_ struct samples greet = { 0 }, caps = { 0 }, ex = { 0 };
-	unsigned failures = 0;
-	for (unsigned i = 0; i < o->count; i++) {
-		run_once(o->qemu, o->memory_mib, &q, &r);
-		if (r.failed) {
-			flatten(q.ebuf);
-			fprintf(stderr, "hatch-bench: qemu run %u: %s: %s\n", i, r.failed, q.ebuf);
-			if (++failures > o->count / 4 + 1)
-				return hatch_err_set(err, E(INTERNAL), 0, "qemu: %u runs failed",
-						     failures);
-			continue;
-		}
-		int e = samples_add(&greet, r.greeting_ns);
-		e = e ?: samples_add(&caps, r.caps_ns);
-		e = e ?: samples_add(&ex, r.exit_ns);
-		if (e)
-			return hatch_err_set(err, E(INTERNAL), -e, "samples");
-	}
-	status_row(rows, o, "ok", NULL, first_stderr);
-	const struct {
-		const char *name, *label;
-		struct samples *s;
-	} series[] = {
-		{ "qemu.greeting", "qemu: fork/exec -> QMP greeting", &greet },
-		{ "qemu.caps", "  -> qmp_capabilities answered", &caps },
-		{ "qemu.exit", "  -> exited after quit", &ex },
-	};
-	for (size_t k = 0; k < HATCH_ARRAY_SIZE(series); k++) {
-		row_begin(rows, series[k].name, "us", series[k].label);
-		row_dist(rows, series[k].s, 1000.0);
-		if (k == 0)
-			row_num(rows, "failures", failures);
-		row_end(rows);
-	}
-	return 0;
-}
-
-/* ---- qemuboot: exec -> the tiny guest's first byte ------------------------------ */
-
-#define BOOT_CMD "-M microvm -accel kvm -nodefaults -no-user-config -display none " \
-		 "-serial stdio -m 64 -kernel tiny.elf"
-
-static void boot_once(const char *qemu, const char *kernel, unsigned memory_mib,
-		      struct qproc *q, struct qrun *r)
-{
-	*r = (struct qrun){ 0 };
-	*q = (struct qproc){ .in = -1, .out = -1, .err = -1 };
-	char mem[16];
-	snprintf(mem, sizeof(mem), "%u", memory_mib);
-	const char *argv[] = {
-		qemu, "-M", "microvm", "-accel", "kvm", "-nodefaults",
-		"-no-user-config", "-display", "none", "-serial", "stdio",
-		"-m", mem, "-kernel", kernel, NULL,
-	};
-	uint64_t t0 = bench_now_ns();
-	int e = spawn(argv, q);
-	if (e < 0) {
-		snprintf(q->ebuf, sizeof(q->ebuf), "fork: %s", strerror(-e));
-		r->failed = "fork";
-		return;
-	}
-	/* The first byte on stdout is the guest's. */
-	while (q->olen == 0) {
-		int p = pump(q, t0 + STEP_TIMEOUT_NS);
-		if (p < 0) {
-			r->failed = p == -ETIMEDOUT ? "waiting for the guest's byte (20 s)"
-						    : "waiting for the guest's byte (QEMU exited)";
-			finish(q, r, true);
-			return;
-		}
-	}
-	r->greeting_ns = bench_now_ns() - t0;
-	finish(q, r, true);
-	if (q->obuf[0] != '!')
-		r->failed = "the guest's byte (expected '!')";
-}
-
-static void boot_status_row(FILE *rows, const struct bench_opts *o, const char *status,
-			    const char *error, const char *stderr_text)
-{
-	row_begin(rows, "qemu.boot.status", "-",
-		  "qemu-system-x86_64 -M microvm -accel kvm booting bench/qemu-guest/tiny.elf");
-	row_str(rows, "status", status);
-	if (o->qemu)
-		row_str(rows, "binary", o->qemu);
-	if (o->qemu_version)
-		row_str(rows, "version", o->qemu_version);
-	if (o->qemu_guest)
-		row_str(rows, "kernel", o->qemu_guest);
-	row_str(rows, "cmd", BOOT_CMD);
-	if (error)
-		row_str(rows, "error", error);
-	if (stderr_text && *stderr_text) {
-		char buf[2048];
-		size_t k = 0;
-		for (const char *p = stderr_text; *p && k + 4 < sizeof(buf); p++) {
-			if (*p == '\n') {
-				memcpy(buf + k, " | ", 3);
-				k += 3;
-			} else {
-				buf[k++] = *p;
-			}
-		}
-		buf[k] = '\0';
-		row_str(rows, "stderr", buf);
-	}
-	row_end(rows);
-}
-
-int bench_qemu_boot(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
-{
-	if (!o->qemu || access(o->qemu, X_OK) < 0) {
-		boot_status_row(rows, o, "not installed", "qemu: not installed", NULL);
-		return 0;
-	}
-	if (o->qemu_guest_error || !o->qemu_guest || access(o->qemu_guest, R_OK) < 0) {
-		char msg[1200];
-		if (o->qemu_guest_error)
-			snprintf(msg, sizeof(msg), "the tiny guest could not be built: %s",
-				 o->qemu_guest_error);
-		else if (!o->qemu_guest)
-			snprintf(msg, sizeof(msg), "no tiny guest (--qemu-guest)");
-		else
-			snprintf(msg, sizeof(msg), "the tiny guest %s: %s", o->qemu_guest,
-				 strerror(errno));
-		boot_status_row(rows, o, "error", msg, NULL);
-		return 0;
-	}
-	signal(SIGPIPE, SIG_IGN);
-	struct qproc q;
-	struct qrun r;
-	boot_once(o->qemu, o->qemu_guest, o->memory_mib, &q, &r);
+	p->run(o, &q, &r);
 	flatten(q.ebuf);
 	if (r.failed) {
 		char msg[2600];
@@ -457,32 +385,100 @@ int bench_qemu_boot(const struct bench_opts *o, FILE *rows, struct hatch_err *er
 			 WIFSIGNALED(r.wstatus) ? "killed by signal" : "exit status",
 			 WIFSIGNALED(r.wstatus) ? WTERMSIG(r.wstatus) : WEXITSTATUS(r.wstatus),
 			 q.ebuf);
-		boot_status_row(rows, o, "error", msg, q.ebuf);
+		status_row(rows, o, p, "error", msg, q.ebuf);
 		return 0;
 	}
 	char first_stderr[sizeof(q.ebuf)];
 	snprintf(first_stderr, sizeof(first_stderr), "%s", q.ebuf);
-	_cleanup_samples_ struct samples boot = { 0 };
-	unsigned failures = 0;
+
 	for (unsigned i = 0; i < o->count; i++) {
-		boot_once(o->qemu, o->qemu_guest, o->memory_mib, &q, &r);
+		p->run(o, &q, &r);
 		if (r.failed) {
 			flatten(q.ebuf);
-			fprintf(stderr, "hatch-bench: qemu boot %u: %s: %s\n", i, r.failed, q.ebuf);
-			if (++failures > o->count / 4 + 1)
-				return hatch_err_set(err, E(INTERNAL), 0, "qemu boot: %u runs failed",
-						     failures);
+			fprintf(stderr, "hatch-bench: %s %u: %s: %s\n", p->run_name, i, r.failed,
+				q.ebuf);
+			if (++ps->failures > o->count / 4 + 1)
+				return hatch_err_set(err, E(INTERNAL), 0, "%s: %u runs failed",
+						     p->name, ps->failures);
 			continue;
 		}
-		int e = samples_add(&boot, r.greeting_ns);
+		int e = samples_add(&ps->greeting, r.greeting_ns);
+		e = e ?: samples_add(&ps->caps, r.caps_ns);
+		e = e ?: samples_add(&ps->exit, r.exit_ns);
 		if (e)
 			return hatch_err_set(err, E(INTERNAL), -e, "samples");
 	}
-	boot_status_row(rows, o, "ok", NULL, first_stderr);
-	row_begin(rows, "qemu.boot", "us",
-		  "qemu: fork/exec -> tiny guest's first byte on the serial port");
-	row_dist(rows, &boot, 1000.0);
+	status_row(rows, o, p, "ok", NULL, first_stderr);
+	ps->ran = true;
+	return 0;
+}
+
+/* The rows of the timed runs, one per series, the first with the count of
+ * failed runs. */
+static void peer_rows(FILE *rows, const struct series *series, size_t n, unsigned failures)
+{
+	const struct series_set set = { NULL, NULL, "us", 1000.0 };
+	row_series_begin(rows, &set, &series[0]);
 	row_num(rows, "failures", failures);
 	row_end(rows);
+	row_series(rows, &set, series + 1, n - 1);
+}
+
+int bench_qemu(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
+{
+	const struct peer p = {
+		.status_name = "qemu.status",
+		.status_label = "qemu-system-x86_64 -M microvm -accel kvm, paused",
+		.cmd = QMP_CMD,
+		.name = "qemu",
+		.run_name = "qemu run",
+		.run = qmp_once,
+	};
+	_cleanup_peer_samples_ struct peer_samples ps = { 0 };
+	if (run_peer(o, &p, rows, &ps, err) < 0)
+		return -1;
+	const struct series series[] = {
+		{ "qemu.greeting", "qemu: fork/exec -> QMP greeting", &ps.greeting },
+		{ "qemu.caps", "  -> qmp_capabilities answered", &ps.caps },
+		{ "qemu.exit", "  -> exited after quit", &ps.exit },
+	};
+	if (ps.ran)
+		peer_rows(rows, series, HATCH_ARRAY_SIZE(series), ps.failures);
+	return 0;
+}
+
+/* ---- qemuboot: exec -> the tiny guest's first byte ------------------------------ */
+
+int bench_qemu_boot(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
+{
+	char unusable[1200] = "";
+	if (o->qemu_guest_error)
+		snprintf(unusable, sizeof(unusable), "the tiny guest could not be built: %s",
+			 o->qemu_guest_error);
+	else if (!o->qemu_guest)
+		snprintf(unusable, sizeof(unusable), "no tiny guest (--qemu-guest)");
+	else if (access(o->qemu_guest, R_OK) < 0)
+		snprintf(unusable, sizeof(unusable), "the tiny guest %s: %s", o->qemu_guest,
+			 strerror(errno));
+	const struct peer p = {
+		.status_name = "qemu.boot.status",
+		.status_label = "qemu-system-x86_64 -M microvm -accel kvm booting "
+				"bench/qemu-guest/tiny.elf",
+		.cmd = BOOT_CMD,
+		.kernel = o->qemu_guest,
+		.unusable = *unusable ? unusable : NULL,
+		.name = "qemu boot",
+		.run_name = "qemu boot",
+		.run = boot_once,
+	};
+	_cleanup_peer_samples_ struct peer_samples ps = { 0 };
+	if (run_peer(o, &p, rows, &ps, err) < 0)
+		return -1;
+	const struct series boot = {
+		"qemu.boot", "qemu: fork/exec -> tiny guest's first byte on the serial port",
+		&ps.greeting,
+	};
+	if (ps.ran)
+		peer_rows(rows, &boot, 1, ps.failures);
 	return 0;
 }

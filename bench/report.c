@@ -486,16 +486,49 @@ static void print_target_notes(const struct rows *rs)
 static const char *p50_of(const struct rows *rs, const char *name, char *buf, size_t len)
 {
 	double x;
-	if (!row_get_num(rows_find(rs, name), "p50", &x))
-		return "?";
+	if (!row_get_num(rows_find(rs, name), "p50", &x)) {
+		snprintf(buf, len, "?");
+		return buf;
+	}
 	return fmt(buf, len, x);
+}
+
+/* This run's p50s of an acquire + echo phase (calls.c: echo, cold), its
+ * rows SERIES.LABEL, formatted; "?" for a row that is not there. */
+struct echo_p50 {
+	char acquire[32], in_daemon[32];
+	char echo[32], echo_run[32];   /* the VM's first call */
+	char echo2[32], echo2_run[32]; /* the second (echo only) */
+};
+
+static void echo_p50s(const struct rows *rs, const char *label, struct echo_p50 *p)
+{
+	const struct {
+		const char *series;
+		char *buf;
+	} f[] = {
+		{ "acquire", p->acquire },
+		{ "acquire_in_daemon", p->in_daemon },
+		{ "first_echo", p->echo },
+		{ "first_echo_run", p->echo_run },
+		{ "second_echo", p->echo2 },
+		{ "second_echo_run", p->echo2_run },
+	};
+	for (size_t i = 0; i < HATCH_ARRAY_SIZE(f); i++) {
+		char name[96];
+		snprintf(name, sizeof(name), "%s.%s", f[i].series, label);
+		p50_of(rs, name, f[i].buf, sizeof(p->acquire));
+	}
 }
 
 /* The notes [d] to [g]: booted pools (7-9), with this run's figures. */
 static void print_call_notes(const struct rows *rs)
 {
-	char b[8][32];
+	char b[5][32];
 	double x = 0, n = 0;
+	struct echo_p50 e8, cold;
+	echo_p50s(rs, "booted8", &e8);
+	echo_p50s(rs, "cold", &cold);
 	row_get_num(rows_find(rs, ECHO8), "n", &n);
 	printf("[d] booted pool (kind = booted, the default guest ELF, min_idle=8,\n"
 	       "    jailed): hatch_acquire, then hatch_vm_call(echo, 16 B) on the fresh VM,\n"
@@ -506,12 +539,8 @@ static void print_call_notes(const struct rows *rs)
 	       "      second echo on the same VM %s us, of which %s us in the vCPU loop\n"
 	       "    mimobox's %.0f us (microVM warm pool, before pool.acquire() to after\n"
 	       "    execute(echo) returns, P50) is its published figure, other hardware.\n",
-	       n, p50_of(rs, "acquire.booted8", b[0], sizeof(b[0])),
-	       p50_of(rs, "acquire_in_daemon.booted8", b[1], sizeof(b[1])),
-	       p50_of(rs, "first_echo.booted8", b[2], sizeof(b[2])),
-	       p50_of(rs, "first_echo_run.booted8", b[3], sizeof(b[3])),
-	       p50_of(rs, "second_echo.booted8", b[4], sizeof(b[4])),
-	       p50_of(rs, "second_echo_run.booted8", b[5], sizeof(b[5])), MIMOBOX_ECHO_US);
+	       n, e8.acquire, e8.in_daemon, e8.echo, e8.echo_run, e8.echo2, e8.echo2_run,
+	       MIMOBOX_ECHO_US);
 	n = 0;
 	row_get_num(rows_find(rs, COLD), "n", &n);
 	printf("[e] cold path, end to end: a booted pool of min_idle=0, max=1;\n"
@@ -522,10 +551,8 @@ static void print_call_notes(const struct rows *rs)
 	       "      acquire %s us (in hatcheryd %s us), echo %s us\n"
 	       "    The sum (info): that pool's spawn -> ready p50 from the daemon's\n"
 	       "    histogram (fork -> guest ready), %s us, plus [d]'s acquire + echo p50.\n",
-	       n, p50_of(rs, "acquire.cold", b[0], sizeof(b[0])),
-	       p50_of(rs, "acquire_in_daemon.cold", b[1], sizeof(b[1])),
-	       p50_of(rs, "first_echo.cold", b[2], sizeof(b[2])),
-	       p50_of(rs, COLD_SPAWN, b[3], sizeof(b[3])));
+	       n, cold.acquire, cold.in_daemon, cold.echo,
+	       p50_of(rs, COLD_SPAWN, b[0], sizeof(b[0])));
 	const struct row *cq = rows_find(rs, COLD_VS_QEMU);
 	const struct row *bs = rows_find(rs, "qemu.boot.status");
 	const char *basis = cq ? row_get(cq, "basis") : NULL;

@@ -53,6 +53,25 @@ void row_end(FILE *f)
 	fflush(f);
 }
 
+void row_series_begin(FILE *f, const struct series_set *set, const struct series *s)
+{
+	char name[128], label[256];
+	snprintf(name, sizeof(name), "%s%s%s", s->name, set->label ? "." : "",
+		 set->label ? set->label : "");
+	snprintf(label, sizeof(label), "%s%s%s", s->what, set->desc ? ", " : "",
+		 set->desc ? set->desc : "");
+	row_begin(f, name, set->unit, label);
+	row_dist(f, s->s, set->scale);
+}
+
+void row_series(FILE *f, const struct series_set *set, const struct series *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		row_series_begin(f, set, &s[i]);
+		row_end(f);
+	}
+}
+
 /* ---- reading ---------------------------------------------------------------- */
 
 static void row_clear(struct row *r)
