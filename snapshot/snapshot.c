@@ -61,13 +61,16 @@ crc_hw(uint32_t c, const uint8_t *p, size_t n)
 
 uint32_t snap_crc32c(uint32_t crc, const void *buf, size_t len)
 {
-	/* Pure and thread-safe enough: two threads racing here write the
-	 * same table values. */
-	static int have_hw = -1;
+	/* Lazily initialised without a lock: two threads racing here write
+	 * the same table values, and the release/acquire pair makes a thread
+	 * that sees have_hw set also see the table. */
+	static int have_hw_ = -1;
+	int have_hw = __atomic_load_n(&have_hw_, __ATOMIC_ACQUIRE);
 	if (have_hw < 0) {
 		crc_init();
 		__builtin_cpu_init();
-		have_hw = __builtin_cpu_supports("sse4.2");
+		have_hw = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+		__atomic_store_n(&have_hw_, have_hw, __ATOMIC_RELEASE);
 	}
 	const uint8_t *p = buf;
 	uint32_t c = ~crc;
