@@ -1,0 +1,57 @@
+/* fuzz_snapshot.c - libFuzzer harness for the snapshot parser.
+ *
+ * The input is a whole snapshot file. It is parsed twice: as the whole file,
+ * and as a prefix of a file claimed to be longer (the restore path parses
+ * only the header and sections of a file it then maps), with and without a
+ * shell to match. Whatever is accepted is then walked: every extent is read
+ * back (snap_verify_memory) and every owned buffer touched, so that ASan sees
+ * any bound the parser got wrong. Build with -DHATCH_FUZZ=ON (scripts/fuzz).
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "snapshot.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void walk(const struct snap_image *img, const uint8_t *data, size_t size)
+{
+	volatile uint8_t sink = 0;
+	for (uint32_t i = 0; i < img->st.nvcpus; i++) {
+		const struct snap_vcpu *v = &img->st.vcpu[i];
+		const uint8_t *x = v->xsave;
+		for (uint32_t k = 0; x && k < v->xsave_len; k += 64)
+			sink ^= x[k];
+		for (uint32_t k = 0; k < v->nmsrs; k++)
+			sink ^= (uint8_t)v->msrs[k].data;
+	}
+	const uint8_t *r = img->st.runtime;
+	for (uint32_t k = 0; r && k < img->st.runtime_len; k++)
+		sink ^= r[k];
+	struct hatch_err err;
+	if (img->file_size <= size)
+		snap_verify_memory(img, data, size, &err);
+	(void)sink;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct snap_image img;
+	struct hatch_err err;
+	if (snap_parse(data, size, size, NULL, &img, &err) == 0) {
+		walk(&img, data, size);
+		struct snap_expect want = { .mem_size = img.st.mem_size,
+					    .nvcpus = img.st.nvcpus,
+					    .cpu = img.st.cpu };
+		snap_image_free(&img);
+		if (snap_parse(data, size, size, &want, &img, &err) == 0)
+			snap_image_free(&img);
+	}
+	/* A prefix of a longer file: only the header and sections are here. */
+	if (snap_parse(data, size, (uint64_t)size + 4096 * 3, NULL, &img, &err) == 0) {
+		walk(&img, data, size);
+		snap_image_free(&img);
+	}
+	return 0;
+}
