@@ -380,6 +380,46 @@ int hatch_vm_load(int vm_fd, int elf_fd, Hatchery__V1__VmLoadReply **out,
 	return 0;
 }
 
+int hatch_vm_save(int vm_fd, int out_fd, Hatchery__V1__VmSaveReply **out,
+		  struct hatch_err *err)
+{
+	Hatchery__V1__VmRequest req = HATCHERY__V1__VM_REQUEST__INIT;
+	Hatchery__V1__VmSaveRequest body = HATCHERY__V1__VM_SAVE_REQUEST__INIT;
+	req.body_case = HATCHERY__V1__VM_REQUEST__BODY_SAVE;
+	req.save = &body;
+	Hatchery__V1__VmReply *rep = NULL;
+	if (vm_call_fds(vm_fd, &req, &out_fd, 1, HATCHERY__V1__VM_REPLY__BODY_SAVE, &rep,
+			err) < 0)
+		return -1;
+	if (out) {
+		*out = rep->save;
+		rep->save = NULL;
+		rep->body_case = HATCHERY__V1__VM_REPLY__BODY__NOT_SET;
+	}
+	hatch_free(rep);
+	return 0;
+}
+
+int hatch_vm_restore(int vm_fd, int snap_fd, Hatchery__V1__VmRestoreReply **out,
+		     struct hatch_err *err)
+{
+	Hatchery__V1__VmRequest req = HATCHERY__V1__VM_REQUEST__INIT;
+	Hatchery__V1__VmRestoreRequest body = HATCHERY__V1__VM_RESTORE_REQUEST__INIT;
+	req.body_case = HATCHERY__V1__VM_REQUEST__BODY_RESTORE;
+	req.restore = &body;
+	Hatchery__V1__VmReply *rep = NULL;
+	if (vm_call_fds(vm_fd, &req, &snap_fd, 1, HATCHERY__V1__VM_REPLY__BODY_RESTORE,
+			&rep, err) < 0)
+		return -1;
+	if (out) {
+		*out = rep->restore;
+		rep->restore = NULL;
+		rep->body_case = HATCHERY__V1__VM_REPLY__BODY__NOT_SET;
+	}
+	hatch_free(rep);
+	return 0;
+}
+
 int hatch_vm_release(int vm_fd, struct hatch_err *err)
 {
 	Hatchery__V1__VmRequest req = HATCHERY__V1__VM_REQUEST__INIT;

@@ -29,6 +29,9 @@
 /* Room in RLIMIT_AS above the supervisor's own size (inherited by the
  * fork) and the guest RAM: malloc arenas, protobuf buffers, kvm_run pages. */
 #define AS_HEADROOM (64ull << 20)
+/* A snapshot's sections: per-vCPU state (xsave, MSRs: < 64 KiB each) and
+ * the runtime and device blobs (16 MiB each at most). */
+#define SNAP_FSIZE_HEADROOM (64ull << 20)
 
 /* ASan reserves terabytes of shadow address space: no RLIMIT_AS under it. */
 #if defined(__SANITIZE_ADDRESS__)
@@ -69,6 +72,8 @@ int sup_spawn(struct sup_child *c, const struct sup_server_opts *o,
 		.as_extra = ((uint64_t)cfg->memory_mib << 20) +
 			    (uint64_t)cfg->vcpus * (uint64_t)o->kvm->vcpu_mmap_size +
 			    AS_HEADROOM + VMP_GUEST_MAX_ELF, /* a Load maps the ELF */
+		/* A snapshot: guest RAM plus its state sections. */
+		.fsize = ((uint64_t)cfg->memory_mib << 20) + SNAP_FSIZE_HEADROOM,
 		.filter = &o->filters[cfg->seccomp == SUP_SECCOMP_LOG ?
 					      VMP_SECCOMP_LOG : VMP_SECCOMP_KILL],
 		.flags = JAIL_SANITIZER_FLAGS | (o->rootless ? VMP_JAIL_USERNS : 0),

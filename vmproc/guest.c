@@ -655,7 +655,8 @@ static void mark_dead(struct vmp_guest *g, struct vmp_guest_result *res)
 		g->dead = true;
 }
 
-static int setup(struct vmp_vm *vm, struct vmp_guest *g, struct hatch_err *err)
+/* The host-side fields a VM of this size gives, without writing RAM. */
+static int setup_fields(struct vmp_vm *vm, struct vmp_guest *g, struct hatch_err *err)
 {
 	memset(g, 0, sizeof(*g));
 	g->vm = vm;
@@ -669,6 +670,13 @@ static int setup(struct vmp_vm *vm, struct vmp_guest *g, struct hatch_err *err)
 	uint64_t end = vm->mem_size < (1ull << 30) ? vm->mem_size : (1ull << 30);
 	g->heap_end = end & ~(MIB2 - 1);
 	g->shared = (struct hatch_shared *)gpa(g, HATCH_SHARED_ADDR);
+	return 0;
+}
+
+static int setup(struct vmp_vm *vm, struct vmp_guest *g, struct hatch_err *err)
+{
+	if (setup_fields(vm, g, err) < 0)
+		return -1;
 	memset(g->shared, 0, PAGE);
 	g->shared->magic = HATCH_SHARED_MAGIC;
 	g->shared->abi_version = HATCH_ABI_VERSION;
@@ -833,6 +841,53 @@ int vmp_guest_run_code(struct vmp_guest *g, const void *code, size_t len,
 	}
 	/* Any hypercall ends a run: 0 is no hypercall number. */
 	return run(g, 0, deadline_ms, res) == VMP_GUEST_OK ? 0 : -1;
+}
+
+/* Layout, little-endian: u32 magic "HRT1", u32 version 1, u64 heap_end,
+ * u32 n_fn, u32 zero, then n_fn names of HATCH_FN_NAME_MAX bytes each. */
+size_t vmp_guest_runtime_save(const struct vmp_guest *g, uint8_t buf[VMP_GUEST_RT_MAX])
+{
+	uint32_t hdr32[2] = { VMP_GUEST_RT_MAGIC, 1 };
+	uint32_t n[2] = { g->n_fn, 0 };
+	memcpy(buf, hdr32, 8);
+	memcpy(buf + 8, &g->heap_end, 8);
+	memcpy(buf + 16, n, 8);
+	memcpy(buf + VMP_GUEST_RT_HDR, g->fn, (size_t)g->n_fn * HATCH_FN_NAME_MAX);
+	return VMP_GUEST_RT_HDR + (size_t)g->n_fn * HATCH_FN_NAME_MAX;
+}
+
+int vmp_guest_runtime_restore(struct vmp_vm *vm, const void *buf_, size_t len,
+			      struct vmp_guest *g, struct hatch_err *err)
+{
+	const uint8_t *buf = buf_;
+	const int EINV = E(INVALID_ARGUMENT);
+	struct hatch_err e2 = { 0 };
+	if (setup_fields(vm, g, &e2) < 0)
+		return hatch_err_set(err, e2.code, 0, "%s", e2.msg);
+	uint32_t hdr32[2], n[2];
+	uint64_t heap_end;
+	if (len < VMP_GUEST_RT_HDR)
+		return hatch_err_set(err, EINV, 0, "runtime section: %zu bytes, shorter than its header", len);
+	memcpy(hdr32, buf, 8);
+	memcpy(&heap_end, buf + 8, 8);
+	memcpy(n, buf + 16, 8);
+	if (hdr32[0] != VMP_GUEST_RT_MAGIC || hdr32[1] != 1)
+		return hatch_err_set(err, EINV, 0, "runtime section: bad magic or version %u", hdr32[1]);
+	if (n[0] > HATCH_FN_MAX || n[1] != 0 ||
+	    len != VMP_GUEST_RT_HDR + (size_t)n[0] * HATCH_FN_NAME_MAX)
+		return hatch_err_set(err, EINV, 0, "runtime section: %u functions in %zu bytes", n[0], len);
+	if (heap_end != g->heap_end)
+		return hatch_err_set(err, EINV, 0, "runtime section: heap end %#llx, this VM's is %#llx",
+				     (unsigned long long)heap_end, (unsigned long long)g->heap_end);
+	if (g->shared->magic != HATCH_SHARED_MAGIC || g->shared->abi_version != HATCH_ABI_VERSION)
+		return hatch_err_set(err, EINV, 0, "restored memory holds no hatchery shared page (ABI %u)",
+				     HATCH_ABI_VERSION);
+	memcpy(g->fn, buf + VMP_GUEST_RT_HDR, (size_t)n[0] * HATCH_FN_NAME_MAX);
+	for (uint32_t i = 0; i < n[0]; i++)
+		g->fn[i][HATCH_FN_NAME_MAX - 1] = '\0'; /* untrusted */
+	g->n_fn = n[0];
+	g->ready = true;
+	return 0;
 }
 
 void vmp_guest_break_idt(struct vmp_guest *g)

@@ -132,6 +132,20 @@ int vmp_guest_run_code(struct vmp_guest *g, const void *code, size_t len,
 /* For tests: break the IDT so the next exception cannot be delivered. */
 void vmp_guest_break_idt(struct vmp_guest *g);
 
+/* The runtime's host-side state for a snapshot's runtime section
+ * (docs/snapshot.md, "The runtime section"). Everything else the runtime
+ * uses (tables, shared page, buffers) is in guest RAM and travels with it.
+ * VMP_GUEST_RT_MAX bytes always suffice. */
+#define VMP_GUEST_RT_MAGIC 0x31545248u /* "HRT1" */
+#define VMP_GUEST_RT_HDR 24
+#define VMP_GUEST_RT_MAX (VMP_GUEST_RT_HDR + HATCH_FN_MAX * HATCH_FN_NAME_MAX)
+/* Serialise a ready guest into buf; returns the length. */
+size_t vmp_guest_runtime_save(const struct vmp_guest *g, uint8_t buf[VMP_GUEST_RT_MAX]);
+/* Rebuild *g for `vm`, whose RAM already holds the restored guest, from a
+ * runtime section (untrusted: every field checked; INVALID_ARGUMENT). */
+int vmp_guest_runtime_restore(struct vmp_vm *vm, const void *buf, size_t len,
+			      struct vmp_guest *g, struct hatch_err *err);
+
 const char *vmp_guest_outcome_name(enum vmp_guest_outcome o);
 
 #endif

@@ -63,6 +63,15 @@ const unsigned long vmp_jail_kvm_ioctls[] = {
 	KVM_SET_SREGS,              /* guest.c: CPL 3 segments, GDT/IDT/TR, CR0/3/4,
 	                             * EFER: enter the guest with no firmware      */
 	KVM_SET_REGS,               /* guest.c: RIP = ELF entry, RSP = stack top   */
+	/* vmsnap.c, Save: each vCPU's and the VM's state (docs/snapshot.md) */
+	KVM_GET_REGS, KVM_GET_FPU, KVM_GET_XSAVE, KVM_GET_XCRS, KVM_GET_MSRS,
+	KVM_GET_LAPIC, KVM_GET_MP_STATE, KVM_GET_VCPU_EVENTS, KVM_GET_DEBUGREGS,
+	KVM_GET_TSC_KHZ, KVM_GET_IRQCHIP, KVM_GET_PIT2, KVM_GET_CLOCK,
+	/* vmsnap.c, Restore: the same state set back (KVM_SET_TSC_KHZ only
+	 * when the snapshot's TSC rate differs from this vCPU's) */
+	KVM_SET_FPU, KVM_SET_XSAVE, KVM_SET_XCRS, KVM_SET_MSRS, KVM_SET_LAPIC,
+	KVM_SET_MP_STATE, KVM_SET_VCPU_EVENTS, KVM_SET_DEBUGREGS, KVM_SET_TSC_KHZ,
+	KVM_SET_IRQCHIP, KVM_SET_PIT2, KVM_SET_CLOCK,
 };
 const unsigned vmp_jail_n_kvm_ioctls = HATCH_ARRAY_SIZE(vmp_jail_kvm_ioctls);
 
@@ -82,7 +91,13 @@ static const struct {
 				   "was created before the jail)" },
 	{ SCMP_SYS(rt_sigreturn), "guest.c: return from the deadline's SIGALRM handler, "
 				  "which makes KVM_RUN return EINTR" },
-	{ SCMP_SYS(lseek), "Load: the size of the guest ELF fd before mmap'ing it" },
+	{ SCMP_SYS(lseek), "Load: the size of the guest ELF fd before mmap'ing it; "
+			   "Save/Restore: the snapshot file's size" },
+	{ SCMP_SYS(ftruncate), "Save: snap_write_fd sizes the client's file (bounded by "
+			       "RLIMIT_FSIZE)" },
+	{ SCMP_SYS(pwrite64), "Save: snap_write_fd writes header, sections and pages" },
+	{ SCMP_SYS(munmap), "Restore: drop the snapshot's section view; free() of large "
+			    "malloc chunks (the snapshot writer's extent list)" },
 };
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -603,10 +618,11 @@ int vmp_jail_enter(const struct vmp_jail_config *cfg, struct vmp_jail_info *info
 	 * (vmp_vm_first_run), before it serves anything; from then on the
 	 * uid, which is this child's alone, has 2 processes and a fork fails
 	 * with EAGAIN even if seccomp were off (the check is count >= limit).
-	 * FSIZE 0: no file grows. */
+	 * FSIZE: no file grows beyond a snapshot of this VM (a Save writes
+	 * the client's file; 0 when the pool gives none). */
 	if (set_limit(RLIMIT_NOFILE, "NOFILE", cfg->nofile, err) < 0 ||
 	    set_limit(RLIMIT_NPROC, "NPROC", VMP_JAIL_NPROC, err) < 0 ||
-	    set_limit(RLIMIT_FSIZE, "FSIZE", 0, err) < 0 ||
+	    set_limit(RLIMIT_FSIZE, "FSIZE", cfg->fsize, err) < 0 ||
 	    set_limit(RLIMIT_CORE, "CORE", 0, err) < 0)
 		return -1;
 	if (!(cfg->flags & VMP_JAIL_NO_AS_LIMIT) &&

@@ -94,6 +94,7 @@ struct vmp_jail_config {
 	gid_t gid;                /* same number as uid; rootless: our egid */
 	unsigned nofile;          /* RLIMIT_NOFILE, soft = hard */
 	uint64_t as_extra;        /* RLIMIT_AS = current size + this */
+	uint64_t fsize;           /* RLIMIT_FSIZE: a Save's file at most */
 	const struct vmp_jail_filter *filter; /* NULL: no seccomp (tests of the
 						 layers below it) */
 	unsigned flags;

@@ -81,6 +81,17 @@ int vmp_kvm_host_open_fd(struct vmp_kvm_host *h, int fd_, const char *path,
 	}
 	if (!h->cpuid)
 		return hatch_err_set(err, E_VM, E2BIG, "KVM_GET_SUPPORTED_CPUID");
+	/* Same dance for the MSR index list: E2BIG tells the count. */
+	struct kvm_msr_list probe = { .nmsrs = 0 };
+	if (ioctl(fd, KVM_GET_MSR_INDEX_LIST, &probe) < 0 && errno != E2BIG)
+		return hatch_err_set(err, E_VM, errno, "KVM_GET_MSR_INDEX_LIST");
+	h->msr_list = calloc(1, sizeof(*h->msr_list) + probe.nmsrs * sizeof(uint32_t));
+	if (!h->msr_list)
+		return hatch_err_set(err, E_VM, ENOMEM, "msr list");
+	h->msr_list->nmsrs = probe.nmsrs;
+	if (probe.nmsrs && ioctl(fd, KVM_GET_MSR_INDEX_LIST, h->msr_list) < 0)
+		return hatch_err_set(err, E_VM, errno, "KVM_GET_MSR_INDEX_LIST (%u)",
+				     probe.nmsrs);
 	int maxv = ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
 	if (maxv <= 0)
 		maxv = ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
@@ -96,6 +107,7 @@ void vmp_kvm_host_close(struct vmp_kvm_host *h)
 	if (h->kvm_fd >= 0)
 		close(h->kvm_fd);
 	free(h->cpuid);
+	free(h->msr_list);
 	memset(h, 0, sizeof(*h));
 	h->kvm_fd = -1;
 }

@@ -28,6 +28,10 @@ struct vmp_kvm_host {
 	int vcpu_mmap_size;         /* size of each vCPU's kvm_run mapping */
 	int max_vcpus;              /* KVM_CAP_MAX_VCPUS (or NR_VCPUS) */
 	struct kvm_cpuid2 *cpuid;   /* owned; KVM_GET_SUPPORTED_CPUID */
+	/* owned; KVM_GET_MSR_INDEX_LIST, a system ioctl: read here because
+	 * a child closes /dev/kvm once its VM is built, and a Save needs the
+	 * list of MSRs to read from each vCPU. */
+	struct kvm_msr_list *msr_list;
 };
 
 /* Open and probe `path` (normally "/dev/kvm"). On failure err says what is

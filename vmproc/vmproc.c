@@ -17,6 +17,7 @@
 #include "hatchery/v1/control.pb-c.h"
 #include "hatchery/v1/vm.pb-c.h"
 #include "guest.h"
+#include "vmsnap.h"
 #include "vmproc.h"
 
 /* Fixed fd numbers in the child after fd hygiene. */
@@ -132,6 +133,8 @@ struct child {
 	uint64_t ns_ino[VMP_NS__N];
 	/* CLOCK_MONOTONIC: our first instruction, fd hygiene done, ready. */
 	uint64_t t_start, t_init, t_ready;
+	/* A Restore failed after it changed the VM: the VM is unusable. */
+	bool restore_broke;
 };
 
 static void send_error(int fd, uint64_t id, int code, const char *msg)
@@ -300,6 +303,67 @@ static int serve_load(struct child *ch, uint64_t id, int fd)
 	return 1;
 }
 
+/* Save{fd}: the snapshot goes to the client's file. The VM lives on. */
+static int serve_save(struct child *ch, uint64_t id, int fd)
+{
+	struct hatch_err err = { 0 };
+	if (!ch->guest.ready || ch->guest.dead) {
+		send_error(ch->client_fd, id, E(FAILED_PRECONDITION),
+			   "Save: no live guest in this VM");
+		return 1;
+	}
+	struct vmp_snap_save_stats st;
+	if (vmp_snap_save(&ch->vm, ch->s->kvm, &ch->guest, fd, &st, &err) < 0) {
+		send_error(ch->client_fd, id, err.code, err.msg);
+		return 1;
+	}
+	Hatchery__V1__VmReply rep = HATCHERY__V1__VM_REPLY__INIT;
+	Hatchery__V1__VmSaveReply body = HATCHERY__V1__VM_SAVE_REPLY__INIT;
+	body.vcpu_state_ns = st.vcpu_ns;
+	body.vm_state_ns = st.vm_ns;
+	body.memory_write_ns = st.write_ns;
+	body.bytes_written = st.bytes;
+	rep.id = id;
+	rep.body_case = HATCHERY__V1__VM_REPLY__BODY_SAVE;
+	rep.save = &body;
+	ipc_send_pb(ch->client_fd, &rep.base, NULL, 0, false);
+	return 1;
+}
+
+/* Restore{fd}: into a VM that has no guest yet. A snapshot rejected before
+ * the VM was touched leaves it as it was; a failure after ends the VM. */
+static int serve_restore(struct child *ch, uint64_t id, int fd)
+{
+	struct hatch_err err = { 0 };
+	if (ch->guest.ready || ch->guest.dead || ch->restore_broke) {
+		send_error(ch->client_fd, id, E(FAILED_PRECONDITION),
+			   "Restore: this VM already has a guest; restore into an empty VM");
+		return 1;
+	}
+	struct vmp_snap_restore_stats st;
+	bool touched = false;
+	if (vmp_snap_restore(&ch->vm, ch->s->kvm, fd, &ch->guest, &st, &touched, &err) < 0) {
+		send_error(ch->client_fd, id, err.code, err.msg);
+		ch->restore_broke = touched;
+		return touched ? 0 : 1;
+	}
+	Hatchery__V1__VmReply rep = HATCHERY__V1__VM_REPLY__INIT;
+	Hatchery__V1__VmRestoreReply body = HATCHERY__V1__VM_RESTORE_REPLY__INIT;
+	char *fns[HATCH_FN_MAX];
+	for (unsigned i = 0; i < ch->guest.n_fn; i++)
+		fns[i] = ch->guest.fn[i];
+	body.n_functions = ch->guest.n_fn;
+	body.functions = fns;
+	body.map_ns = st.map_ns;
+	body.vcpu_state_ns = st.vcpu_ns;
+	body.vm_state_ns = st.vm_ns;
+	rep.id = id;
+	rep.body_case = HATCHERY__V1__VM_REPLY__BODY_RESTORE;
+	rep.restore = &body;
+	ipc_send_pb(ch->client_fd, &rep.base, NULL, 0, false);
+	return 1;
+}
+
 /* Serve one packet from the client. Returns 1 to go on, 0 to end the lease. */
 static int serve_client(struct child *ch)
 {
@@ -322,18 +386,35 @@ static int serve_client(struct child *ch)
 			   "packet did not decode as hatchery.v1.VmRequest");
 		return 1;
 	}
-	/* Only a Load carries an fd, exactly one. */
-	bool is_load = req->body_case == HATCHERY__V1__VM_REQUEST__BODY_LOAD;
-	if (m.nfds != (is_load ? 1u : 0u)) {
+	/* Load, Save and Restore carry exactly one fd; nothing else any. */
+	const char *fd_what = NULL;
+	switch (req->body_case) {
+	case HATCHERY__V1__VM_REQUEST__BODY_LOAD:
+		fd_what = "Load carries exactly one fd: the guest ELF";
+		break;
+	case HATCHERY__V1__VM_REQUEST__BODY_SAVE:
+		fd_what = "Save carries exactly one fd: the file to write";
+		break;
+	case HATCHERY__V1__VM_REQUEST__BODY_RESTORE:
+		fd_what = "Restore carries exactly one fd: the snapshot";
+		break;
+	default:
+		break;
+	}
+	if (m.nfds != (fd_what ? 1u : 0u)) {
 		ipc_msg_close_fds(&m);
-		send_error(ch->client_fd, is_load ? req->id : 0, E(UNEXPECTED_FDS),
-			   is_load ? "Load carries exactly one fd: the guest ELF"
-				   : "VM requests other than Load carry no file descriptors");
+		send_error(ch->client_fd, fd_what ? req->id : 0, E(UNEXPECTED_FDS),
+			   fd_what ? fd_what
+				   : "VM requests other than Load, Save and Restore carry no file descriptors");
 		hatchery__v1__vm_request__free_unpacked(req, NULL);
 		return 1;
 	}
-	if (is_load) {
-		int go = serve_load(ch, req->id, m.fds[0]);
+	if (fd_what) {
+		int go = req->body_case == HATCHERY__V1__VM_REQUEST__BODY_LOAD ?
+				 serve_load(ch, req->id, m.fds[0]) :
+			 req->body_case == HATCHERY__V1__VM_REQUEST__BODY_SAVE ?
+				 serve_save(ch, req->id, m.fds[0]) :
+				 serve_restore(ch, req->id, m.fds[0]);
 		close(m.fds[0]);
 		hatchery__v1__vm_request__free_unpacked(req, NULL);
 		return go;

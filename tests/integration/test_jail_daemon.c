@@ -346,7 +346,8 @@ Test(jail_daemon, info_matches_proc)
 		cr_assert_eq(hard, lim[i].v, "%s (hard)", lim[i].row);
 	}
 	cr_assert_eq(vi->rlimit_nproc, 2, "the child and KVM's worker for its VM");
-	cr_assert_eq(vi->rlimit_fsize, 0);
+	/* A Save writes at most a snapshot of this VM: RAM + 64 MiB. */
+	cr_assert_eq(vi->rlimit_fsize, ((uint64_t)vi->memory_mib << 20) + (64ull << 20));
 	cr_assert_eq(vi->rlimit_core, 0);
 	cr_assert_leq(vi->rlimit_nofile, 64);
 #if !defined(__SANITIZE_ADDRESS__)
@@ -527,7 +528,7 @@ Test(jail_daemon, rootless_info_matches_proc)
 	cr_assert_eq(v->seccomp_mode, 2);
 	cr_assert_str_eq(status_field(pid, "Seccomp", got, sizeof(got)), "2");
 	cr_assert_eq(v->rlimit_nproc, 2, "the child and KVM's worker for its VM");
-	cr_assert_eq(v->rlimit_fsize, 0);
+	cr_assert_eq(v->rlimit_fsize, ((uint64_t)v->memory_mib << 20) + (64ull << 20));
 
 	/* Exactly one id mapped, to itself; setgroups denied. */
 	char path[64];

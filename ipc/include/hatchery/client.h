@@ -72,6 +72,17 @@ int hatch_vm_call(int vm_fd, const char *function, const void *payload,
  * faults while booting ends the VM (GUEST_FAULT). */
 int hatch_vm_load(int vm_fd, int elf_fd, Hatchery__V1__VmLoadReply **out,
 		  struct hatch_err *err);
+/* Save the leased VM's state and memory to out_fd (a regular file opened
+ * for writing; it is truncated to the snapshot's size). out_fd is sent with
+ * SCM_RIGHTS and stays the caller's to close. The VM stays usable. `out`
+ * (timings, size) may be NULL. */
+int hatch_vm_save(int vm_fd, int out_fd, Hatchery__V1__VmSaveReply **out,
+		  struct hatch_err *err);
+/* Restore the snapshot in snap_fd (opened for reading) into a leased VM
+ * that has no guest yet (pool kind "empty"). snap_fd stays the caller's
+ * to close. `out` (timings, functions) may be NULL. */
+int hatch_vm_restore(int vm_fd, int snap_fd, Hatchery__V1__VmRestoreReply **out,
+		     struct hatch_err *err);
 /* Ask the child to tear down, wait for its reply and close vm_fd. */
 int hatch_vm_release(int vm_fd, struct hatch_err *err);
 

@@ -1,0 +1,314 @@
+/* vmsnap.c - Save and Restore of one VM. See vmsnap.h. */
+#include <cpuid.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hatchery/cleanup.h"
+#include "hatchery/v1/common.pb-c.h"
+#include "vmsnap.h"
+
+#define E(x) HATCHERY__V1__ERROR_CODE__##x
+#define MSR_IA32_TSC 0x10
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void vmp_snap_host_cpu(const struct vmp_kvm_host *h, struct snap_cpu *c)
+{
+	unsigned a, b, cx, d;
+	memset(c, 0, sizeof(*c));
+	__cpuid(0, a, b, cx, d);
+	memcpy(c->vendor, &b, 4);
+	memcpy(c->vendor + 4, &d, 4);
+	memcpy(c->vendor + 8, &cx, 4);
+	__cpuid(1, a, b, cx, d);
+	c->signature = a;
+	c->cpuid_hash = snap_cpuid_hash(h->cpuid->entries, h->cpuid->nent);
+}
+
+/* One vCPU's MSRs: the index list plus its values, in one allocation. */
+struct msrs_buf {
+	struct kvm_msrs hdr;
+	struct kvm_msr_entry e[SNAP_MAX_MSRS];
+};
+
+/* Per-vCPU buffers that the borrowed pointers of struct snap_vcpu point
+ * into. Static: vmproc is single-threaded, and these are ~20 KiB each. */
+static struct kvm_xsave xsave_buf[VMP_MAX_VCPUS];
+static struct msrs_buf msrs_buf[VMP_MAX_VCPUS];
+static struct snap_vcpu vcpu_buf[VMP_MAX_VCPUS];
+
+#define VCPU_IOCTL(fd, req, arg, name, i)                                        \
+	do {                                                                     \
+		if (ioctl((fd), (req), (arg)) < 0)                               \
+			return hatch_err_set(err, E(VM_ERROR), errno, "%s vCPU %u", \
+					     (name), (i));                       \
+	} while (0)
+
+static int get_vcpu(struct vmp_vm *vm, const struct vmp_kvm_host *h, unsigned i,
+		    struct snap_vcpu *v, struct hatch_err *err)
+{
+	int fd = vm->vcpu_fd[i];
+	memset(v, 0, sizeof(*v));
+	/* A vCPU stopped at an I/O exit (every hypercall is one) has not
+	 * finished the instruction: KVM completes it on the next KVM_RUN.
+	 * Enter once with immediate_exit, which completes it and runs
+	 * nothing, so the state read below is consistent (KVM API docs,
+	 * KVM_EXIT_IO). */
+	vm->run[i]->immediate_exit = 1;
+	int r = ioctl(fd, KVM_RUN, 0);
+	int e = errno;
+	vm->run[i]->immediate_exit = 0;
+	if (r == 0 || e != EINTR)
+		return hatch_err_set(err, E(VM_ERROR), r == 0 ? 0 : e,
+				     "KVM_RUN (complete pending I/O) vCPU %u", i);
+	VCPU_IOCTL(fd, KVM_GET_REGS, &v->regs, "KVM_GET_REGS", i);
+	VCPU_IOCTL(fd, KVM_GET_SREGS, &v->sregs, "KVM_GET_SREGS", i);
+	VCPU_IOCTL(fd, KVM_GET_FPU, &v->fpu, "KVM_GET_FPU", i);
+	/* KVM_GET_XSAVE's 4096 bytes: KVM_CAP_XSAVE2 says 4096 on this host
+	 * (docs/snapshot.md); a host with AMX would need KVM_GET_XSAVE2. */
+	VCPU_IOCTL(fd, KVM_GET_XSAVE, &xsave_buf[i], "KVM_GET_XSAVE", i);
+	v->xsave = &xsave_buf[i];
+	v->xsave_len = sizeof(xsave_buf[i]);
+	VCPU_IOCTL(fd, KVM_GET_XCRS, &v->xcrs, "KVM_GET_XCRS", i);
+	v->has_xcrs = true;
+	struct msrs_buf *m = &msrs_buf[i];
+	uint32_t n = h->msr_list->nmsrs < SNAP_MAX_MSRS ? h->msr_list->nmsrs : SNAP_MAX_MSRS;
+	memset(m, 0, sizeof(m->hdr) + n * sizeof(m->e[0]));
+	m->hdr.nmsrs = n;
+	for (uint32_t k = 0; k < n; k++)
+		m->e[k].index = h->msr_list->indices[k];
+	r = ioctl(fd, KVM_GET_MSRS, &m->hdr);
+	if (r < 0)
+		return hatch_err_set(err, E(VM_ERROR), errno, "KVM_GET_MSRS vCPU %u", i);
+	/* KVM stops at the first MSR it cannot read: keep what it read. */
+	v->msrs = m->e;
+	v->nmsrs = (uint32_t)r;
+	VCPU_IOCTL(fd, KVM_GET_LAPIC, &v->lapic, "KVM_GET_LAPIC", i);
+	VCPU_IOCTL(fd, KVM_GET_MP_STATE, &v->mp, "KVM_GET_MP_STATE", i);
+	VCPU_IOCTL(fd, KVM_GET_VCPU_EVENTS, &v->events, "KVM_GET_VCPU_EVENTS", i);
+	VCPU_IOCTL(fd, KVM_GET_DEBUGREGS, &v->debugregs, "KVM_GET_DEBUGREGS", i);
+	r = ioctl(fd, KVM_GET_TSC_KHZ, 0);
+	if (r <= 0)
+		return hatch_err_set(err, E(VM_ERROR), errno, "KVM_GET_TSC_KHZ vCPU %u", i);
+	v->tsc.tsc_khz = (uint64_t)r;
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry e;
+	} tsc = { .hdr.nmsrs = 1, .e.index = MSR_IA32_TSC };
+	if (ioctl(fd, KVM_GET_MSRS, &tsc) != 1)
+		return hatch_err_set(err, E(VM_ERROR), errno, "KVM_GET_MSRS (TSC) vCPU %u", i);
+	v->tsc.tsc = tsc.e.data;
+	return 0;
+}
+
+static int get_irqchip(int vm_fd, uint32_t chip, struct kvm_irqchip *c,
+		       struct hatch_err *err)
+{
+	memset(c, 0, sizeof(*c));
+	c->chip_id = chip;
+	if (ioctl(vm_fd, KVM_GET_IRQCHIP, c) < 0)
+		return hatch_err_set(err, E(VM_ERROR), errno, "KVM_GET_IRQCHIP %u", chip);
+	return 0;
+}
+
+int vmp_snap_save(struct vmp_vm *vm, const struct vmp_kvm_host *h,
+		  const struct vmp_guest *g, int fd,
+		  struct vmp_snap_save_stats *st, struct hatch_err *err)
+{
+	memset(st, 0, sizeof(*st));
+	struct snap_state s = { 0 };
+	uint64_t t0 = now_ns();
+	vmp_snap_host_cpu(h, &s.cpu);
+	s.mem_size = vm->mem_size;
+	s.mem = vm->mem;
+	s.nvcpus = vm->nvcpus;
+	s.vcpu = vcpu_buf;
+	for (unsigned i = 0; i < vm->nvcpus; i++)
+		if (get_vcpu(vm, h, i, &vcpu_buf[i], err) < 0)
+			return -1;
+	uint64_t t1 = now_ns();
+	if (get_irqchip(vm->vm_fd, KVM_IRQCHIP_PIC_MASTER, &s.vm.pic_master, err) < 0 ||
+	    get_irqchip(vm->vm_fd, KVM_IRQCHIP_PIC_SLAVE, &s.vm.pic_slave, err) < 0 ||
+	    get_irqchip(vm->vm_fd, KVM_IRQCHIP_IOAPIC, &s.vm.ioapic, err) < 0)
+		return -1;
+	if (ioctl(vm->vm_fd, KVM_GET_PIT2, &s.vm.pit) < 0)
+		return hatch_err_set(err, E(VM_ERROR), errno, "KVM_GET_PIT2");
+	if (ioctl(vm->vm_fd, KVM_GET_CLOCK, &s.vm.clock) < 0)
+		return hatch_err_set(err, E(VM_ERROR), errno, "KVM_GET_CLOCK");
+	static uint8_t rt[VMP_GUEST_RT_MAX];
+	s.runtime = rt;
+	s.runtime_len = (uint32_t)vmp_guest_runtime_save(g, rt);
+	uint64_t t2 = now_ns();
+	if (snap_write_fd(fd, &s, err) < 0)
+		return -1;
+	uint64_t t3 = now_ns();
+	off_t size = lseek(fd, 0, SEEK_END);
+	st->vcpu_ns = t1 - t0;
+	st->vm_ns = t2 - t1;
+	st->write_ns = t3 - t2;
+	st->bytes = size > 0 ? (uint64_t)size : 0;
+	return 0;
+}
+
+/* ---- restore ------------------------------------------------------------ */
+
+static int set_vcpu(struct vmp_vm *vm, unsigned i, const struct snap_vcpu *v,
+		    struct hatch_err *err)
+{
+	int fd = vm->vcpu_fd[i];
+	/* QEMU's order (kvm_arch_put_registers): registers, extended state,
+	 * sregs, MSRs (with the TSC), then mp_state and the LAPIC (whose base
+	 * is in sregs), then events and debug registers. */
+	VCPU_IOCTL(fd, KVM_SET_REGS, &v->regs, "KVM_SET_REGS", i);
+	if (v->xsave) {
+		if (v->xsave_len != sizeof(struct kvm_xsave))
+			return hatch_err_set(err, E(FAILED_PRECONDITION), 0,
+					     "vCPU %u: xsave area of %u bytes, this host uses %zu",
+					     i, v->xsave_len, sizeof(struct kvm_xsave));
+		VCPU_IOCTL(fd, KVM_SET_XSAVE, v->xsave, "KVM_SET_XSAVE", i);
+	} else {
+		VCPU_IOCTL(fd, KVM_SET_FPU, &v->fpu, "KVM_SET_FPU", i);
+	}
+	if (v->has_xcrs)
+		VCPU_IOCTL(fd, KVM_SET_XCRS, &v->xcrs, "KVM_SET_XCRS", i);
+	VCPU_IOCTL(fd, KVM_SET_SREGS, &v->sregs, "KVM_SET_SREGS", i);
+	if (v->tsc.tsc_khz) {
+		int khz = ioctl(fd, KVM_GET_TSC_KHZ, 0);
+		if (khz > 0 && (uint64_t)khz != v->tsc.tsc_khz &&
+		    ioctl(fd, KVM_SET_TSC_KHZ, (unsigned long)v->tsc.tsc_khz) < 0)
+			return hatch_err_set(err, E(FAILED_PRECONDITION), errno,
+					     "vCPU %u: TSC at %llu kHz, this host runs %d kHz and cannot scale",
+					     i, (unsigned long long)v->tsc.tsc_khz, khz);
+	}
+	struct msrs_buf *m = &msrs_buf[i];
+	m->hdr.nmsrs = v->nmsrs;
+	memcpy(m->e, v->msrs, v->nmsrs * sizeof(m->e[0]));
+	int r = ioctl(fd, KVM_SET_MSRS, &m->hdr);
+	if (r < 0 || (uint32_t)r != v->nmsrs)
+		return hatch_err_set(err, E(VM_ERROR), r < 0 ? errno : 0,
+				     "KVM_SET_MSRS vCPU %u: %d of %u set%s%x", i, r, v->nmsrs,
+				     r >= 0 && (uint32_t)r < v->nmsrs ? ", first refused: MSR 0x" : "",
+				     r >= 0 && (uint32_t)r < v->nmsrs ? v->msrs[r].index : 0);
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry e;
+	} tsc = { .hdr.nmsrs = 1, .e = { .index = MSR_IA32_TSC, .data = v->tsc.tsc } };
+	if (ioctl(fd, KVM_SET_MSRS, &tsc) != 1)
+		return hatch_err_set(err, E(VM_ERROR), errno, "KVM_SET_MSRS (TSC) vCPU %u", i);
+	VCPU_IOCTL(fd, KVM_SET_MP_STATE, &v->mp, "KVM_SET_MP_STATE", i);
+	VCPU_IOCTL(fd, KVM_SET_LAPIC, &v->lapic, "KVM_SET_LAPIC", i);
+	VCPU_IOCTL(fd, KVM_SET_VCPU_EVENTS, &v->events, "KVM_SET_VCPU_EVENTS", i);
+	VCPU_IOCTL(fd, KVM_SET_DEBUGREGS, &v->debugregs, "KVM_SET_DEBUGREGS", i);
+	return 0;
+}
+
+/* Guest RAM's host address for a GPA (the layout of vmp_vm_create). */
+static uint8_t *hva(struct vmp_vm *vm, uint64_t gpa)
+{
+	uint64_t off = gpa < VMP_LOW_MEM_MAX ? gpa : gpa - (1ull << 32) + VMP_LOW_MEM_MAX;
+	return vm->mem + off;
+}
+
+int vmp_snap_restore(struct vmp_vm *vm, const struct vmp_kvm_host *h, int fd,
+		     struct vmp_guest *g, struct vmp_snap_restore_stats *st,
+		     bool *touched, struct hatch_err *err)
+{
+	memset(st, 0, sizeof(*st));
+	*touched = false;
+	uint64_t t0 = now_ns();
+	off_t fsize = lseek(fd, 0, SEEK_END);
+	if (fsize < 128)
+		return hatch_err_set(err, E(INVALID_ARGUMENT), fsize < 0 ? errno : 0,
+				     "Restore: the fd must be a regular file holding a snapshot (%lld bytes)",
+				     (long long)fsize);
+	/* Map the header and sections only (not the memory data, which is
+	 * mapped per extent below): the header says where they end. A bad
+	 * value there is left to snap_parse to report. */
+	uint64_t head = 4096 < (uint64_t)fsize ? 4096 : (uint64_t)fsize;
+	uint8_t *p = mmap(NULL, head, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (p == MAP_FAILED)
+		return hatch_err_set(err, E(INVALID_ARGUMENT), errno, "Restore: mmap the snapshot");
+	uint64_t mem_offset;
+	memcpy(&mem_offset, p + 72, 8);
+	uint64_t view = head;
+	if (mem_offset > head && mem_offset <= (uint64_t)fsize &&
+	    mem_offset <= (uint64_t)VMP_MAX_VCPUS * (64u << 10) + 2ull * SNAP_MAX_OPAQUE) {
+		munmap(p, head);
+		view = mem_offset;
+		p = mmap(NULL, view, PROT_READ, MAP_PRIVATE, fd, 0);
+		if (p == MAP_FAILED)
+			return hatch_err_set(err, E(INVALID_ARGUMENT), errno, "Restore: mmap the snapshot");
+	}
+	struct snap_expect want = { .mem_size = vm->mem_size, .nvcpus = vm->nvcpus };
+	vmp_snap_host_cpu(h, &want.cpu);
+	struct snap_image img;
+	int r = snap_parse(p, view, (uint64_t)fsize, &want, &img, err);
+	munmap(p, view);
+	if (r < 0)
+		return -1;
+	int ret = -1;
+	/* Nothing above touched the VM; from here on it is changed. */
+	*touched = true;
+	for (uint32_t i = 0; i < img.nextents; i++) {
+		const struct snap_extent *x = &img.ext[i];
+		/* Over the registered RAM, same host address: the memslot stays
+		 * and KVM's MMU notifier drops the old pages (docs/snapshot.md,
+		 * "Measured"). Private: the guest's writes never reach the file. */
+		void *m = mmap(hva(vm, x->gpa), x->len, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, fd, (off_t)x->file_offset);
+		if (m == MAP_FAILED) {
+			hatch_err_set(err, E(VM_ERROR), errno, "Restore: mmap memory extent %u", i);
+			goto out;
+		}
+	}
+	if (vmp_guest_runtime_restore(vm, img.st.runtime, img.st.runtime_len, g, err) < 0)
+		goto out;
+	uint64_t t1 = now_ns();
+	struct kvm_irqchip chips[3] = { img.st.vm.pic_master, img.st.vm.pic_slave,
+					img.st.vm.ioapic };
+	static const uint32_t ids[3] = { KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE,
+					 KVM_IRQCHIP_IOAPIC };
+	if (ioctl(vm->vm_fd, KVM_SET_CLOCK, &img.st.vm.clock) < 0) {
+		hatch_err_set(err, E(VM_ERROR), errno, "KVM_SET_CLOCK");
+		goto out;
+	}
+	for (int k = 0; k < 3; k++) {
+		if (chips[k].chip_id != ids[k]) {
+			hatch_err_set(err, E(INVALID_ARGUMENT), 0, "irqchip section %d has chip_id %u",
+				      k, chips[k].chip_id);
+			goto out;
+		}
+		if (ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &chips[k]) < 0) {
+			hatch_err_set(err, E(VM_ERROR), errno, "KVM_SET_IRQCHIP %u", ids[k]);
+			goto out;
+		}
+	}
+	if (ioctl(vm->vm_fd, KVM_SET_PIT2, &img.st.vm.pit) < 0) {
+		hatch_err_set(err, E(VM_ERROR), errno, "KVM_SET_PIT2");
+		goto out;
+	}
+	uint64_t t2 = now_ns();
+	for (unsigned i = 0; i < vm->nvcpus; i++)
+		if (set_vcpu(vm, i, &img.st.vcpu[i], err) < 0)
+			goto out;
+	uint64_t t3 = now_ns();
+	st->map_ns = t1 - t0;
+	st->vm_ns = t2 - t1;
+	st->vcpu_ns = t3 - t2;
+	ret = 0;
+out:
+	if (ret < 0)
+		g->ready = false;
+	snap_image_free(&img);
+	return ret;
+}

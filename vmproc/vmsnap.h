@@ -1,0 +1,49 @@
+/* vmsnap.h - Save and Restore of one VM: gather KVM state into the
+ * snapshot format (snapshot/), and apply what snap_parse() returned.
+ *
+ * vmproc/ calls snapshot/, never the other way round. The state list and
+ * the order it is set in are in docs/snapshot.md ("Save and Restore").
+ *
+ * Ownership: the fds are borrowed (the caller closes them); vm, host and
+ * guest are the caller's.
+ */
+#ifndef HATCHERY_VMP_VMSNAP_H
+#define HATCHERY_VMP_VMSNAP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "guest.h"
+#include "hatchery/error.h"
+#include "kvm.h"
+#include "snapshot.h"
+
+struct vmp_snap_save_stats {
+	uint64_t vcpu_ns, vm_ns, write_ns; /* per phase */
+	uint64_t bytes;                    /* the file's size */
+};
+
+struct vmp_snap_restore_stats {
+	uint64_t map_ns, vcpu_ns, vm_ns;
+};
+
+/* The host CPU as a snapshot records it: CPUID vendor and signature, and
+ * the hash of the supervisor-probed supported CPUID (h->cpuid). */
+void vmp_snap_host_cpu(const struct vmp_kvm_host *h, struct snap_cpu *c);
+
+/* Write vm's state, g's runtime state and guest memory to fd (a regular
+ * file; truncated to the snapshot's size). The vCPUs must be stopped
+ * (single-threaded vmproc: between requests). The VM stays usable. */
+int vmp_snap_save(struct vmp_vm *vm, const struct vmp_kvm_host *h,
+		  const struct vmp_guest *g, int fd,
+		  struct vmp_snap_save_stats *st, struct hatch_err *err);
+
+/* Restore the snapshot in fd into vm, which must be fresh (its RAM never
+ * written, no guest). *touched is set once the VM has been changed: after
+ * a failure with *touched set, the VM is in no known state and must not be
+ * used again. On success *g is a ready guest. */
+int vmp_snap_restore(struct vmp_vm *vm, const struct vmp_kvm_host *h, int fd,
+		     struct vmp_guest *g, struct vmp_snap_restore_stats *st,
+		     bool *touched, struct hatch_err *err);
+
+#endif
