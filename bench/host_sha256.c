@@ -32,6 +32,8 @@ void hatch_log_n(const char *msg, size_t len) { (void)msg; (void)len; }
 void *hatch_alloc(size_t size) { (void)size; return NULL; }
 void hatch_heap_reset(void) {}
 uint64_t hatch_heap_size(void) { return 0; }
+uint64_t hatch_guest_generation(void) { return 0; }
+size_t hatch_guest_seed(void *buf, size_t len) { memset(buf, 0, len); return len; }
 
 #include "../guest/default/main.c"
 

@@ -124,6 +124,19 @@ uint64_t hatch_heap_size(void)
 	return SHARED->heap_end - SHARED->heap_base;
 }
 
+uint64_t hatch_guest_generation(void)
+{
+	return SHARED->generation;
+}
+
+size_t hatch_guest_seed(void *buf, size_t len)
+{
+	if (len > HATCH_SEED_SIZE)
+		len = HATCH_SEED_SIZE;
+	memcpy(buf, (const void *)SHARED->seed, len);
+	return len;
+}
+
 static void register_functions(void)
 {
 	uint32_t n = 0;

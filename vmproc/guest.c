@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "guest.h"
@@ -673,6 +674,27 @@ static int setup_fields(struct vmp_vm *vm, struct vmp_guest *g, struct hatch_err
 	return 0;
 }
 
+/* Give the guest its generation and fresh seed bytes (struct hatch_shared,
+ * "Uniqueness"). getrandom in the jailed child, at the moment of use: bytes
+ * drawn before the fork, or by the supervisor ahead of time, could end up
+ * in two VMs. */
+static int set_generation(struct vmp_guest *g, uint64_t generation, struct hatch_err *err)
+{
+	uint8_t seed[HATCH_SEED_SIZE];
+	for (size_t got = 0; got < sizeof(seed);) {
+		ssize_t n = getrandom(seed + got, sizeof(seed) - got, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return hatch_err_set(err, E(VM_ERROR), n < 0 ? errno : EIO,
+					     "getrandom: seed bytes for the guest");
+		got += (size_t)n;
+	}
+	memcpy(g->shared->seed, seed, sizeof(seed));
+	g->shared->generation = generation;
+	return 0;
+}
+
 static int setup(struct vmp_vm *vm, struct vmp_guest *g, struct hatch_err *err)
 {
 	if (setup_fields(vm, g, err) < 0)
@@ -682,6 +704,8 @@ static int setup(struct vmp_vm *vm, struct vmp_guest *g, struct hatch_err *err)
 	g->shared->abi_version = HATCH_ABI_VERSION;
 	g->shared->heap_base = HATCH_HEAP_BASE;
 	g->shared->heap_end = g->heap_end;
+	if (set_generation(g, 0, err) < 0)
+		return -1;
 	write_gdt(g);
 	write_tss(g);
 	write_stub_and_idt(g);
@@ -882,6 +906,10 @@ int vmp_guest_runtime_restore(struct vmp_vm *vm, const void *buf_, size_t len,
 	if (g->shared->magic != HATCH_SHARED_MAGIC || g->shared->abi_version != HATCH_ABI_VERSION)
 		return hatch_err_set(err, EINV, 0, "restored memory holds no hatchery shared page (ABI %u)",
 				     HATCH_ABI_VERSION);
+	/* The restored RAM is a copy another VM may also hold: a new
+	 * generation and new seed bytes before the guest runs again. */
+	if (set_generation(g, g->shared->generation + 1, err) < 0)
+		return -1;
 	memcpy(g->fn, buf + VMP_GUEST_RT_HDR, (size_t)n[0] * HATCH_FN_NAME_MAX);
 	for (uint32_t i = 0; i < n[0]; i++)
 		g->fn[i][HATCH_FN_NAME_MAX - 1] = '\0'; /* untrusted */

@@ -98,6 +98,9 @@ static const struct {
 	{ SCMP_SYS(pwrite64), "Save: snap_write_fd writes header, sections and pages" },
 	{ SCMP_SYS(munmap), "Restore: drop the snapshot's section view; free() of large "
 			    "malloc chunks (the snapshot writer's extent list)" },
+	{ SCMP_SYS(getrandom), "guest.c: fresh seed bytes for the guest at boot and on "
+			       "every Restore, so clones of one snapshot differ (32 "
+			       "bytes; no fd, no path)" },
 };
 
 #if defined(__SANITIZE_ADDRESS__)

@@ -9,6 +9,9 @@
  *   ports   payload: "" (write I/O port 0x80), "in" (read port 0x64),
  *           "mmio" (read the local APIC at 0xfee00000)
  *   log     logs each line of its payload, returns the number of lines
+ *   random  16 bytes from a PRNG seeded from the host's seed, then the
+ *           generation (8 bytes, little-endian); reseeded whenever the
+ *           generation changes, so clones of one snapshot differ
  */
 #include <hatchery_guest.h>
 
@@ -192,5 +195,64 @@ HATCH_GUEST_FUNCTION(log)
 		}
 	}
 	call->out_len = hatch_utoa(lines, (char *)call->out);
+	return 0;
+}
+
+/* ---- random: xoshiro256** seeded through splitmix64 ----
+ * The PRNG state lives in guest RAM, so a snapshot holds it: every clone
+ * would continue the same sequence. Keyed on the generation, it is
+ * rebuilt from the host's fresh seed after each restore. Not a CSPRNG: a
+ * guest that needs one builds it the same way from the seed. */
+static uint64_t rng[4];
+static uint64_t rng_generation;
+static int rng_seeded;
+
+static uint64_t splitmix64(uint64_t *x)
+{
+	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static inline uint64_t rol64(uint64_t x, unsigned k) { return (x << k) | (x >> (64 - k)); }
+
+static uint64_t xoshiro_next(void)
+{
+	uint64_t r = rol64(rng[1] * 5, 7) * 9, t = rng[1] << 17;
+	rng[2] ^= rng[0];
+	rng[3] ^= rng[1];
+	rng[1] ^= rng[2];
+	rng[0] ^= rng[3];
+	rng[2] ^= t;
+	rng[3] = rol64(rng[3], 45);
+	return r;
+}
+
+static void rng_reseed(uint64_t generation)
+{
+	uint64_t seed[HATCH_SEED_SIZE / 8];
+	hatch_guest_seed(seed, sizeof(seed));
+	for (int i = 0; i < 4; i++) {
+		uint64_t x = seed[i];
+		rng[i] = splitmix64(&x);
+	}
+	rng_generation = generation;
+	rng_seeded = 1;
+}
+
+HATCH_GUEST_FUNCTION(random)
+{
+	uint64_t gen = hatch_guest_generation();
+	if (!rng_seeded || gen != rng_generation)
+		rng_reseed(gen);
+	for (int i = 0; i < 2; i++) {
+		uint64_t v = xoshiro_next();
+		for (int k = 0; k < 8; k++)
+			call->out[8 * i + k] = (uint8_t)(v >> (8 * k));
+	}
+	for (int k = 0; k < 8; k++)
+		call->out[16 + k] = (uint8_t)(gen >> (8 * k));
+	call->out_len = 24;
 	return 0;
 }

@@ -70,6 +70,20 @@ void *hatch_alloc(size_t size);
 void hatch_heap_reset(void);
 uint64_t hatch_heap_size(void);
 
+/* Uniqueness. A VM restored from a snapshot runs on from the very bytes
+ * the snapshot holds, and so would every other VM restored from it: any
+ * secret, key or PRNG state the guest derived before the snapshot is
+ * shared by all its clones. The host therefore gives each VM a generation
+ * (0 after boot, +1 on every restore) and HATCH_SEED_SIZE fresh random
+ * bytes at boot and on every restore. A guest that derives anything that
+ * must be unique from the seed must check hatch_guest_generation() before
+ * using it (at the start of each call is enough: the host restores only
+ * between calls) and re-derive it when the generation changed. */
+uint64_t hatch_guest_generation(void);
+/* Copy min(len, HATCH_SEED_SIZE) seed bytes of the current generation to
+ * buf; returns the number copied. */
+size_t hatch_guest_seed(void *buf, size_t len);
+
 /* Freestanding helpers (the compiler may also emit calls to memcpy,
  * memset, memmove and memcmp: the SDK defines them). */
 void *hatch_memcpy(void *dst, const void *src, size_t n);

@@ -76,6 +76,7 @@ enum hatch_status {
 #define HATCH_FN_NAME_MAX 32          /* including the NUL */
 #define HATCH_LOG_MAX 1024
 #define HATCH_ERROR_MAX 256
+#define HATCH_SEED_SIZE 32
 
 struct hatch_shared {
 	uint32_t magic;            /* host: HATCH_SHARED_MAGIC */
@@ -103,6 +104,15 @@ struct hatch_shared {
 	uint32_t n_fn;
 	uint32_t reserved1;
 	char fn[HATCH_FN_MAX][HATCH_FN_NAME_MAX];
+
+	/* Uniqueness (host -> guest). At boot the host sets generation 0 and
+	 * fresh seed bytes; on every Restore of a snapshot it writes
+	 * generation + 1 and new seed bytes before the guest runs again, so
+	 * two VMs restored from one snapshot never share them. A guest that
+	 * derives secrets or randomness must re-derive them when generation
+	 * changes. Appended to ABI v1: these bytes were zero before. */
+	uint64_t generation;
+	uint8_t seed[HATCH_SEED_SIZE];
 };
 
 _Static_assert(sizeof(struct hatch_shared) <= 4096, "the shared page is one page");

@@ -45,7 +45,7 @@
 
 /* The default guest's functions (guest/default/main.c). */
 static const char *const default_fns[] = { "echo", "sha256", "alloc", "fault",
-					    "spin", "ports", "log" };
+					    "spin", "ports", "log", "random" };
 #define N_DEFAULT_FNS (sizeof(default_fns) / sizeof(default_fns[0]))
 
 TestSuite(booted, .fini = h_teardown, .timeout = 60);

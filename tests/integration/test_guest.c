@@ -75,7 +75,8 @@ Test(guest, boots_and_lists_functions)
 {
 	struct booted b;
 	boot(&b, 64);
-	const char *want[] = { "echo", "sha256", "alloc", "fault", "spin", "ports", "log" };
+	const char *want[] = { "echo", "sha256", "alloc", "fault", "spin", "ports", "log",
+			       "random" };
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
 		bool found = false;
 		for (unsigned j = 0; j < b.g.n_fn; j++)
