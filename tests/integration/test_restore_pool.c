@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -24,7 +25,7 @@
 
 #define BOOTED(name, mib, min_idle)                                              \
 	"[pool \"" name "\"]\nkind = booted\nguest = " HATCH_DEFAULT_GUEST         \
-	"\nmemory_mib = " #mib "\nmin_idle = " #min_idle "\nmax = 4\n"
+	"\nmemory_mib = " #mib "\nmin_idle = " #min_idle "\nmax = 16\n"
 /* printf-style: the snapshot's path is the argument. */
 #define RESTORE(name, mib, pre, min_idle, max)                                   \
 	"[pool \"" name "\"]\nkind = restore\nsnapshot = %s\nprerestore = " pre    \
@@ -269,6 +270,56 @@ Test(restore_pool, many_leases_each_restore_the_same_file)
 	}
 	struct h_stats s = h_stats(h, "r");
 	cr_assert_eq(s.spawn_failures, 0);
+	h_finish(h);
+	snapfile_remove(&f);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Opt-in (HATCH_RP_BENCH=1): acquire + first echo, each from a full, quiet
+ * pool (min_idle = 8), for a booted, a prerestore and a restore-on-lease
+ * pool. Numbers to stderr; asserts only that every lease works. */
+Test(restore_pool, bench_acquire_first_echo)
+{
+	if (!getenv("HATCH_RP_BENCH"))
+		cr_skip_test("set HATCH_RP_BENCH=1 to measure");
+	int n = 200;
+	struct snapfile f;
+	make_snapshot(&f);
+	struct harness *h = h_start(BOOTED("b", 64, 8)
+				    RESTORE("r", 64, "true", 8, 16) RESTORE("l", 64, "false", 8, 16),
+				    f.path, f.path);
+	static const char *const pools[] = { "b", "r", "l" };
+	uint64_t *t = calloc((size_t)n, sizeof(*t));
+	cr_assert_not_null(t);
+	for (size_t k = 0; k < 3; k++) {
+		for (int i = 0; i < n; i++) {
+			h_wait_steady(h, H_WAIT_MS);
+			struct timespec a, b;
+			clock_gettime(CLOCK_MONOTONIC, &a);
+			int vm = acquire_vm(h, pools[k]);
+			Hatchery__V1__VmCallReply *rep = NULL;
+			struct hatch_err err = { 0 };
+			cr_assert_eq(hatch_vm_call(vm, "echo", "x", 1, 0, &rep, &err), 0, "%s",
+				     err.msg);
+			clock_gettime(CLOCK_MONOTONIC, &b);
+			hatch_free(rep);
+			t[i] = (uint64_t)(b.tv_sec - a.tv_sec) * 1000000000ull +
+			       (uint64_t)b.tv_nsec - (uint64_t)a.tv_nsec;
+			cr_assert_eq(hatch_vm_release(vm, &err), 0, "%s", err.msg);
+		}
+		qsort(t, (size_t)n, sizeof(*t), cmp_u64);
+		fprintf(stderr, "BENCH pool %s (%s): acquire + first echo, n=%d: p50 %.1f us, "
+				"p90 %.1f us, p99 %.1f us, min %.1f us\n",
+			pools[k], k == 0 ? "booted" : k == 1 ? "restore, prerestore" :
+							 "restore on lease",
+			n, t[n / 2] / 1e3, t[n * 9 / 10] / 1e3, t[n * 99 / 100] / 1e3, t[0] / 1e3);
+	}
+	free(t);
 	h_finish(h);
 	snapfile_remove(&f);
 }
