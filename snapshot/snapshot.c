@@ -84,11 +84,23 @@ uint32_t snap_crc32c(uint32_t crc, const void *buf, size_t len)
 
 uint64_t snap_cpuid_hash(const struct kvm_cpuid_entry2 *e, uint32_t n)
 {
-	/* FNV-1a over each entry's defined fields (not the padding). */
+	/* FNV-1a over each entry's defined fields (not the padding), without
+	 * the APIC ID of the CPU that ran the ioctl: KVM_GET_SUPPORTED_CPUID
+	 * reports it (measured on kvm-pvm: leaf 1 EBX[31:24] and leaf 0xB
+	 * EDX differ between core 0 and core 1), so a hash over it depends on
+	 * where the supervisor happened to run, and a snapshot saved by one
+	 * hatcheryd would be refused by the next. Leaf 0x1F (EDX) and AMD's
+	 * 0x8000001E (EAX) carry it too. */
 	uint64_t h = 0xcbf29ce484222325ull;
 	for (uint32_t i = 0; i < n; i++) {
-		uint32_t f[7] = { e[i].function, e[i].index, e[i].flags,
-				  e[i].eax, e[i].ebx, e[i].ecx, e[i].edx };
+		uint32_t fn = e[i].function, ebx = e[i].ebx, eax = e[i].eax, edx = e[i].edx;
+		if (fn == 1)
+			ebx &= 0x00ffffffu;
+		if (fn == 0xb || fn == 0x1f)
+			edx = 0;
+		if (fn == 0x8000001eu)
+			eax = 0;
+		uint32_t f[7] = { fn, e[i].index, e[i].flags, eax, ebx, e[i].ecx, edx };
 		for (int k = 0; k < 7; k++)
 			for (int b = 0; b < 4; b++) {
 				h ^= (f[k] >> (8 * b)) & 0xff;

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <ini.h>
 
@@ -38,6 +39,7 @@ _Static_assert(sizeof(uid_t) == 4, "UID_VALID_MAX assumes a 32-bit uid_t");
 static const char *const kind_names[] = {
 	[SUP_POOL_EMPTY] = "empty",
 	[SUP_POOL_BOOTED] = "booted",
+	[SUP_POOL_RESTORE] = "restore",
 };
 static const char *const seccomp_names[] = {
 	[SUP_SECCOMP_KILL] = "kill",
@@ -75,6 +77,7 @@ struct key_spec {
 #define STR_FIELD_MAX(T, m) (sizeof(((T *)0)->m) - 1)
 #define KIND_FIELD(T, m)                                                       \
 	_Generic(((T *)0)->m, enum sup_pool_kind: offsetof(T, m))
+#define BOOL_FIELD(T, m) _Generic(((T *)0)->m, bool: offsetof(T, m))
 #define UIDS_FIELD(T, m) _Generic(((T *)0)->m, uid_t *: offsetof(T, m))
 #define SECCOMP_FIELD(T, m)                                                    \
 	_Generic(((T *)0)->m, enum sup_seccomp_mode: offsetof(T, m))
@@ -194,6 +197,17 @@ static int parse_seccomp_mode(const struct key_spec *k, const char *value,
 			  field_of(k, base), exp, exp_len);
 }
 
+static int parse_bool(const struct key_spec *k, const char *value, void *base,
+		      char *exp, size_t exp_len)
+{
+	static const char *const names[] = { "false", "true" };
+	int v;
+	if (parse_word(names, HATCH_ARRAY_SIZE(names), value, &v, exp, exp_len) < 0)
+		return -1;
+	*(bool *)field_of(k, base) = v == 1;
+	return 0;
+}
+
 static int parse_cgroup_mode(const struct key_spec *k, const char *value,
 			     void *base, char *exp, size_t exp_len)
 {
@@ -262,6 +276,9 @@ static const struct key_spec pool_keys[] = {
 	{ "kind", parse_pool_kind, KIND_FIELD(struct sup_pool_config, kind), 0, 0 },
 	{ "guest", parse_abs_path, STR_FIELD(struct sup_pool_config, guest),
 	  1, STR_FIELD_MAX(struct sup_pool_config, guest) },
+	{ "snapshot", parse_abs_path, STR_FIELD(struct sup_pool_config, snapshot),
+	  1, STR_FIELD_MAX(struct sup_pool_config, snapshot) },
+	{ "prerestore", parse_bool, BOOL_FIELD(struct sup_pool_config, prerestore), 0, 0 },
 	{ "min_idle", parse_uint, POOL(min_idle), 0, SUP_MAX_CHILDREN_PER_POOL },
 	{ "max", parse_uint, POOL(max), 1, SUP_MAX_CHILDREN_PER_POOL },
 	{ "max_spawning", parse_uint, POOL(max_spawning), 1, 256 },
@@ -286,6 +303,7 @@ static void pool_defaults(struct sup_pool_config *p)
 {
 	memset(p, 0, sizeof(*p));
 	p->kind = SUP_POOL_EMPTY;
+	p->snap_fd = -1;
 	p->min_idle = 4;
 	p->max = 64;
 	p->max_spawning = 4;
@@ -654,6 +672,18 @@ static int check(struct parse_state *st)
 			return fail_at(st, pool_key_line(&st->pool_meta[i], "guest"),
 				       "[pool \"%s\"] guest: only for kind = booted "
 				       "(an empty pool's client Loads its own)", p->name);
+		if (p->kind == SUP_POOL_RESTORE && !p->snapshot[0])
+			return fail_at(st, pool_key_line(&st->pool_meta[i], "kind"),
+				       "[pool \"%s\"] kind: restore needs snapshot = PATH "
+				       "(a file written by Save, docs/snapshot.md)", p->name);
+		if (p->kind != SUP_POOL_RESTORE && p->snapshot[0])
+			return fail_at(st, pool_key_line(&st->pool_meta[i], "snapshot"),
+				       "[pool \"%s\"] snapshot: only for kind = restore",
+				       p->name);
+		if (p->kind != SUP_POOL_RESTORE && pool_key_line(&st->pool_meta[i], "prerestore"))
+			return fail_at(st, pool_key_line(&st->pool_meta[i], "prerestore"),
+				       "[pool \"%s\"] prerestore: only for kind = restore",
+				       p->name);
 		if (p->kind == SUP_POOL_BOOTED && p->memory_mib < SUP_GUEST_MIN_MEMORY_MIB)
 			return fail_at(st, pool_key_line(&st->pool_meta[i], "memory_mib") ?
 					   pool_key_line(&st->pool_meta[i], "memory_mib") :
@@ -765,8 +795,11 @@ void sup_config_free(struct sup_config *c)
 {
 	if (!c)
 		return;
-	for (size_t i = 0; i < c->n_pools; i++)
+	for (size_t i = 0; i < c->n_pools; i++) {
 		free(c->pools[i].guest_elf);
+		if (c->pools[i].snap_fd >= 0)
+			close(c->pools[i].snap_fd);
+	}
 	free(c->pools);
 	memset(c, 0, sizeof(*c));
 }

@@ -13,7 +13,9 @@
 #ifndef HATCHERY_SUP_CONFIG_H
 #define HATCHERY_SUP_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "hatchery/error.h"
@@ -27,6 +29,8 @@ enum sup_pool_kind {
 	SUP_POOL_EMPTY = 0, /* a VM with memory, irqchip, PIT and vCPUs; no guest
 	                     * (a client may Load one) */
 	SUP_POOL_BOOTED,    /* the same, with `guest` booted to its ready point */
+	SUP_POOL_RESTORE,   /* an empty VM that restores `snapshot` (copy-on-write
+	                     * from the one file) before it is ready, or on lease */
 };
 
 #define SUP_GUEST_MIN_MEMORY_MIB 32 /* HATCH_MIN_MEMORY of the guest ABI */
@@ -51,6 +55,18 @@ struct sup_pool_config {
 	 * sup_config_free(). */
 	unsigned char *guest_elf;
 	size_t guest_elf_len;
+	char snapshot[256];             /* snapshot = PATH: absolute; kind = restore only */
+	bool prerestore;                /* prerestore = true|false, default false:
+	                                 * restore before ready (true) or on lease */
+	/* The snapshot, opened (O_RDONLY|O_CLOEXEC) and validated against
+	 * memory_mib, vcpus and the host CPU once by hatcheryd at start-up
+	 * (not by the parser); every child inherits the fd and maps it
+	 * MAP_PRIVATE. -1 until then. Closed by sup_config_free(). */
+	int snap_fd;
+	uint32_t snap_header_crc;       /* the header's CRC32C at start-up */
+	/* Its identity at start-up (logged; a child checks the size). */
+	uint64_t snap_dev, snap_ino, snap_size;
+	int64_t snap_mtime;
 	unsigned min_idle;              /* 0..4096, default 4, <= max           */
 	unsigned max;                   /* 1..4096, default 64                  */
 	unsigned max_spawning;          /* 1..256, default 4: concurrent forks  */

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -22,6 +23,8 @@
 #include "jail.h"
 #include "kvm.h"
 #include "server.h"
+#include "snapshot.h"
+#include "vmsnap.h"
 
 static void usage(FILE *f)
 {
@@ -129,6 +132,67 @@ static int load_guests(struct sup_config *cfg, struct hatch_err *err)
 	return 0;
 }
 
+/* Open each restore pool's snapshot once and check all of it (header,
+ * sections, memory map) against the pool's memory_mib and vcpus and this
+ * host's CPU, as a child would before it restores, so a snapshot that does
+ * not fit fails start-up with one message instead of every spawn. Children
+ * inherit the open fd; they never open the path (a jailed child could
+ * not). The header's CRC is kept: a child compares it, so a file rewritten
+ * in place after start-up is refused clearly (docs/snapshot.md). */
+static int load_snapshots(struct sup_config *cfg, const struct vmp_kvm_host *kvm,
+			  struct hatch_err *err)
+{
+	for (size_t i = 0; i < cfg->n_pools; i++) {
+		struct sup_pool_config *p = &cfg->pools[i];
+		if (p->kind != SUP_POOL_RESTORE)
+			continue;
+		_cleanup_close_ int fd = open(p->snapshot, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return hatch_err_set(err, HATCHERY__V1__ERROR_CODE__INVALID_ARGUMENT, errno,
+					     "[pool \"%s\"] snapshot %s", p->name, p->snapshot);
+		struct stat st;
+		if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < 128)
+			return hatch_err_set(err, HATCHERY__V1__ERROR_CODE__INVALID_ARGUMENT, 0,
+					     "[pool \"%s\"] snapshot %s: not a regular file "
+					     "holding a snapshot", p->name, p->snapshot);
+		/* The whole file, read-only: the memory data is only looked at
+		 * by snap_parse's bounds checks, so it stays unread. */
+		void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+		if (m == MAP_FAILED)
+			return hatch_err_set(err, HATCHERY__V1__ERROR_CODE__INVALID_ARGUMENT, errno,
+					     "[pool \"%s\"] snapshot %s: mmap", p->name,
+					     p->snapshot);
+		struct snap_expect want = {
+			.mem_size = (uint64_t)p->memory_mib << 20,
+			.nvcpus = p->vcpus,
+		};
+		vmp_snap_host_cpu(kvm, &want.cpu);
+		struct snap_image img;
+		int r = snap_parse(m, (size_t)st.st_size, (uint64_t)st.st_size, &want, &img, err);
+		uint32_t crc;
+		memcpy(&crc, (const uint8_t *)m + 124, sizeof(crc));
+		munmap(m, (size_t)st.st_size);
+		if (r < 0)
+			return hatch_err_wrap(err, "[pool \"%s\"] snapshot %s (memory_mib = %u, "
+					      "vcpus = %u)", p->name, p->snapshot, p->memory_mib,
+					      p->vcpus);
+		snap_image_free(&img);
+		p->snap_header_crc = crc;
+		p->snap_dev = (uint64_t)st.st_dev;
+		p->snap_ino = (uint64_t)st.st_ino;
+		p->snap_size = (uint64_t)st.st_size;
+		p->snap_mtime = (int64_t)st.st_mtime;
+		p->snap_fd = steal_fd(&fd);
+		fprintf(stderr, "hatcheryd: pool \"%s\": snapshot %s (dev %llu, inode %llu, "
+				"%lld bytes, mtime %lld, header crc %08x), %s\n",
+			p->name, p->snapshot, (unsigned long long)st.st_dev,
+			(unsigned long long)st.st_ino, (long long)st.st_size,
+			(long long)st.st_mtime, crc,
+			p->prerestore ? "restored before ready" : "restored on lease");
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -205,6 +269,12 @@ int main(int argc, char **argv)
 				? " (running without root: this uid needs read-write "
 				  "access to it, e.g. the kvm group)"
 				: "");
+		sup_config_free(&cfg);
+		return 1;
+	}
+	if (load_snapshots(&cfg, &kvm, &err) < 0) {
+		fprintf(stderr, "hatcheryd: %s\n", err.msg);
+		vmp_kvm_host_close(&kvm);
 		sup_config_free(&cfg);
 		return 1;
 	}

@@ -871,7 +871,9 @@ static void handle_ctrl(struct server *s, struct sup_child *c)
 		}
 		break;
 	case HATCHERY__V1__CHILD_MSG__BODY_FAILED:
-		sup_log("pool %s: child %d failed to start: %s", p->cfg->name, c->pid,
+		/* A leased child says so when its restore on lease failed. */
+		sup_log("pool %s: child %d failed %s: %s", p->cfg->name, c->pid,
+			c->state == CHILD_LEASED ? "on lease" : "to start",
 			msg->failed->message);
 		sup_pool_set_error(p, msg->failed->message);
 		c->spawn_failed_msg = true;

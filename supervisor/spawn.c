@@ -67,7 +67,8 @@ int sup_spawn(struct sup_child *c, const struct sup_server_opts *o,
 		.uid = uid,
 		.gid = gid,
 		/* 0-2, control, /dev/kvm, supervisor pidfd, the VM, its
-		 * vCPUs, the client's socket, fds of a rejected packet. */
+		 * vCPUs, the client's socket, the snapshot, fds of a
+		 * rejected packet. */
 		.nofile = 16 + cfg->vcpus,
 		.as_extra = ((uint64_t)cfg->memory_mib << 20) +
 			    (uint64_t)cfg->vcpus * (uint64_t)o->kvm->vcpu_mmap_size +
@@ -88,6 +89,11 @@ int sup_spawn(struct sup_child *c, const struct sup_server_opts *o,
 		.kind = sup_pool_kind_name(cfg->kind),
 		.guest_elf = cfg->guest_elf,
 		.guest_elf_len = cfg->guest_elf_len,
+		.snap_fd = cfg->kind == SUP_POOL_RESTORE ? cfg->snap_fd : -1,
+		.snap_path = cfg->kind == SUP_POOL_RESTORE ? cfg->snapshot : NULL,
+		.snap_header_crc = cfg->snap_header_crc,
+		.snap_size = cfg->snap_size,
+		.prerestore = cfg->prerestore,
 		.child_id = c->id,
 		.memory_mib = cfg->memory_mib,
 		.vcpus = cfg->vcpus,

@@ -25,6 +25,7 @@
 #define KVM_FD 4
 #define SUP_PIDFD 5 /* closed once the jail has re-armed PDEATHSIG */
 #define VM_FD 6     /* the VM socket: the client's requests arrive here */
+#define SNAP_FD 7   /* restore pools: the pool's snapshot (read-only) */
 
 #define E(x) HATCHERY__V1__ERROR_CODE__##x
 
@@ -65,7 +66,7 @@ fail_or_die(const char *fmt, ...)
  * control sockets and pidfds, clients' connections. stderr stays: it is the
  * supervisor's log, where a sanitizer report would go. */
 static void fd_hygiene_or_die(int ctrl, int kvm, int sup_pidfd, int devnull,
-			      int vm)
+			      int vm, int snap)
 {
 	/* Move all out of the way first so the dup3 targets are free of
 	 * every source. */
@@ -74,15 +75,17 @@ static void fd_hygiene_or_die(int ctrl, int kvm, int sup_pidfd, int devnull,
 	int p = fcntl(sup_pidfd, F_DUPFD_CLOEXEC, 16);
 	int n = fcntl(devnull, F_DUPFD_CLOEXEC, 16);
 	int v = fcntl(vm, F_DUPFD_CLOEXEC, 16);
-	if (c < 0 || k < 0 || p < 0 || n < 0 || v < 0)
+	int sn = snap >= 0 ? fcntl(snap, F_DUPFD_CLOEXEC, 16) : -1;
+	if (c < 0 || k < 0 || p < 0 || n < 0 || v < 0 || (snap >= 0 && sn < 0))
 		_exit(2);
 	if (dup3(c, CTRL_FD, O_CLOEXEC) < 0 || dup3(k, KVM_FD, O_CLOEXEC) < 0 ||
 	    dup3(p, SUP_PIDFD, O_CLOEXEC) < 0 || dup3(v, VM_FD, O_CLOEXEC) < 0 ||
-	    dup2(n, 0) < 0 || dup2(n, 1) < 0)
+	    dup2(n, 0) < 0 || dup2(n, 1) < 0 || (sn >= 0 && dup3(sn, SNAP_FD, O_CLOEXEC) < 0))
 		_exit(2);
-	if (syscall(SYS_close_range, VM_FD + 1, ~0u, 0) < 0) {
+	int first = sn >= 0 ? SNAP_FD + 1 : VM_FD + 1;
+	if (syscall(SYS_close_range, first, ~0u, 0) < 0) {
 		/* close_range is 5.9+; fall back to the slow way. */
-		for (int fd = VM_FD + 1; fd < 65536; fd++)
+		for (int fd = first; fd < 65536; fd++)
 			close(fd);
 	}
 }
@@ -108,7 +111,7 @@ static void child_init_or_die(const struct vmp_spawn *s)
 	signal(SIGINT, SIG_DFL);
 	signal(SIGHUP, SIG_DFL);
 	fd_hygiene_or_die(s->ctrl_fd, s->kvm->kvm_fd, s->supervisor_pidfd,
-			  s->devnull_fd, s->vm_fd);
+			  s->devnull_fd, s->vm_fd, s->snap_fd);
 	char name[16];
 	snprintf(name, sizeof(name), "vmproc-%llu", (unsigned long long)s->child_id);
 	prctl(PR_SET_NAME, name);
@@ -135,6 +138,15 @@ struct child {
 	uint64_t t_start, t_init, t_ready;
 	/* A Restore failed after it changed the VM: the VM is unusable. */
 	bool restore_broke;
+	/* Restore pool, prerestore = false: the snapshot is restored on lease
+	 * (SupLeased or the client's first packet, whichever comes first). */
+	bool restore_pending;
+	/* ... and that restore failed: every request gets this error, then
+	 * the child exits (the supervisor forks a fresh one). */
+	bool restore_failed;
+	bool leased_seen;         /* SupLeased read */
+	int restore_err_code;
+	char restore_err[HATCH_ERR_MSG_MAX];
 };
 
 static void send_error(int fd, uint64_t id, int code, const char *msg)
@@ -364,9 +376,81 @@ static int serve_restore(struct child *ch, uint64_t id, int fd)
 	return 1;
 }
 
+/* Restore the pool's snapshot (inherited at SNAP_FD) into our fresh VM.
+ * The supervisor checked the whole file at start-up; the file may have
+ * been rewritten in place since (the fd follows the inode, not the path),
+ * so compare the size and header CRC it recorded, and let
+ * vmp_snap_restore() parse everything again, which catches a changed
+ * section by its CRC. The memory data's CRCs are not checked (see
+ * docs/snapshot.md, "What is not done"). */
+static int restore_pool_snapshot(struct child *ch, struct hatch_err *err)
+{
+	const struct vmp_spawn *s = ch->s;
+	off_t size = lseek(SNAP_FD, 0, SEEK_END);
+	uint32_t crc = 0;
+	if (size >= 128) {
+		void *p = mmap(NULL, 128, PROT_READ, MAP_PRIVATE, SNAP_FD, 0);
+		if (p != MAP_FAILED) {
+			memcpy(&crc, (const uint8_t *)p + 124, sizeof(crc));
+			munmap(p, 128);
+		}
+	}
+	if (size < 0 || (uint64_t)size != s->snap_size || crc != s->snap_header_crc)
+		return hatch_err_set(err, E(FAILED_PRECONDITION), 0,
+				     "pool snapshot %s changed since hatcheryd started "
+				     "(%lld bytes, header crc %08x; it was %llu bytes, %08x): "
+				     "restart hatcheryd to use the new file",
+				     s->snap_path, (long long)size, crc,
+				     (unsigned long long)s->snap_size, s->snap_header_crc);
+	struct vmp_snap_restore_stats st;
+	bool touched = false;
+	if (vmp_snap_restore(&ch->vm, s->kvm, SNAP_FD, &ch->guest, &st, &touched, err) < 0) {
+		/* Sound at start-up, so a refusal now means the file changed. */
+		if (!touched)
+			err->code = E(FAILED_PRECONDITION);
+		return hatch_err_wrap(err, "pool snapshot %s (changed since hatcheryd "
+				      "started?)", s->snap_path);
+	}
+	return 0;
+}
+
+/* On lease, once. A failure is reported to the supervisor (logged, shown as
+ * the pool's last_error) and kept for the client's requests. */
+static void restore_on_lease(struct child *ch)
+{
+	if (!ch->restore_pending)
+		return;
+	ch->restore_pending = false;
+	struct hatch_err err = { 0 };
+	if (restore_pool_snapshot(ch, &err) == 0)
+		return;
+	ch->restore_failed = true;
+	ch->restore_err_code = err.code == E(FAILED_PRECONDITION) ? err.code : E(VM_ERROR);
+	snprintf(ch->restore_err, sizeof(ch->restore_err), "%s", err.msg);
+	Hatchery__V1__ChildMsg m = HATCHERY__V1__CHILD_MSG__INIT;
+	Hatchery__V1__ChildFailed f = HATCHERY__V1__CHILD_FAILED__INIT;
+	f.message = ch->restore_err;
+	m.body_case = HATCHERY__V1__CHILD_MSG__BODY_FAILED;
+	m.failed = &f;
+	ipc_send_pb(CTRL_FD, &m.base, NULL, 0, false);
+}
+
+/* The restore on lease failed: answer the request with that, and end. */
+static int refuse_request(struct child *ch, struct ipc_msg *m)
+{
+	ipc_msg_close_fds(m);
+	Hatchery__V1__VmRequest *req = hatchery__v1__vm_request__unpack(NULL, m->len, m->buf);
+	send_error(ch->client_fd, req ? req->id : 0, ch->restore_err_code, ch->restore_err);
+	if (req)
+		hatchery__v1__vm_request__free_unpacked(req, NULL);
+	return 0;
+}
+
 /* Serve one packet from the client. Returns 1 to go on, 0 to end the lease. */
 static int serve_client(struct child *ch)
 {
+	/* Before any request is looked at: the VM must hold the snapshot. */
+	restore_on_lease(ch);
 	struct ipc_msg m = { .buf = rx_buf };
 	int r = ipc_recv(ch->client_fd, &m, false);
 	if (r == 0)
@@ -379,6 +463,8 @@ static int serve_client(struct child *ch)
 	}
 	if (r < 0)
 		return 0;
+	if (ch->restore_failed)
+		return refuse_request(ch, &m);
 	Hatchery__V1__VmRequest *req = hatchery__v1__vm_request__unpack(NULL, m.len, m.buf);
 	if (!req) {
 		ipc_msg_close_fds(&m);
@@ -569,8 +655,11 @@ static int serve_ctrl(struct child *ch)
 		break;
 	}
 	case HATCHERY__V1__SUP_MSG__BODY_LEASED:
-		/* Nothing to do: being woken was the point (see server.c). */
+		/* Being woken was the point (see server.c); a restore pool
+		 * restores now unless the client's first packet beat us. */
 		ipc_msg_close_fds(&m);
+		ch->leased_seen = true;
+		restore_on_lease(ch);
 		break;
 	default:
 		ipc_msg_close_fds(&m);
@@ -631,6 +720,15 @@ void vmp_child_main(const struct vmp_spawn *s)
 		    vmp_guest_boot(&ch.vm, &img, BOOT_DEADLINE_MS, &ch.guest, &ch.res, &err) < 0)
 			fail_or_die("guest: %s", err.msg);
 	}
+	if (s->snap_fd >= 0) {
+		if (s->prerestore) {
+			/* Acquire hands out a VM that is already running. */
+			if (restore_pool_snapshot(&ch, &err) < 0)
+				fail_or_die("%s", err.msg);
+		} else {
+			ch.restore_pending = true;
+		}
+	}
 	if (!hello_first)
 		read_hello_or_die(&ch);
 	prefault_request_path();
@@ -668,6 +766,20 @@ void vmp_child_main(const struct vmp_spawn *s)
 		}
 	}
 	/* Lease over (or supervisor gone). Exiting tears the VM down; the
-	 * supervisor sees our pidfd and forks a replacement. */
+	 * supervisor sees our pidfd and forks a replacement. A failed restore
+	 * on lease exits 1: only then does the supervisor read the
+	 * ChildFailed we sent (its reaper skips the channel of a clean exit).
+	 * And not before SupLeased is read: closing an AF_UNIX socket with
+	 * unread data resets the peer (ECONNRESET), and the supervisor would
+	 * lose the ChildFailed queued ahead of it. It always follows a lease. */
+	if (ch.restore_failed) {
+		uint64_t until = now_ns() + 1000000000ull;
+		while (!ch.leased_seen && now_ns() < until) {
+			struct pollfd p = { .fd = CTRL_FD, .events = POLLIN };
+			if (poll(&p, 1, 100) > 0 && !serve_ctrl(&ch))
+				break;
+		}
+		_exit(1);
+	}
 	_exit(0);
 }

@@ -16,6 +16,7 @@
 #ifndef HATCHERY_VMPROC_H
 #define HATCHERY_VMPROC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -34,6 +35,16 @@ struct vmp_spawn {
 	 * at start-up; the child has it through the fork. NULL otherwise. */
 	const uint8_t *guest_elf;
 	size_t guest_elf_len;
+	/* kind "restore": the snapshot, opened and checked by the supervisor
+	 * at start-up (inherited, at SNAP_FD in the child), its path for
+	 * messages, its header CRC32C and size then (a file changed since is
+	 * refused), and whether to restore before ready or on lease. -1 and
+	 * NULL otherwise. */
+	int snap_fd;
+	const char *snap_path;
+	uint32_t snap_header_crc;
+	uint64_t snap_size;
+	bool prerestore;
 	uint64_t child_id;
 	unsigned memory_mib;
 	unsigned vcpus;

@@ -695,3 +695,25 @@ Test(config, jail_uid_range_past_the_top)
 	fails_with("[supervisor]\njail_uid_base = 4294967290\n" POOL "max = 64\n",
 		   "t.conf:2:", "jail_uid_base", "goes past uid", NULL);
 }
+
+Test(config, restore_pool_keys)
+{
+	parses(POOL "kind = restore\nsnapshot = /var/lib/vm.snap\nprerestore = true\n");
+	cr_assert_eq(cfg.pools[0].kind, SUP_POOL_RESTORE);
+	cr_assert_str_eq(cfg.pools[0].snapshot, "/var/lib/vm.snap");
+	cr_assert(cfg.pools[0].prerestore);
+	cr_assert_eq(cfg.pools[0].snap_fd, -1, "opened by hatcheryd, not the parser");
+	cr_assert_str_eq(sup_pool_kind_name(SUP_POOL_RESTORE), "restore");
+	sup_config_free(&cfg);
+	parses(POOL "kind = restore\nsnapshot = /s\n");
+	cr_assert(!cfg.pools[0].prerestore, "prerestore defaults to false");
+	sup_config_free(&cfg);
+	fails_with(POOL "kind = restore\n", "t.conf:2:", "restore needs snapshot", NULL);
+	fails_with(POOL "snapshot = /s\n", "t.conf:2:", "snapshot", "only for kind = restore",
+		   NULL);
+	fails_with(POOL "kind = booted\nguest = /g\nprerestore = true\n", "t.conf:4:",
+		   "prerestore", "only for kind = restore", NULL);
+	fails_with(POOL "kind = restore\nsnapshot = rel.snap\n", "t.conf:3:", "snapshot", NULL);
+	fails_with(POOL "kind = restore\nsnapshot = /s\nprerestore = yes\n", "t.conf:4:",
+		   "prerestore", "false, true", NULL);
+}
