@@ -108,10 +108,20 @@ int ipc_recv(int sock, struct ipc_msg *m, bool nonblock)
 	};
 	int flags = MSG_CMSG_CLOEXEC | (nonblock ? MSG_DONTWAIT : 0);
 	ssize_t n;
+	bool reset_seen = false;
 	for (;;) {
 		n = recvmsg(sock, &mh, flags);
 		if (n >= 0)
 			break;
+		/* A unix socket whose peer closed with packets of ours still
+		 * unread reports ECONNRESET once, ahead of whatever the peer
+		 * sent us before it went (a child's ChildFailed, a VM's last
+		 * GUEST_FAULT reply). The error is cleared by being reported:
+		 * read on, and the caller gets those packets, then EOF. */
+		if (errno == ECONNRESET && !reset_seen) {
+			reset_seen = true;
+			continue;
+		}
 		if (errno != EINTR)
 			return -errno;
 	}

@@ -387,6 +387,27 @@ Test(frame, expect_fds_wrong_count_closes_them)
 
 /* ---- stream state ---------------------------------------------------- */
 
+/* The peer sends its last words and closes with one of *our* packets still
+ * unread: Linux then reports ECONNRESET to us once, ahead of the queued
+ * packet. ipc_recv must still deliver that packet, then EOF (the supervisor
+ * lost children's ChildFailed messages this way under load). */
+Test(frame, last_words_survive_a_reset)
+{
+	int sv[2];
+	seqpair(sv);
+	cr_assert_eq(ipc_send(sv[1], "hello", 5, NULL, 0, false), 0, "ours, never read");
+	cr_assert_eq(ipc_send(sv[0], "failed", 6, NULL, 0, false), 0, "the peer's last words");
+	close(sv[0]);
+	struct ipc_msg m;
+	msg_init(&m);
+	cr_assert_eq(ipc_recv(sv[1], &m, true), 1, "the queued packet is hidden by the reset");
+	cr_assert_eq(m.len, 6);
+	cr_assert_eq(memcmp(m.buf, "failed", 6), 0);
+	cr_assert_eq(ipc_recv(sv[1], &m, true), 0, "then end of stream");
+	msg_fini(&m);
+	close(sv[1]);
+}
+
 Test(frame, eof_returns_zero)
 {
 	int sv[2];

@@ -51,7 +51,9 @@ int ipc_send_pb(int sock, const ProtobufCMessage *msg, const int *fds,
  *   -ETOOMANYREFS more than IPC_MAX_FDS fds (control data truncated);
  *                 discarded, the fds that arrived closed
  *   -errno       any other socket error
- * Any non-fd ancillary data is ignored. Received fds are O_CLOEXEC. */
+ * Any non-fd ancillary data is ignored. Received fds are O_CLOEXEC.
+ * A peer that closed with our packets unread does not hide what it sent
+ * before it went: those packets come first, then end of stream. */
 int ipc_recv(int sock, struct ipc_msg *m, bool nonblock);
 
 /* Check that the packet carries exactly `want` fds. If not, closes all of
