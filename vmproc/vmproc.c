@@ -144,7 +144,6 @@ struct child {
 	/* ... and that restore failed: every request gets this error, then
 	 * the child exits (the supervisor forks a fresh one). */
 	bool restore_failed;
-	bool leased_seen;         /* SupLeased read */
 	int restore_err_code;
 	char restore_err[HATCH_ERR_MSG_MAX];
 };
@@ -658,7 +657,6 @@ static int serve_ctrl(struct child *ch)
 		/* Being woken was the point (see server.c); a restore pool
 		 * restores now unless the client's first packet beat us. */
 		ipc_msg_close_fds(&m);
-		ch->leased_seen = true;
 		restore_on_lease(ch);
 		break;
 	default:
@@ -768,18 +766,9 @@ void vmp_child_main(const struct vmp_spawn *s)
 	/* Lease over (or supervisor gone). Exiting tears the VM down; the
 	 * supervisor sees our pidfd and forks a replacement. A failed restore
 	 * on lease exits 1: only then does the supervisor read the
-	 * ChildFailed we sent (its reaper skips the channel of a clean exit).
-	 * And not before SupLeased is read: closing an AF_UNIX socket with
-	 * unread data resets the peer (ECONNRESET), and the supervisor would
-	 * lose the ChildFailed queued ahead of it. It always follows a lease. */
-	if (ch.restore_failed) {
-		uint64_t until = now_ns() + 1000000000ull;
-		while (!ch.leased_seen && now_ns() < until) {
-			struct pollfd p = { .fd = CTRL_FD, .events = POLLIN };
-			if (poll(&p, 1, 100) > 0 && !serve_ctrl(&ch))
-				break;
-		}
+	 * ChildFailed we sent (its reaper skips the channel of a clean exit);
+	 * ipc_recv delivers it even though we may leave SupLeased unread. */
+	if (ch.restore_failed)
 		_exit(1);
-	}
 	_exit(0);
 }
