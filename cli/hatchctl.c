@@ -574,6 +574,7 @@ static void status_json(const Hatchery__V1__StatusReply *st)
 		json_open(&j, NULL, '{');
 		json_str(&j, "name", p->name);
 		json_str(&j, "kind", p->kind);
+		json_str(&j, "reuse", p->reuse);
 		json_u64(&j, "idle", p->idle);
 		json_u64(&j, "leased", p->leased);
 		json_u64(&j, "spawning", p->spawning);
@@ -721,6 +722,7 @@ static void stats_json(const Hatchery__V1__StatsReply *st)
 		json_u64(&j, "unexpected_exits", p->unexpected_exits);
 		json_u64(&j, "health_failures", p->health_failures);
 		json_u64(&j, "seccomp_kills", p->seccomp_kills);
+		json_u64(&j, "resets", p->resets);
 		json_u64(&j, "active_leases", p->active_leases);
 		latency_json(&j, "acquire", p->acquire);
 		latency_json(&j, "spawn_to_ready", p->spawn_to_ready);

@@ -45,6 +45,10 @@ static const char *const seccomp_names[] = {
 	[SUP_SECCOMP_KILL] = "kill",
 	[SUP_SECCOMP_LOG] = "log",
 };
+static const char *const reuse_names[] = {
+	[SUP_REUSE_NEVER] = "never",
+	[SUP_REUSE_SNAPSHOT] = "snapshot",
+};
 static const char *const cgroup_names[] = {
 	[SUP_CGROUP_REQUIRED] = "required",
 	[SUP_CGROUP_OPTIONAL] = "optional",
@@ -81,6 +85,8 @@ struct key_spec {
 #define UIDS_FIELD(T, m) _Generic(((T *)0)->m, uid_t *: offsetof(T, m))
 #define SECCOMP_FIELD(T, m)                                                    \
 	_Generic(((T *)0)->m, enum sup_seccomp_mode: offsetof(T, m))
+#define REUSE_FIELD(T, m)                                                      \
+	_Generic(((T *)0)->m, enum sup_reuse_mode: offsetof(T, m))
 #define CGROUP_FIELD(T, m)                                                     \
 	_Generic(((T *)0)->m, enum sup_cgroup_mode: offsetof(T, m))
 
@@ -197,6 +203,14 @@ static int parse_seccomp_mode(const struct key_spec *k, const char *value,
 			  field_of(k, base), exp, exp_len);
 }
 
+static int parse_reuse_mode(const struct key_spec *k, const char *value,
+			    void *base, char *exp, size_t exp_len)
+{
+	_Static_assert(sizeof(enum sup_reuse_mode) == sizeof(int), "enum size");
+	return parse_word(reuse_names, HATCH_ARRAY_SIZE(reuse_names), value,
+			  field_of(k, base), exp, exp_len);
+}
+
 static int parse_bool(const struct key_spec *k, const char *value, void *base,
 		      char *exp, size_t exp_len)
 {
@@ -279,6 +293,7 @@ static const struct key_spec pool_keys[] = {
 	{ "snapshot", parse_abs_path, STR_FIELD(struct sup_pool_config, snapshot),
 	  1, STR_FIELD_MAX(struct sup_pool_config, snapshot) },
 	{ "prerestore", parse_bool, BOOL_FIELD(struct sup_pool_config, prerestore), 0, 0 },
+	{ "reuse", parse_reuse_mode, REUSE_FIELD(struct sup_pool_config, reuse), 0, 0 },
 	{ "min_idle", parse_uint, POOL(min_idle), 0, SUP_MAX_CHILDREN_PER_POOL },
 	{ "max", parse_uint, POOL(max), 1, SUP_MAX_CHILDREN_PER_POOL },
 	{ "max_spawning", parse_uint, POOL(max_spawning), 1, 256 },
@@ -684,6 +699,13 @@ static int check(struct parse_state *st)
 			return fail_at(st, pool_key_line(&st->pool_meta[i], "prerestore"),
 				       "[pool \"%s\"] prerestore: only for kind = restore",
 				       p->name);
+		/* Only a restore pool has a snapshot to reset to; `never` is
+		 * what every other pool does anyway, so it is accepted. */
+		if (p->kind != SUP_POOL_RESTORE && p->reuse == SUP_REUSE_SNAPSHOT)
+			return fail_at(st, pool_key_line(&st->pool_meta[i], "reuse"),
+				       "[pool \"%s\"] reuse: snapshot is only for kind = restore "
+				       "(kind = %s exits after each lease)",
+				       p->name, sup_pool_kind_name(p->kind));
 		if (p->kind == SUP_POOL_BOOTED && p->memory_mib < SUP_GUEST_MIN_MEMORY_MIB)
 			return fail_at(st, pool_key_line(&st->pool_meta[i], "memory_mib") ?
 					   pool_key_line(&st->pool_meta[i], "memory_mib") :
@@ -815,6 +837,13 @@ const char *sup_seccomp_mode_name(enum sup_seccomp_mode m)
 {
 	if ((size_t)m < HATCH_ARRAY_SIZE(seccomp_names))
 		return seccomp_names[m];
+	return "unknown";
+}
+
+const char *sup_reuse_mode_name(enum sup_reuse_mode m)
+{
+	if ((size_t)m < HATCH_ARRAY_SIZE(reuse_names))
+		return reuse_names[m];
 	return "unknown";
 }
 

@@ -35,6 +35,13 @@ enum sup_pool_kind {
 
 #define SUP_GUEST_MIN_MEMORY_MIB 32 /* HATCH_MIN_MEMORY of the guest ABI */
 
+/* What a restore pool's child does when its lease ends. */
+enum sup_reuse_mode {
+	SUP_REUSE_NEVER = 0,     /* exit; a fresh child replaces it (single use) */
+	SUP_REUSE_SNAPSHOT,      /* restore the pool's snapshot over itself and
+	                          * become idle again (docs/security.md) */
+};
+
 enum sup_cgroup_mode {
 	SUP_CGROUP_REQUIRED = 0, /* no usable cgroup v2: refuse to start */
 	SUP_CGROUP_OPTIONAL,     /* no usable cgroup v2: say so, run unlimited */
@@ -58,6 +65,8 @@ struct sup_pool_config {
 	char snapshot[256];             /* snapshot = PATH: absolute; kind = restore only */
 	bool prerestore;                /* prerestore = true|false, default false:
 	                                 * restore before ready (true) or on lease */
+	enum sup_reuse_mode reuse;      /* reuse = never|snapshot, default never;
+	                                 * snapshot only for kind = restore */
 	/* The snapshot, opened (O_RDONLY|O_CLOEXEC) and validated against
 	 * memory_mib, vcpus and the host CPU once by hatcheryd at start-up
 	 * (not by the parser); every child inherits the fd and maps it
@@ -112,6 +121,7 @@ void sup_config_free(struct sup_config *c);
 const char *sup_pool_kind_name(enum sup_pool_kind k);
 const char *sup_seccomp_mode_name(enum sup_seccomp_mode m);
 const char *sup_cgroup_mode_name(enum sup_cgroup_mode m);
+const char *sup_reuse_mode_name(enum sup_reuse_mode m);
 
 /* Jail uids in use: jail_uid_base .. jail_uid_base + this - 1 (one per
  * child any pool may have at once: the sum of the pools' max). */

@@ -8,12 +8,12 @@
 /* The whole life of a child, s6 style: next state for [state][event], or
  * CHILD__NSTATES where the move is not allowed. */
 static const enum sup_child_state next_state[CHILD__NSTATES][EV__N] = {
-	/*               EV_READY        EV_LEASE        EV_KILL        EV_EXIT     EV_CRASH */
-	[CHILD_SPAWNING] = { CHILD_READY, CHILD__NSTATES, CHILD_DYING, CHILD_DEAD, CHILD_DEAD },
-	[CHILD_READY]    = { CHILD__NSTATES, CHILD_LEASED, CHILD_DYING, CHILD_DEAD, CHILD_DEAD },
-	[CHILD_LEASED]   = { CHILD__NSTATES, CHILD__NSTATES, CHILD_DYING, CHILD_DEAD, CHILD_DEAD },
-	[CHILD_DYING]    = { CHILD__NSTATES, CHILD__NSTATES, CHILD__NSTATES, CHILD_DEAD, CHILD_DEAD },
-	[CHILD_DEAD]     = { CHILD__NSTATES, CHILD__NSTATES, CHILD__NSTATES, CHILD__NSTATES, CHILD__NSTATES },
+	/*               EV_READY        EV_LEASE        EV_KILL        EV_EXIT     EV_CRASH    EV_RESET */
+	[CHILD_SPAWNING] = { CHILD_READY, CHILD__NSTATES, CHILD_DYING, CHILD_DEAD, CHILD_DEAD, CHILD__NSTATES },
+	[CHILD_READY]    = { CHILD__NSTATES, CHILD_LEASED, CHILD_DYING, CHILD_DEAD, CHILD_DEAD, CHILD__NSTATES },
+	[CHILD_LEASED]   = { CHILD__NSTATES, CHILD__NSTATES, CHILD_DYING, CHILD_DEAD, CHILD_DEAD, CHILD_READY },
+	[CHILD_DYING]    = { CHILD__NSTATES, CHILD__NSTATES, CHILD__NSTATES, CHILD_DEAD, CHILD_DEAD, CHILD__NSTATES },
+	[CHILD_DEAD]     = { CHILD__NSTATES, CHILD__NSTATES, CHILD__NSTATES, CHILD__NSTATES, CHILD__NSTATES, CHILD__NSTATES },
 };
 
 static const char *const state_names[CHILD__NSTATES] = {
@@ -118,6 +118,9 @@ enum sup_action sup_child_event(struct sup_child *c, enum sup_child_event ev,
 	if (to == CHILD__NSTATES)
 		return ACT_INVALID;
 	struct sup_pool *p = c->pool;
+	/* Only a pool that asked for reuse gets a used child back. */
+	if (ev == EV_RESET && p->cfg->reuse != SUP_REUSE_SNAPSHOT)
+		return ACT_INVALID;
 
 	/* Bookkeeping for the move, in one place. */
 	switch (from) {
@@ -140,6 +143,8 @@ enum sup_action sup_child_event(struct sup_child *c, enum sup_child_event ev,
 		/* A clean exit is the end of a lease; a crash is not. */
 		if (ev == EV_CRASH)
 			p->stats.unexpected_exits++;
+		else if (ev == EV_RESET)
+			p->stats.resets++;
 		break;
 	default:
 		break;

@@ -8,6 +8,8 @@
  * life cycle is unit-tested without fork or KVM.
  *
  *   SPAWNING --ready--> READY --lease--> LEASED
+ *      |                  ^                 |
+ *      |                  +-----reset-------+  (reuse = snapshot only)
  *      |                  |                 |
  *      |         health timeout/kill        |
  *      |                  v                 |
@@ -42,6 +44,10 @@ enum sup_child_event {
 	EV_KILL,        /* we killed it (health timeout, shutdown)        */
 	EV_EXIT,        /* it exited with status 0                         */
 	EV_CRASH,       /* it died by a signal or with a non-zero status   */
+	EV_RESET,       /* reuse = snapshot: the lease ended cleanly and the
+	                 * child restored the snapshot over itself; it got a
+	                 * new VM socket and is idle again. Refused (ACT_INVALID)
+	                 * in a pool whose reuse is not snapshot. */
 	EV__N
 };
 
@@ -84,6 +90,7 @@ struct sup_pool_stats {
 	uint64_t acquisitions, hits, misses;
 	uint64_t spawned, spawn_failures, unexpected_exits, health_failures;
 	uint64_t seccomp_kills;      /* died by SIGSYS (server-counted) */
+	uint64_t resets;             /* leased children reset to idle (EV_RESET) */
 	struct lat_hist acquire;
 	struct lat_hist spawn_to_ready;
 };

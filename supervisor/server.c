@@ -590,6 +590,7 @@ static void handle_stats(struct server *s, struct conn *cn, uint64_t id)
 		ps[i].unexpected_exits = p->stats.unexpected_exits;
 		ps[i].health_failures = p->stats.health_failures;
 		ps[i].seccomp_kills = p->stats.seccomp_kills;
+		ps[i].resets = p->stats.resets;
 		ps[i].active_leases = p->count[CHILD_LEASED];
 		fill_latency(&lat[2 * i], &p->stats.acquire);
 		fill_latency(&lat[2 * i + 1], &p->stats.spawn_to_ready);
@@ -631,6 +632,7 @@ static void handle_status(struct server *s, struct conn *cn, uint64_t id)
 		hatchery__v1__pool_status__init(&ps[i]);
 		ps[i].name = (char *)p->cfg->name;
 		ps[i].kind = (char *)sup_pool_kind_name(p->cfg->kind);
+		ps[i].reuse = (char *)sup_reuse_mode_name(p->cfg->reuse);
 		ps[i].idle = p->count[CHILD_READY];
 		ps[i].leased = p->count[CHILD_LEASED];
 		ps[i].spawning = p->count[CHILD_SPAWNING];
@@ -834,6 +836,52 @@ static void handle_conn(struct server *s, struct conn *cn, uint32_t events)
 
 /* ---- child control channel ---------------------------------------------------------- */
 
+/* ChildReset: a reuse = snapshot child restored its snapshot after a clean
+ * lease. Give it the child's end of a fresh VM socket (the last client
+ * may still hold the old one's other end: never reuse it), keep ours for
+ * the next lease, and count it idle. Anything odd about the claim kills
+ * it: a replacement is cheaper than trusting it. */
+static void child_reset(struct server *s, struct sup_child *c, uint64_t reset_ns)
+{
+	struct sup_pool *p = c->pool;
+	if (s->reaping)
+		return; /* it is dead already: the reap accounts */
+	if (c->state != CHILD_LEASED || p->cfg->reuse != SUP_REUSE_SNAPSHOT ||
+	    c->vm_fd >= 0) {
+		sup_log("pool %s: child %d reported a reset in state %s (reuse = %s); "
+			"killing it", p->cfg->name, c->pid, sup_child_state_name(c->state),
+			sup_reuse_mode_name(p->cfg->reuse));
+		kill_child(s, c, KILL_PROTOCOL);
+		return;
+	}
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		sup_log("pool %s: child %d: socketpair for its next lease: %s; killing it",
+			p->cfg->name, c->pid, strerror(errno));
+		kill_child(s, c, KILL_PROTOCOL);
+		return;
+	}
+	Hatchery__V1__SupMsg m = HATCHERY__V1__SUP_MSG__INIT;
+	Hatchery__V1__SupVmSocket vs = HATCHERY__V1__SUP_VM_SOCKET__INIT;
+	m.body_case = HATCHERY__V1__SUP_MSG__BODY_VM_SOCKET;
+	m.vm_socket = &vs;
+	int r = ipc_send_pb(c->ctrl_fd, &m.base, &sv[1], 1, true);
+	close(sv[1]);
+	if (r < 0) {
+		close(sv[0]);
+		sup_log("pool %s: child %d: send its new VM socket: %s; killing it",
+			p->cfg->name, c->pid, ipc_strerror(r));
+		kill_child(s, c, KILL_PROTOCOL);
+		return;
+	}
+	c->vm_fd = sv[0];
+	child_event(s, c, EV_RESET, 0);
+	c->next_health_at = sup_now_ns() + (uint64_t)p->cfg->health_interval_ms * 1000000ull;
+	sup_debug("pool %s: child %d reset to its snapshot in %.3f ms", p->cfg->name,
+		  c->pid, (double)reset_ns / 1e6);
+	serve_waiters(s, spool_of(p));
+}
+
 static void handle_ctrl(struct server *s, struct sup_child *c)
 {
 	struct ipc_msg m = { .buf = s->rx };
@@ -877,6 +925,9 @@ static void handle_ctrl(struct server *s, struct sup_child *c)
 			msg->failed->message);
 		sup_pool_set_error(p, msg->failed->message);
 		c->spawn_failed_msg = true;
+		break;
+	case HATCHERY__V1__CHILD_MSG__BODY_RESET:
+		child_reset(s, c, msg->reset->reset_ns);
 		break;
 	case HATCHERY__V1__CHILD_MSG__BODY_SECCOMP_VIOLATION:
 		/* Its SIGSYS handler speaking; the SIGSYS death follows and

@@ -1,4 +1,5 @@
-/* vmproc.c - the child: build one VM, report ready, serve one lease, exit. */
+/* vmproc.c - the child: build one VM, report ready, serve one lease, exit
+ * (or, reuse = snapshot, reset to the snapshot and serve the next). */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -144,6 +145,10 @@ struct child {
 	/* ... and that restore failed: every request gets this error, then
 	 * the child exits (the supervisor forks a fresh one). */
 	bool restore_failed;
+	/* The lease ended the ordinary way: Release, or the client hung up.
+	 * Only then may a reuse = snapshot child reset and serve again. */
+	bool lease_clean;
+	uint64_t resets;          /* how many times this child was reset */
 	int restore_err_code;
 	char restore_err[HATCH_ERR_MSG_MAX];
 };
@@ -382,7 +387,7 @@ static int serve_restore(struct child *ch, uint64_t id, int fd)
  * vmp_snap_restore() parse everything again, which catches a changed
  * section by its CRC. The memory data's CRCs are not checked (see
  * docs/snapshot.md, "What is not done"). */
-static int restore_pool_snapshot(struct child *ch, struct hatch_err *err)
+static int restore_pool_snapshot(struct child *ch, bool reset, struct hatch_err *err)
 {
 	const struct vmp_spawn *s = ch->s;
 	off_t size = lseek(SNAP_FD, 0, SEEK_END);
@@ -403,7 +408,9 @@ static int restore_pool_snapshot(struct child *ch, struct hatch_err *err)
 				     (unsigned long long)s->snap_size, s->snap_header_crc);
 	struct vmp_snap_restore_stats st;
 	bool touched = false;
-	if (vmp_snap_restore(&ch->vm, s->kvm, SNAP_FD, &ch->guest, &st, &touched, err) < 0) {
+	int r = reset ? vmp_snap_reset(&ch->vm, s->kvm, SNAP_FD, &ch->guest, &st, &touched, err)
+		      : vmp_snap_restore(&ch->vm, s->kvm, SNAP_FD, &ch->guest, &st, &touched, err);
+	if (r < 0) {
 		/* Sound at start-up, so a refusal now means the file changed. */
 		if (!touched)
 			err->code = E(FAILED_PRECONDITION);
@@ -421,7 +428,7 @@ static void restore_on_lease(struct child *ch)
 		return;
 	ch->restore_pending = false;
 	struct hatch_err err = { 0 };
-	if (restore_pool_snapshot(ch, &err) == 0)
+	if (restore_pool_snapshot(ch, false, &err) == 0)
 		return;
 	ch->restore_failed = true;
 	ch->restore_err_code = err.code == E(FAILED_PRECONDITION) ? err.code : E(VM_ERROR);
@@ -452,16 +459,22 @@ static int serve_client(struct child *ch)
 	restore_on_lease(ch);
 	struct ipc_msg m = { .buf = rx_buf };
 	int r = ipc_recv(ch->client_fd, &m, false);
-	if (r == 0)
+	if (r == 0) {
+		ch->lease_clean = true;
 		return 0; /* the client hung up: the lease is over */
+	}
 	if (r == -EMSGSIZE || r == -ETOOMANYREFS) {
 		send_error(ch->client_fd, 0,
 			   r == -EMSGSIZE ? E(MESSAGE_TOO_LARGE) : E(UNEXPECTED_FDS),
 			   ipc_strerror(r));
 		return 1;
 	}
-	if (r < 0)
+	if (r < 0) {
+		/* ECONNRESET: the client closed with replies unread; still
+		 * an ordinary end of its lease. */
+		ch->lease_clean = r == -ECONNRESET;
 		return 0;
+	}
 	if (ch->restore_failed)
 		return refuse_request(ch, &m);
 	Hatchery__V1__VmRequest *req = hatchery__v1__vm_request__unpack(NULL, m.len, m.buf);
@@ -558,6 +571,7 @@ static int serve_client(struct child *ch)
 	case HATCHERY__V1__VM_REQUEST__BODY_RELEASE:
 		rep.body_case = HATCHERY__V1__VM_REPLY__BODY_RELEASE;
 		rep.release = &rel;
+		ch->lease_clean = true;
 		go_on = 0;
 		break;
 	default: {
@@ -596,6 +610,62 @@ static void prefault_request_path(void)
 	protobuf_c_message_pack(&rep.base, (uint8_t *)out);
 	if (req)
 		hatchery__v1__vm_request__free_unpacked(req, NULL);
+}
+
+/* reuse = snapshot, after a clean lease: restore the pool's snapshot over
+ * the used VM (vmp_snap_reset: every guest page dropped, then the same
+ * restore as at start-up, with a new seed), tell the supervisor, and take
+ * the fresh VM socket it answers with. Returns 0 when we can serve again;
+ * -1 when the child must exit (err filled). The old VM socket is closed
+ * here: whatever the last client still sends is dropped with it. */
+static int reset_for_next_lease(struct child *ch, struct hatch_err *err)
+{
+	uint64_t t0 = now_ns();
+	if (restore_pool_snapshot(ch, true, err) < 0)
+		return -1;
+	Hatchery__V1__ChildMsg out = HATCHERY__V1__CHILD_MSG__INIT;
+	Hatchery__V1__ChildReset rst = HATCHERY__V1__CHILD_RESET__INIT;
+	rst.reset_ns = now_ns() - t0;
+	out.body_case = HATCHERY__V1__CHILD_MSG__BODY_RESET;
+	out.reset = &rst;
+	if (ipc_send_pb(CTRL_FD, &out.base, NULL, 0, false) < 0)
+		return hatch_err_set(err, E(INTERNAL), 0, "reset: send ChildReset");
+	/* SupLeased of the lease just ended may still be queued ahead of the
+	 * answer: skip it. Nothing else is sent to a leased child. */
+	uint64_t until = now_ns() + 5000000000ull;
+	for (;;) {
+		struct pollfd p = { .fd = CTRL_FD, .events = POLLIN };
+		int64_t left = (int64_t)(until - now_ns()) / 1000000;
+		if (left <= 0)
+			return hatch_err_set(err, E(INTERNAL), 0, "reset: no SupVmSocket within 5 s");
+		int n = poll(&p, 1, (int)left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			continue;
+		struct ipc_msg m = { .buf = rx_buf };
+		int r = ipc_recv(CTRL_FD, &m, false);
+		if (r <= 0)
+			return hatch_err_set(err, E(INTERNAL), r < 0 ? -r : 0,
+					     "reset: control channel closed");
+		Hatchery__V1__SupMsg *msg = hatchery__v1__sup_msg__unpack(NULL, m.len, m.buf);
+		bool is_sock = msg && msg->body_case == HATCHERY__V1__SUP_MSG__BODY_VM_SOCKET;
+		if (msg)
+			hatchery__v1__sup_msg__free_unpacked(msg, NULL);
+		if (!is_sock) {
+			ipc_msg_close_fds(&m);
+			continue;
+		}
+		if (ipc_msg_expect_fds(&m, 1) < 0)
+			return hatch_err_set(err, E(INTERNAL), 0,
+					     "reset: SupVmSocket without exactly one fd");
+		close(ch->client_fd);
+		ch->client_fd = m.fds[0];
+		break;
+	}
+	ch->lease_clean = false;
+	ch->resets++;
+	return 0;
 }
 
 /* The supervisor's first message: our pid as the host sees it. It was sent
@@ -721,7 +791,7 @@ void vmp_child_main(const struct vmp_spawn *s)
 	if (s->snap_fd >= 0) {
 		if (s->prerestore) {
 			/* Acquire hands out a VM that is already running. */
-			if (restore_pool_snapshot(&ch, &err) < 0)
+			if (restore_pool_snapshot(&ch, false, &err) < 0)
 				fail_or_die("%s", err.msg);
 		} else {
 			ch.restore_pending = true;
@@ -741,11 +811,12 @@ void vmp_child_main(const struct vmp_spawn *s)
 		_exit(1);
 
 	/* Idle until the supervisor hands the VM socket's other end to a
-	 * client; from then on the client's requests arrive on VM_FD. */
+	 * client; from then on the client's requests arrive on client_fd. */
+serve:
 	for (;;) {
 		struct pollfd p[2] = {
 			{ .fd = CTRL_FD, .events = POLLIN },
-			{ .fd = VM_FD, .events = POLLIN },
+			{ .fd = ch.client_fd, .events = POLLIN },
 		};
 		int n = poll(p, 2, -1);
 		if (n < 0) {
@@ -762,6 +833,31 @@ void vmp_child_main(const struct vmp_spawn *s)
 			if (!serve_ctrl(&ch))
 				break;
 		}
+	}
+	/* reuse = snapshot: a lease that ended the ordinary way (Release or
+	 * EOF) with the guest alive leaves a VM we can reset. Anything else —
+	 * a fault or deadline (guest.dead), a failed or broken restore, the
+	 * supervisor gone — ends the child as in single use. */
+	if (s->reuse && ch.lease_clean && ch.guest.ready && !ch.guest.dead &&
+	    !ch.restore_failed && !ch.restore_broke) {
+		if (reset_for_next_lease(&ch, &err) == 0)
+			goto serve;
+		/* Exit 1 with the reason: the supervisor logs it and replaces
+		 * us. Drain the control socket first: closing with unread data
+		 * would reset the peer and lose the ChildFailed (see below). */
+		Hatchery__V1__ChildMsg fm = HATCHERY__V1__CHILD_MSG__INIT;
+		Hatchery__V1__ChildFailed f = HATCHERY__V1__CHILD_FAILED__INIT;
+		f.message = err.msg;
+		fm.body_case = HATCHERY__V1__CHILD_MSG__BODY_FAILED;
+		fm.failed = &f;
+		ipc_send_pb(CTRL_FD, &fm.base, NULL, 0, false);
+		for (int i = 0; i < 64; i++) {
+			struct ipc_msg m = { .buf = rx_buf };
+			if (ipc_recv(CTRL_FD, &m, true) <= 0)
+				break;
+			ipc_msg_close_fds(&m);
+		}
+		_exit(1);
 	}
 	/* Lease over (or supervisor gone). Exiting tears the VM down; the
 	 * supervisor sees our pidfd and forks a replacement. A failed restore

@@ -45,6 +45,10 @@ struct vmp_spawn {
 	uint32_t snap_header_crc;
 	uint64_t snap_size;
 	bool prerestore;
+	/* reuse = snapshot: after a clean lease, restore the snapshot over
+	 * this VM and serve again (ChildReset / SupVmSocket) instead of
+	 * exiting. */
+	bool reuse;
 	uint64_t child_id;
 	unsigned memory_mib;
 	unsigned vcpus;

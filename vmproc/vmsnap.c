@@ -312,3 +312,21 @@ out:
 	snap_image_free(&img);
 	return ret;
 }
+
+int vmp_snap_reset(struct vmp_vm *vm, const struct vmp_kvm_host *h, int fd,
+		   struct vmp_guest *g, struct vmp_snap_restore_stats *st,
+		   bool *touched, struct hatch_err *err)
+{
+	*touched = true;
+	g->ready = false;
+	/* The same flags as vmp_vm_create's mapping. MAP_FIXED replaces the
+	 * old pages atomically; KVM's MMU notifier drops its mappings of
+	 * them, so the guest cannot see one byte of the last lease. */
+	void *m = mmap(vm->mem, vm->mem_size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+	if (m == MAP_FAILED)
+		return hatch_err_set(err, E(VM_ERROR), errno, "reset: mmap fresh guest memory");
+	int r = vmp_snap_restore(vm, h, fd, g, st, touched, err);
+	*touched = true;
+	return r;
+}

@@ -46,4 +46,13 @@ int vmp_snap_restore(struct vmp_vm *vm, const struct vmp_kvm_host *h, int fd,
 		     struct vmp_guest *g, struct vmp_snap_restore_stats *st,
 		     bool *touched, struct hatch_err *err);
 
+/* Reset a VM that has run (reuse = snapshot): replace all of guest RAM
+ * with fresh anonymous memory at the same address (the memslot stays; the
+ * pages the last guest wrote are dropped, also those the snapshot holds as
+ * zero, which no extent maps over), then vmp_snap_restore(). Same contract
+ * for *touched, which is set as soon as RAM is dropped. */
+int vmp_snap_reset(struct vmp_vm *vm, const struct vmp_kvm_host *h, int fd,
+		   struct vmp_guest *g, struct vmp_snap_restore_stats *st,
+		   bool *touched, struct hatch_err *err);
+
 #endif

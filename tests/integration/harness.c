@@ -387,6 +387,7 @@ struct h_stats h_stats(struct harness *h, const char *pool)
 		s.spawn_failures = p->spawn_failures;
 		s.unexpected_exits = p->unexpected_exits;
 		s.health_failures = p->health_failures;
+		s.resets = p->resets;
 		s.active_leases = p->active_leases;
 	}
 	hatch_free(sr);

@@ -109,6 +109,7 @@ struct h_counts h_counts(struct harness *h, const char *pool);
 struct h_stats {
 	uint64_t acquisitions, hits, misses, spawned, spawn_failures;
 	uint64_t unexpected_exits, health_failures;
+	uint64_t resets;
 	uint32_t active_leases;
 };
 struct h_stats h_stats(struct harness *h, const char *pool);

@@ -717,3 +717,23 @@ Test(config, restore_pool_keys)
 	fails_with(POOL "kind = restore\nsnapshot = /s\nprerestore = yes\n", "t.conf:4:",
 		   "prerestore", "false, true", NULL);
 }
+
+Test(config, reuse_key)
+{
+	parses(POOL "kind = restore\nsnapshot = /s\n");
+	cr_assert_eq(cfg.pools[0].reuse, SUP_REUSE_NEVER, "single use is the default");
+	sup_config_free(&cfg);
+	parses(POOL "kind = restore\nsnapshot = /s\nreuse = snapshot\n");
+	cr_assert_eq(cfg.pools[0].reuse, SUP_REUSE_SNAPSHOT);
+	cr_assert_str_eq(sup_reuse_mode_name(SUP_REUSE_SNAPSHOT), "snapshot");
+	sup_config_free(&cfg);
+	parses(POOL "kind = booted\nguest = /g\nreuse = never\n");
+	cr_assert_eq(cfg.pools[0].reuse, SUP_REUSE_NEVER);
+	sup_config_free(&cfg);
+	fails_with(POOL "kind = booted\nguest = /g\nreuse = snapshot\n", "t.conf:4:",
+		   "reuse", "only for kind = restore", NULL);
+	fails_with(POOL "reuse = snapshot\n", "t.conf:2:", "reuse", "only for kind = restore",
+		   NULL);
+	fails_with(POOL "kind = restore\nsnapshot = /s\nreuse = always\n", "t.conf:4:",
+		   "reuse", "never, snapshot", NULL);
+}

@@ -199,3 +199,37 @@ Test(pool, shutdown_kill_of_spawning_child_is_not_a_failure)
 	sup_child_event(d, EV_KILL, 1, KILL_SPAWN_TIMEOUT);
 	cr_assert_eq(pool.stats.spawn_failures, 1);
 }
+
+Test(pool, reset_returns_a_leased_child_to_ready_only_with_reuse)
+{
+	struct sup_child *c = sup_child_new(&pool, 1, 0);
+	cr_assert_eq(sup_child_event(c, EV_RESET, 1, 0), ACT_INVALID,
+		     "a spawning child has no lease to reset");
+	sup_child_event(c, EV_READY, 1, 0);
+	sup_child_event(c, EV_LEASE, 2, 0);
+	cr_assert_eq(sup_child_event(c, EV_RESET, 3, 0), ACT_INVALID,
+		     "reuse = never: a leased child never goes back to idle");
+	cr_assert_eq(c->state, CHILD_LEASED);
+	cr_assert_eq(pool.stats.resets, 0);
+
+	cfg.reuse = SUP_REUSE_SNAPSHOT;
+	cr_assert_eq(sup_child_event(c, EV_RESET, 4, 0), ACT_NONE);
+	cr_assert_eq(c->state, CHILD_READY);
+	cr_assert_eq(c->t_state, 4);
+	cr_assert_eq(pool.count[CHILD_LEASED], 0);
+	cr_assert_eq(pool.count[CHILD_READY], 1);
+	cr_assert_eq(pool.stats.resets, 1);
+	cr_assert_eq(pool.stats.unexpected_exits, 0);
+	cr_assert_eq(sup_child_event(c, EV_RESET, 5, 0), ACT_INVALID,
+		     "an idle child has no lease to reset");
+	/* Reset children are leased again like any other. */
+	cr_assert_eq(sup_pool_first_ready(&pool), c);
+	cr_assert_eq(sup_child_event(c, EV_LEASE, 6, 0), ACT_NONE);
+	cr_assert_eq(sup_child_event(c, EV_RESET, 7, 0), ACT_NONE);
+	cr_assert_eq(pool.stats.resets, 2);
+	sup_child_event(c, EV_KILL, 8, KILL_SHUTDOWN);
+	cr_assert_eq(sup_child_event(c, EV_RESET, 9, 0), ACT_INVALID,
+		     "a dying child is not reset");
+	sup_child_event(c, EV_EXIT, 10, 0);
+	cr_assert_eq(sup_child_event(c, EV_RESET, 11, 0), ACT_INVALID);
+}
