@@ -487,11 +487,13 @@ int bench_qemu_boot(const struct bench_opts *o, FILE *rows, struct hatch_err *er
 /* ---- qemurestore: exec -> running, from a migration file ------------------------ */
 
 #define RESTORE_CMD "-M microvm -accel kvm -nodefaults -no-user-config -display none " \
-		    "-qmp stdio -m 64 -incoming \"exec:cat FILE\" (FILE: migrate of the " \
-		    "same VM, empty and paused (-S), to exec:cat > FILE)"
+		    "-qmp stdio -m 64 -incoming \"exec:cat FILE\", then cont once query-status " \
+		    "leaves inmigrate (FILE: migrate of the same VM, empty and paused (-S), " \
+		    "to exec:cat > FILE)"
 
-/* Poll query-status until its reply says "running": true. */
-static int wait_running(struct qproc *q, size_t *pos, uint64_t deadline)
+/* Poll query-status until its reply says "running": true; once the
+ * migration is in (status no longer "inmigrate"), send cont. */
+static int wait_running(struct qproc *q, size_t *pos, uint64_t deadline, bool *sent_cont)
 {
 	for (;;) {
 		if (send_line(q, "{\"execute\":\"query-status\"}\n") < 0)
@@ -503,9 +505,24 @@ static int wait_running(struct qproc *q, size_t *pos, uint64_t deadline)
 		const char *line = q->obuf + *pos;
 		bool running = strstr(line, "\"running\": true") != NULL &&
 			       strstr(line, "\"running\": true") < q->obuf + p;
+		const char *inmig = strstr(line, "\"inmigrate\"");
+		bool migrating = inmig && inmig < q->obuf + p;
 		*pos = p;
 		if (running)
 			return 0;
+		/* The source was paused (-S): the incoming VM takes its run
+		 * state and stays paused once the migration is in. */
+		if (!migrating && !*sent_cont) {
+			if (send_line(q, "{\"execute\":\"cont\"}\n") < 0)
+				return -EPIPE;
+			p = *pos;
+			r = wait_line(q, "\"return\"", &p, deadline);
+			if (r < 0)
+				return r;
+			*pos = p;
+			*sent_cont = true;
+			continue;
+		}
 		if (bench_now_ns() > deadline)
 			return -ETIMEDOUT;
 		bench_sleep_ns(100 * NS_PER_US);
@@ -593,8 +610,8 @@ static void restore_once(const struct bench_opts *o, struct qproc *q, struct qru
 		fail(q, r, "qmp_capabilities");
 		return;
 	}
-	/* Without -S the incoming VM runs once the migration is in. */
-	if (wait_running(q, &pos, t0 + STEP_TIMEOUT_NS) < 0) {
+	bool cont = false;
+	if (wait_running(q, &pos, t0 + STEP_TIMEOUT_NS, &cont) < 0) {
 		fail(q, r, "waiting for query-status running");
 		return;
 	}
