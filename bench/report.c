@@ -733,6 +733,8 @@ static void print_snap_notes(const struct rows *rs)
 	row_get_num(dh, "drop_kib", &hd);
 	row_get_num(dh, "children", &hc);
 	row_get_num(rows_find(rs, DENSITY), "idle_children_also_running", &idle);
+	double lpd = 0;
+	row_get_num(rows_find(rs, DENSITY), "private_dirty_kib", &lpd);
 	if (db)
 		printf("[k] a restore pool (prerestore = true, memory_mib 64) of the [h] snapshot,\n"
 		       "    min_idle = N = %.0f, max = N + 20: N leased, alloc 1 (1 MiB written)\n"
@@ -743,8 +745,11 @@ static void print_snap_notes(const struct rows *rs)
 		       "    idle). Host: MemAvailable before the daemon started against after\n"
 		       "    the leases, %.0f KiB over all %.0f children (the %.0f idle\n"
 		       "    replacements included, budget scaled to them: %.0f KiB); other\n"
-		       "    activity on the machine moves it too.\n",
-		       c, bud, w, sk, fmt(b[5], sizeof(b[5]), pd), hd, hc, idle, hb);
+		       "    activity on the machine moves it too. Pss also carries each\n"
+		       "    child's share of hatcheryd's binary and libc pages, which the\n"
+		       "    budget's idle Private_Dirty does not; the N children's summed\n"
+		       "    Private_Dirty (guest mapping included) is %.0f KiB.\n",
+		       c, bud, w, sk, fmt(b[5], sizeof(b[5]), pd), hd, hc, idle, hb, lpd);
 	else
 		printf("[k] density not measured (no density row or no idle Private_Dirty\n"
 		       "    from 4: see the errors below)\n");
