@@ -145,6 +145,13 @@ static void usage(FILE *f)
 "            + echo, end to end (-n, --payload)\n"
 "  sha256    booted pool running bench-sha256.elf: sha256 of --bytes in the\n"
 "            guest against the same C function on the host (-n)\n"
+"  save      booted pool: write the restore pools' snapshot (--snapshot),\n"
+"            then time Save of a guest that wrote 8 MiB (-n)\n"
+"  density   restore pool: lease --idle children, alloc 1 MiB in each,\n"
+"            sum their Pss and MemAvailable's drop (--snapshot,\n"
+"            [--meminfo-before KIB])\n"
+"  qemurestore  the peer: QEMU -incoming from a migration file it saves to\n"
+"            --snapshot first: exec -> running (--qemu, -n)\n"
 "  report    read the rows, print the table, write --json\n"
 "\n"
 "Options:\n"
@@ -171,6 +178,7 @@ static void usage(FILE *f)
 "      --qemu-guest-error TEXT  qemuboot: it could not be built, and why\n"
 "      --payload N       echo, cold: bytes echoed (default 16)\n"
 "      --bytes N         sha256: bytes hashed (default 1048576)\n"
+"      --snapshot FILE   save, density, qemurestore: the snapshot file\n"
 "      --json FILE       report: write the JSON here\n"
 "      --commit S        report: source revision, for the record\n"
 "      --quick           report: mark the run as a quick one\n"
@@ -209,6 +217,7 @@ enum {
 	OPT_QEMU_GUEST_ERROR,
 	OPT_PAYLOAD,
 	OPT_BYTES,
+	OPT_SNAPSHOT,
 };
 
 struct phase {
@@ -227,6 +236,9 @@ static const struct phase phases[] = {
 	{ "echo", bench_echo, true },
 	{ "cold", bench_cold, true },
 	{ "sha256", bench_sha256, true },
+	{ "save", bench_save, true },
+	{ "density", bench_density, true },
+	{ "qemurestore", bench_qemu_restore, false },
 };
 
 int main(int argc, char **argv)
@@ -253,6 +265,7 @@ int main(int argc, char **argv)
 		{ "qemu-guest-error", required_argument, NULL, OPT_QEMU_GUEST_ERROR },
 		{ "payload", required_argument, NULL, OPT_PAYLOAD },
 		{ "bytes", required_argument, NULL, OPT_BYTES },
+		{ "snapshot", required_argument, NULL, OPT_SNAPSHOT },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -288,6 +301,7 @@ int main(int argc, char **argv)
 		case OPT_COMMIT: o.commit = optarg; break;
 		case OPT_QUICK: o.quick = true; break;
 		case OPT_DESC: o.desc = optarg; break;
+		case OPT_SNAPSHOT: o.snapshot = optarg; break;
 		case OPT_QEMU_GUEST: o.qemu_guest = optarg; break;
 		case OPT_QEMU_GUEST_ERROR: o.qemu_guest_error = optarg; break;
 		case OPT_JAIL:

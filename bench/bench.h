@@ -14,7 +14,7 @@
  * against hatcheryd, and the lease loop that acquire, echo and cold
  * share), calls.c (phases against booted pools: guest calls),
  * host_sha256.c (the default guest's sha256, built for the host), qemu.c
- * (the peer), report.c (targets, table, JSON).
+ * (the peer), snap.c (Save, restore-pool density), report.c (targets, table, JSON).
  */
 #ifndef HATCH_BENCH_H
 #define HATCH_BENCH_H
@@ -48,6 +48,9 @@ struct bench_opts {
 	const char *commit;       /* report: recorded in "machine" */
 	const char *qemu_guest;   /* qemuboot: the tiny PVH kernel (bench/qemu-guest) */
 	const char *qemu_guest_error; /* qemuboot: why it could not be built */
+	const char *snapshot;     /* save: where to write the restore pools'
+	                           * snapshot; density: that file (its size);
+	                           * qemurestore: QEMU's migration file */
 	unsigned count;           /* timed iterations */
 	unsigned idle;            /* idle children the pool is configured to keep */
 	unsigned rounds;          /* refill: drain rounds */
@@ -254,6 +257,9 @@ int bench_qemu_boot(const struct bench_opts *o, FILE *rows, struct hatch_err *er
 int bench_echo(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
 int bench_cold(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
 int bench_sha256(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
+int bench_save(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
+int bench_density(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
+int bench_qemu_restore(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
 int bench_report(const struct bench_opts *o, struct hatch_err *err);
 
 #endif

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -480,5 +481,190 @@ int bench_qemu_boot(const struct bench_opts *o, FILE *rows, struct hatch_err *er
 	};
 	if (ps.ran)
 		peer_rows(rows, &boot, 1, ps.failures);
+	return 0;
+}
+
+/* ---- qemurestore: exec -> running, from a migration file ------------------------ */
+
+#define RESTORE_CMD "-M microvm -accel kvm -nodefaults -no-user-config -display none " \
+		    "-qmp stdio -m 64 -incoming \"exec:cat FILE\", then cont once query-status " \
+		    "leaves inmigrate (FILE: migrate of the same VM, empty and paused (-S), " \
+		    "to exec:cat > FILE)"
+
+/* Poll query-status until its reply says "running": true; once the
+ * migration is in (status no longer "inmigrate"), send cont. */
+static int wait_running(struct qproc *q, size_t *pos, uint64_t deadline, bool *sent_cont)
+{
+	for (;;) {
+		if (send_line(q, "{\"execute\":\"query-status\"}\n") < 0)
+			return -EPIPE;
+		size_t p = *pos;
+		int r = wait_line(q, "\"return\"", &p, deadline);
+		if (r < 0)
+			return r;
+		const char *line = q->obuf + *pos;
+		bool running = strstr(line, "\"running\": true") != NULL &&
+			       strstr(line, "\"running\": true") < q->obuf + p;
+		const char *inmig = strstr(line, "\"inmigrate\"");
+		bool migrating = inmig && inmig < q->obuf + p;
+		*pos = p;
+		if (running)
+			return 0;
+		/* The source was paused (-S): the incoming VM takes its run
+		 * state and stays paused once the migration is in. */
+		if (!migrating && !*sent_cont) {
+			if (send_line(q, "{\"execute\":\"cont\"}\n") < 0)
+				return -EPIPE;
+			p = *pos;
+			r = wait_line(q, "\"return\"", &p, deadline);
+			if (r < 0)
+				return r;
+			*pos = p;
+			*sent_cont = true;
+			continue;
+		}
+		if (bench_now_ns() > deadline)
+			return -ETIMEDOUT;
+		bench_sleep_ns(100 * NS_PER_US);
+	}
+}
+
+/* Once, untimed: migrate an empty, paused microvm of o->memory_mib to
+ * o->snapshot. */
+static void qemu_save_once(const struct bench_opts *o, struct qproc *q, struct qrun *r)
+{
+	char mem[16], cmd[1200];
+	snprintf(mem, sizeof(mem), "%u", o->memory_mib);
+	const char *argv[] = {
+		o->qemu, "-M", "microvm", "-accel", "kvm", "-nodefaults",
+		"-no-user-config", "-display", "none", "-S", "-qmp", "stdio",
+		"-m", mem, NULL,
+	};
+	uint64_t t0;
+	if (!start(argv, q, r, &t0))
+		return;
+	size_t pos = 0;
+	if (wait_line(q, "{\"QMP\"", &pos, t0 + STEP_TIMEOUT_NS) < 0 ||
+	    send_line(q, "{\"execute\":\"qmp_capabilities\"}\n") < 0 ||
+	    wait_line(q, "\"return\"", &pos, t0 + STEP_TIMEOUT_NS) < 0) {
+		fail(q, r, "save: QMP greeting / capabilities");
+		return;
+	}
+	snprintf(cmd, sizeof(cmd),
+		 "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"exec:cat > %s\"}}\n",
+		 o->snapshot);
+	if (send_line(q, cmd) < 0 || wait_line(q, "\"return\"", &pos, t0 + STEP_TIMEOUT_NS) < 0) {
+		fail(q, r, "save: migrate");
+		return;
+	}
+	for (;;) {
+		if (send_line(q, "{\"execute\":\"query-migrate\"}\n") < 0) {
+			fail(q, r, "save: query-migrate");
+			return;
+		}
+		size_t p = pos;
+		if (wait_line(q, "\"return\"", &p, t0 + STEP_TIMEOUT_NS) < 0) {
+			fail(q, r, "save: query-migrate");
+			return;
+		}
+		const char *line = q->obuf + pos;
+		pos = p;
+		const char *done = strstr(line, "\"completed\"");
+		const char *bad = strstr(line, "\"failed\"");
+		if (bad && bad < q->obuf + p) {
+			fail(q, r, "save: migration failed");
+			return;
+		}
+		if (done && done < q->obuf + p)
+			break;
+		bench_sleep_ns(NS_PER_MS);
+	}
+	send_line(q, "{\"execute\":\"quit\"}\n");
+	while (q->out >= 0)
+		if (pump(q, t0 + STEP_TIMEOUT_NS) == -ETIMEDOUT)
+			break;
+	finish(q, r, true);
+}
+
+static void restore_once(const struct bench_opts *o, struct qproc *q, struct qrun *r)
+{
+	char mem[16], inc[1100];
+	snprintf(mem, sizeof(mem), "%u", o->memory_mib);
+	snprintf(inc, sizeof(inc), "exec:cat %s", o->snapshot);
+	const char *argv[] = {
+		o->qemu, "-M", "microvm", "-accel", "kvm", "-nodefaults",
+		"-no-user-config", "-display", "none", "-qmp", "stdio",
+		"-m", mem, "-incoming", inc, NULL,
+	};
+	uint64_t t0;
+	if (!start(argv, q, r, &t0))
+		return;
+	size_t pos = 0;
+	if (wait_line(q, "{\"QMP\"", &pos, t0 + STEP_TIMEOUT_NS) < 0) {
+		fail(q, r, "waiting for the QMP greeting");
+		return;
+	}
+	r->caps_ns = bench_now_ns() - t0;
+	if (send_line(q, "{\"execute\":\"qmp_capabilities\"}\n") < 0 ||
+	    wait_line(q, "\"return\"", &pos, t0 + STEP_TIMEOUT_NS) < 0) {
+		fail(q, r, "qmp_capabilities");
+		return;
+	}
+	bool cont = false;
+	if (wait_running(q, &pos, t0 + STEP_TIMEOUT_NS, &cont) < 0) {
+		fail(q, r, "waiting for query-status running");
+		return;
+	}
+	r->greeting_ns = bench_now_ns() - t0;
+	finish(q, r, true);
+	r->exit_ns = 0;
+}
+
+int bench_qemu_restore(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
+{
+	char unusable[3000] = "";
+	struct stat st = { 0 };
+	if (!o->snapshot) {
+		snprintf(unusable, sizeof(unusable), "no --snapshot FILE");
+	} else if (o->qemu && access(o->qemu, X_OK) == 0) {
+		signal(SIGPIPE, SIG_IGN);
+		struct qproc q;
+		struct qrun r;
+		unlink(o->snapshot);
+		qemu_save_once(o, &q, &r);
+		flatten(q.ebuf);
+		if (r.failed)
+			snprintf(unusable, sizeof(unusable), "saving the migration file: %s: %s",
+				 r.failed, q.ebuf);
+		else if (stat(o->snapshot, &st) < 0 || st.st_size == 0)
+			snprintf(unusable, sizeof(unusable), "the migration file %s is missing "
+				 "or empty: %s", o->snapshot, q.ebuf);
+	}
+	const struct peer p = {
+		.status_name = "qemu.restore.status",
+		.status_label = "qemu-system-x86_64 -M microvm -accel kvm -incoming from a file",
+		.cmd = RESTORE_CMD,
+		.unusable = *unusable ? unusable : NULL,
+		.name = "qemu restore",
+		.run_name = "qemu restore",
+		.run = restore_once,
+	};
+	_cleanup_peer_samples_ struct peer_samples ps = { 0 };
+	if (run_peer(o, &p, rows, &ps, err) < 0)
+		return -1;
+	const struct series series[] = {
+		{ "qemu.restore", "qemu: fork/exec -incoming -> query-status running", &ps.greeting },
+		{ "qemu.restore.greeting", "  -> QMP greeting", &ps.caps },
+	};
+	if (ps.ran) {
+		const struct series_set set = { NULL, NULL, "us", 1000.0 };
+		row_series_begin(rows, &set, &series[0]);
+		row_num(rows, "failures", ps.failures);
+		row_num(rows, "file_st_size", (double)st.st_size);
+		row_num(rows, "file_allocated_bytes", (double)st.st_blocks * 512.0);
+		row_str(rows, "guest", "none: an empty microvm, paused (-S) when migrated");
+		row_end(rows);
+		row_series(rows, &set, series + 1, 1);
+	}
 	return 0;
 }

@@ -64,6 +64,15 @@ struct target {
 #define MIMOBOX_COLD_US 253000.0
 #define MIMOBOX_SOURCE "published in github.com/showkw/mimobox docs/performance.md, not measured here"
 
+/* Snapshots (measurements 10-13). */
+#define RLEASE "acquire_echo.rlease"
+#define RPRE "acquire_echo.rpre"
+#define QRESTORE "qemu.restore"
+#define RESTORE_VS_QEMU "restore_vs_qemu"
+#define DENSITY "density.pss"
+#define DENSITY_BUDGET "density.pss_vs_budget"
+#define DENSITY_HOST "density.host_vs_budget"
+
 static const struct target targets[] = {
 	{ 1, "acquire_ping.8", "p50", 50, AT_MOST, "acquire -> first VM ping, p50, 8 idle" },
 	{ 1, "acquire_ping.8", "p99", 250, AT_MOST, "acquire -> first VM ping, p99, 8 idle" },
@@ -92,6 +101,19 @@ static const struct target targets[] = {
 	{ 9, "sha256.guest_vs_host", "value", 1.2, AT_MOST, "sha256 of 1 MiB, guest / host, p50 [g]" },
 	{ 9, "sha256.payload.guest_vs_host", "value", 0, INFO,
 	  "sha256 of a 64000 B payload, guest / host, p50 [g]" },
+	{ 10, RLEASE, "p50", 1000, AT_MOST,
+	  "restore on lease: acquire + first echo (restore incl.), p50 [h]" },
+	{ 10, RLEASE, "p99", 0, INFO, "restore on lease: acquire + first echo, p99 [h]" },
+	{ 10, QRESTORE, "p50", 0, INFO, "  peer: QEMU microvm -incoming file -> running, p50 [i]" },
+	{ 10, RESTORE_VS_QEMU, "value", 0, INFO, "restore on lease p50 / QEMU restore p50 [i]" },
+	{ 11, RPRE, "p50", 150, AT_MOST, "prerestore = true: acquire + first echo, p50 [h]" },
+	{ 11, ECHO8, "p50", 0, INFO, "  booted pool acquire + echo, p50, same run (ref.)" },
+	{ 12, "save.8mib", "p50", 25000, AT_MOST, "Save, 64 MiB guest, 8 MiB written, p50 [j]" },
+	{ 12, "save.8mib.alloc_ratio", "value", 1.25, AT_MOST,
+	  "Save's file: allocated bytes / 8 MiB written [j]" },
+	{ 13, DENSITY, "value", 0, INFO, "density: Pss of N leased restored children [k]" },
+	{ 13, DENSITY_BUDGET, "value", 1.0, AT_MOST, "density: Pss / budget [k]" },
+	{ 13, DENSITY_HOST, "value", 0, INFO, "density: MemAvailable drop / budget [k]" },
 };
 
 static const char *unit_sym(const char *u)
@@ -228,10 +250,63 @@ static void derive_cold(struct rows *rs)
 	row_set_str(r, "basis", basis);
 }
 
+/* 10: restore on lease over QEMU's restore. 13: the density budget, N MiB
+ * written + one copy of the snapshot's non-zero pages + N x an idle child's
+ * Private_Dirty (4, 8 idle), and the Pss / MemAvailable drop over it. */
+static void derive_snap(struct rows *rs)
+{
+	double a, q;
+	if (row_get_num(rows_find(rs, RLEASE), "p50", &a) &&
+	    row_get_num(rows_find(rs, QRESTORE), "p50", &q) && q > 0) {
+		struct row *r = rows_add(rs, RESTORE_VS_QEMU, "x",
+					 "restore on lease acquire + echo p50 / QEMU -incoming -> "
+					 "running p50");
+		if (r) {
+			row_set_num(r, "value", a / q);
+			row_set_num(r, "hatchery_p50_us", a);
+			row_set_num(r, "qemu_p50_us", q);
+		}
+	}
+	const struct row *d = rows_find(rs, DENSITY);
+	double pss, n, snap, pd;
+	if (!row_get_num(d, "value", &pss) || !row_get_num(d, "children", &n) ||
+	    !row_get_num(d, "snapshot_allocated_bytes", &snap) ||
+	    !row_get_num(rows_find(rs, "mem.private_dirty.8"), "p50", &pd))
+		return;
+	double budget = n * 1024.0 + snap / 1024.0 + n * pd;
+	struct row *r = rows_add(rs, DENSITY_BUDGET, "x",
+				 "density: Pss of the leased children / budget");
+	if (r) {
+		row_set_num(r, "value", budget > 0 ? pss / budget : 0);
+		row_set_num(r, "pss_kib", pss);
+		row_set_num(r, "budget_kib", budget);
+		row_set_num(r, "written_kib", n * 1024.0);
+		row_set_num(r, "snapshot_kib", snap / 1024.0);
+		row_set_num(r, "idle_private_dirty_kib_each", pd);
+		row_set_num(r, "children", n);
+	}
+	double host, hn;
+	if (row_get_num(rows_find(rs, "density.host"), "value", &host) &&
+	    row_get_num(rows_find(rs, "density.host"), "children", &hn) && hn > 0) {
+		/* The host figure covers every child of the daemon, the idle
+		 * replacements too: the budget is scaled to their number. */
+		double hb = hn * 1024.0 + snap / 1024.0 + hn * pd;
+		r = rows_add(rs, DENSITY_HOST, "x",
+			     "density: host MemAvailable drop / budget for all the daemon's children");
+		if (r) {
+			row_set_num(r, "value", hb > 0 ? host / hb : 0);
+			row_set_num(r, "drop_kib", host);
+			row_set_num(r, "budget_kib", hb);
+			row_set_num(r, "children", hn);
+		}
+	}
+}
+
 static void derive(struct rows *rs)
 {
 	derive_jail_cost(rs);
 	derive_cold(rs);
+	derive_snap(rs);
 	struct row *m = rows_add(rs, MIMOBOX_ECHO, "us",
 				 "mimobox microVM warm pool: acquire + echo, P50");
 	if (m) {
@@ -443,6 +518,7 @@ static void print_section(const struct rows *rs, const char *unit, const char *t
 }
 
 static void print_call_notes(const struct rows *rs);
+static void print_snap_notes(const struct rows *rs);
 
 /* The notes [a], [b], [c] of the targets' labels, with this run's figures. */
 static void print_target_notes(const struct rows *rs)
@@ -480,6 +556,7 @@ static void print_target_notes(const struct rows *rs)
 	}
 	printf("\n");
 	print_call_notes(rs);
+	print_snap_notes(rs);
 }
 
 /* p50 of row `name` formatted into buf, or "?". */
@@ -591,6 +668,91 @@ static void print_call_notes(const struct rows *rs)
 	       p50_of(rs, "sha256.host", b[2], sizeof(b[2])), x,
 	       p50_of(rs, "sha256.payload.guest", b[3], sizeof(b[3])),
 	       p50_of(rs, "sha256.payload.host", b[4], sizeof(b[4])));
+}
+
+
+/* The notes [h] to [k]: snapshots (10-13), with this run's figures. */
+static void print_snap_notes(const struct rows *rs)
+{
+	char b[6][32];
+	double n = 0, m = 0, x = 0, y = 0;
+	const struct row *sf = rows_find(rs, "snapshot.file");
+	row_get_num(rows_find(rs, RLEASE), "n", &n);
+	row_get_num(rows_find(rs, RPRE), "n", &m);
+	row_get_num(sf, "allocated_bytes", &x);
+	printf("[h] restore pools (kind = restore, min_idle=8, jailed) of one snapshot\n"
+	       "    written in this run: a booted pool's leased VM after one echo, saved\n"
+	       "    with hatch_vm_save (%.0f KiB allocated). Same loop as [d]: acquire,\n"
+	       "    echo (16 B), hit path of a full quiet pool; %.0f (prerestore = false:\n"
+	       "    the restore runs on lease, before the first call) and %.0f\n"
+	       "    (prerestore = true) acquisitions. First echo p50: %s us / %s us.\n",
+	       x / 1024, n, m,
+	       p50_of(rs, "first_echo.rlease", b[0], sizeof(b[0])),
+	       p50_of(rs, "first_echo.rpre", b[1], sizeof(b[1])));
+	const struct row *qs = rows_find(rs, "qemu.restore.status");
+	const struct row *q = rows_find(rs, QRESTORE);
+	if (q) {
+		x = y = 0;
+		row_get_num(q, "file_allocated_bytes", &x);
+		row_get_num(q, "n", &y);
+		printf("[i] QEMU: an empty microvm (-m 64, -S: no guest; QEMU's own firmware\n"
+		       "    never ran) migrated once to a file (exec:cat > FILE, %.0f KiB),\n"
+		       "    then, %.0f times, fork/exec qemu -incoming \"exec:cat FILE\",\n"
+		       "    qmp_capabilities, query-status polled until the migration is in,\n"
+		       "    cont, until query-status says running: p50 %s us (QMP greeting\n"
+		       "    alone %s us). The issue quotes ~48 ms for QEMU here.\n",
+		       x / 1024, y, p50_of(rs, QRESTORE, b[0], sizeof(b[0])),
+		       p50_of(rs, "qemu.restore.greeting", b[1], sizeof(b[1])));
+	} else {
+		printf("[i] QEMU restore not measured: %s\n",
+		       qs && row_get(qs, "error") ? row_get(qs, "error") : "qemu did not run");
+	}
+	const struct row *sv = rows_find(rs, "save.8mib");
+	x = 0;
+	row_get_num(sv, "n", &x);
+	printf("[j] Save: lease a booted VM (64 MiB), alloc 8 (the default guest touches\n"
+	       "    8 MiB of heap), hatch_vm_save to a fresh file; timed on the client\n"
+	       "    around hatch_vm_save, %.0f saves (2 warm-up). p50: vCPU state %s us,\n"
+	       "    irqchip/PIT/clock %s us, writing the file %s us. File p50: st_size\n"
+	       "    %s KiB, allocated %s KiB (st_blocks*512) against 8192 KiB written;\n"
+	       "    the rest is the guest's image, stack, heap header and the state.\n",
+	       x, p50_of(rs, "save.8mib.vcpu", b[0], sizeof(b[0])),
+	       p50_of(rs, "save.8mib.vm", b[1], sizeof(b[1])),
+	       p50_of(rs, "save.8mib.memory", b[2], sizeof(b[2])),
+	       p50_of(rs, "save.8mib.st_size", b[3], sizeof(b[3])),
+	       p50_of(rs, "save.8mib.allocated", b[4], sizeof(b[4])));
+	const struct row *db = rows_find(rs, DENSITY_BUDGET);
+	const struct row *dh = rows_find(rs, DENSITY_HOST);
+	double c = 0, bud = 0, w = 0, sk = 0, pd = 0, hb = 0, hd = 0, hc = 0, idle = 0;
+	row_get_num(db, "children", &c);
+	row_get_num(db, "budget_kib", &bud);
+	row_get_num(db, "written_kib", &w);
+	row_get_num(db, "snapshot_kib", &sk);
+	row_get_num(db, "idle_private_dirty_kib_each", &pd);
+	row_get_num(dh, "budget_kib", &hb);
+	row_get_num(dh, "drop_kib", &hd);
+	row_get_num(dh, "children", &hc);
+	row_get_num(rows_find(rs, DENSITY), "idle_children_also_running", &idle);
+	double lpd = 0;
+	row_get_num(rows_find(rs, DENSITY), "private_dirty_kib", &lpd);
+	if (db)
+		printf("[k] a restore pool (prerestore = true, memory_mib 64) of the [h] snapshot,\n"
+		       "    min_idle = N = %.0f, max = N + 20: N leased, alloc 1 (1 MiB written)\n"
+		       "    on each, all kept leased; Pss from /proc/PID/smaps_rollup summed over\n"
+		       "    the N (Pss splits the snapshot's shared page-cache pages). Budget\n"
+		       "    %.0f KiB = %.0f KiB written + %.0f KiB snapshot (allocated) + N x %s\n"
+		       "    KiB (an idle child's Private_Dirty, guest mapping excluded, 4, 8\n"
+		       "    idle). Host: MemAvailable before the daemon started against after\n"
+		       "    the leases, %.0f KiB over all %.0f children (the %.0f idle\n"
+		       "    replacements included, budget scaled to them: %.0f KiB); other\n"
+		       "    activity on the machine moves it too. Pss also carries each\n"
+		       "    child's share of hatcheryd's binary and libc pages, which the\n"
+		       "    budget's idle Private_Dirty does not; the N children's summed\n"
+		       "    Private_Dirty (guest mapping included) is %.0f KiB.\n",
+		       c, bud, w, sk, fmt(b[5], sizeof(b[5]), pd), hd, hc, idle, hb, lpd);
+	else
+		printf("[k] density not measured (no density row or no idle Private_Dirty\n"
+		       "    from 4: see the errors below)\n");
 }
 
 static void print_targets(const struct rows *rs)
@@ -739,10 +901,36 @@ static void print_peer_boot(const struct rows *rs)
 		       fmt(b[1], sizeof(b[1]), x), x / MIMOBOX_COLD_US);
 }
 
+static void print_peer_restore(const struct rows *rs)
+{
+	char b[3][32];
+	double q, a, p;
+	const struct row *st = rows_find(rs, "qemu.restore.status");
+	printf("\nPEER: QEMU restore (microvm, 64 MiB, -incoming from its migration file, [i])\n");
+	if (!st) {
+		printf("  not measured\n");
+		return;
+	}
+	if (strcmp(row_get(st, "status"), "ok") != 0 ||
+	    !row_get_num(rows_find(rs, QRESTORE), "p50", &q)) {
+		printf("  did not run: %s\n", row_get(st, "error") ? row_get(st, "error")
+								   : row_get(st, "status"));
+		return;
+	}
+	printf("  exec -> query-status running p50 %s us\n", fmt(b[0], sizeof(b[0]), q));
+	if (row_get_num(rows_find(rs, RLEASE), "p50", &a))
+		printf("  hatchery restore on lease, acquire + first echo p50 %s us = %.4fx of it\n",
+		       fmt(b[1], sizeof(b[1]), a), a / q);
+	if (row_get_num(rows_find(rs, RPRE), "p50", &p))
+		printf("  hatchery prerestore, acquire + first echo p50 %s us = %.4fx of it\n",
+		       fmt(b[2], sizeof(b[2]), p), p / q);
+}
+
 static void print_peer(const struct rows *rs)
 {
 	print_peer_qmp(rs);
 	print_peer_boot(rs);
+	print_peer_restore(rs);
 }
 
 /* ---- JSON --------------------------------------------------------------------- */
@@ -922,6 +1110,24 @@ static int write_json(const char *path, const struct rows *rs, const struct mach
 			json_row_fields(f, r, "name");
 			fputc('}', f);
 		}
+	} else {
+		fputs("\"status\": \"not measured\"", f);
+	}
+	fputc('}', f);
+	const struct row *rst = rows_find(rs, "qemu.restore.status");
+	fputs(", \"qemu_restore\": {", f);
+	if (rst) {
+		json_row_fields(f, rst, "name");
+		const struct row *r = rows_find(rs, QRESTORE);
+		if (r) {
+			fputs(", \"running_us\": {", f);
+			json_row_fields(f, r, "name");
+			fputc('}', f);
+		}
+		double a, q;
+		if (r && row_get_num(r, "p50", &q) && q > 0 &&
+		    row_get_num(rows_find(rs, RLEASE), "p50", &a))
+			fprintf(f, ", \"restore_on_lease_over_qemu\": %.4f", a / q);
 	} else {
 		fputs("\"status\": \"not measured\"", f);
 	}
