@@ -790,9 +790,16 @@ void vmp_child_main(const struct vmp_spawn *s)
 	}
 	if (s->snap_fd >= 0) {
 		if (s->prerestore) {
-			/* Acquire hands out a VM that is already running. */
+			/* Acquire hands out a VM that is already running. Its
+			 * pages are still the file's page-cache pages; one
+			 * heartbeat into the guest now takes the faults (and
+			 * copy-on-write copies) of the call path that the first
+			 * client call would otherwise pay: measured A/B, first
+			 * echo p50 ~200 us instead of ~300. */
 			if (restore_pool_snapshot(&ch, false, &err) < 0)
 				fail_or_die("%s", err.msg);
+			if (vmp_guest_heartbeat(&ch.guest, HEARTBEAT_DEADLINE_MS, &ch.res) < 0)
+				fail_or_die("restored guest missed its first heartbeat");
 		} else {
 			ch.restore_pending = true;
 		}
