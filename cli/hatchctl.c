@@ -1118,6 +1118,33 @@ static int vm_step_failed(struct hatch_err *err, const char *step,
 	return fail(err);
 }
 
+/* Lease a VM of `pool`, waiting up to deadline_ms, and give its socket a
+ * timeout of vm_timeout_ms (0: none). Returns the VM's fd, or -1 with err
+ * filled. *a is the caller's (hatch_free). When t_acquire is not NULL it
+ * gets the acquire's own time. The supervisor connection is closed: the
+ * lease lives on the VM's fd. */
+static int lease_vm(const struct ctx *cx, const char *pool, uint32_t deadline_ms,
+		    unsigned vm_timeout_ms, Hatchery__V1__AcquireReply **a,
+		    uint64_t *t_acquire, struct hatch_err *err)
+{
+	struct hatch_client *c = NULL;
+	if (connect_client(cx, &c, err) < 0)
+		return -1;
+	int vm_fd = -1;
+	uint64_t t0 = now_ns();
+	int r = hatch_acquire(c, pool, deadline_ms, &vm_fd, a, err);
+	if (t_acquire)
+		*t_acquire = now_ns() - t0;
+	hatch_close(c);
+	if (r < 0)
+		return hatch_err_wrap(err, "acquire from pool %s", pool);
+	if (vm_set_timeout(vm_fd, vm_timeout_ms, err) < 0) {
+		close(vm_fd);
+		return -1;
+	}
+	return vm_fd;
+}
+
 static int cmd_acquire(const struct ctx *cx, int argc, char **argv)
 {
 	struct cmd_opts o = { .deadline_ms = DEFAULT_DEADLINE_MS };
@@ -1129,29 +1156,16 @@ static int cmd_acquire(const struct ctx *cx, int argc, char **argv)
 		return usage_error("acquire: POOL must not be empty");
 
 	struct hatch_err err = { 0 };
-	struct hatch_client *c = NULL;
-	if (connect_client(cx, &c, &err) < 0)
-		return fail(&err);
-
 	struct acquire_times tm = { 0 };
 	Hatchery__V1__AcquireReply *a = NULL;
-	_cleanup_close_ int vm_fd = -1;
-	uint64_t t0 = now_ns();
-	r = hatch_acquire(c, pool, o.deadline_ms, &vm_fd, &a, &err);
-	tm.acquire = now_ns() - t0;
-	/* The lease lives on vm_fd, not on this connection. */
-	hatch_close(c);
-	if (r < 0) {
-		hatch_err_wrap(&err, "acquire from pool %s", pool);
-		return fail(&err);
-	}
-
 	Hatchery__V1__VmInfoReply *vi = NULL;
-	if (vm_set_timeout(vm_fd, cx->timeout_ms, &err) < 0) {
+	_cleanup_close_ int vm_fd = lease_vm(cx, pool, o.deadline_ms, cx->timeout_ms, &a,
+					     &tm.acquire, &err);
+	if (vm_fd < 0) {
 		r = fail(&err);
 		goto out;
 	}
-	t0 = now_ns();
+	uint64_t t0 = now_ns();
 	r = hatch_vm_ping(vm_fd, &err);
 	tm.ping = now_ns() - t0;
 	if (r < 0) {
@@ -1250,29 +1264,21 @@ static int cmd_run(const struct ctx *cx, int argc, char **argv)
 	}
 
 	struct hatch_err err = { 0 };
-	struct hatch_client *c = NULL;
-	if (connect_client(cx, &c, &err) < 0)
-		return fail(&err);
-	_cleanup_close_ int vm_fd = -1;
-	Hatchery__V1__AcquireReply *a = NULL;
-	uint64_t t0 = now_ns();
-	int r = hatch_acquire(c, args[0], DEFAULT_DEADLINE_MS, &vm_fd, &a, &err);
-	uint64_t t_acquire = now_ns() - t0;
-	hatch_close(c);
-	if (r < 0) {
-		hatch_err_wrap(&err, "acquire from pool %s", args[0]);
-		return fail(&err);
-	}
-	bool hit = a->hit;
-	hatch_free(a);
+	/* The VM socket waits at least the call's own deadline. */
 	unsigned to = cx->timeout_ms;
 	if (to && deadline + 1000 > to)
 		to = deadline + 1000;
-	if (vm_set_timeout(vm_fd, to, &err) < 0)
+	Hatchery__V1__AcquireReply *a = NULL;
+	uint64_t t_acquire = 0;
+	_cleanup_close_ int vm_fd = lease_vm(cx, args[0], DEFAULT_DEADLINE_MS, to, &a,
+					     &t_acquire, &err);
+	bool hit = a && a->hit;
+	hatch_free(a);
+	if (vm_fd < 0)
 		return fail(&err);
 	Hatchery__V1__VmCallReply *rep = NULL;
-	t0 = now_ns();
-	r = hatch_vm_call(vm_fd, args[1], payload, len, deadline, &rep, &err);
+	uint64_t t0 = now_ns();
+	int r = hatch_vm_call(vm_fd, args[1], payload, len, deadline, &rep, &err);
 	uint64_t t_call = now_ns() - t0;
 	if (r < 0) {
 		hatch_err_wrap(&err, "%s", args[1]);
@@ -1345,26 +1351,6 @@ static int parse_snap_args(const char *cmd, int argc, char **argv, struct snap_a
 	return HX_OK;
 }
 
-/* Lease a VM of `pool` with -t on its socket. Returns the VM's fd, or -1
- * with err filled. *a is the caller's (hatch_free). */
-static int lease_vm(const struct ctx *cx, const char *pool,
-		    Hatchery__V1__AcquireReply **a, struct hatch_err *err)
-{
-	struct hatch_client *c = NULL;
-	if (connect_client(cx, &c, err) < 0)
-		return -1;
-	int vm_fd = -1;
-	int r = hatch_acquire(c, pool, DEFAULT_DEADLINE_MS, &vm_fd, a, err);
-	hatch_close(c); /* the lease lives on vm_fd */
-	if (r < 0)
-		return hatch_err_wrap(err, "acquire from pool %s", pool);
-	if (vm_set_timeout(vm_fd, cx->timeout_ms, err) < 0) {
-		close(vm_fd);
-		return -1;
-	}
-	return vm_fd;
-}
-
 /* --call: the result as (at most 64 bytes of) hex, the log on stderr. */
 static int snap_call(int vm_fd, const struct snap_args *sa, struct hatch_err *err)
 {
@@ -1400,10 +1386,11 @@ static int cmd_snapshot(const struct ctx *cx, int argc, char **argv)
 		return fail(&err);
 	}
 	Hatchery__V1__AcquireReply *a = NULL;
-	_cleanup_close_ int vm_fd = lease_vm(cx, sa.pool, &a, &err);
+	_cleanup_close_ int vm_fd = lease_vm(cx, sa.pool, DEFAULT_DEADLINE_MS,
+					     cx->timeout_ms, &a, NULL, &err);
+	hatch_free(a);
 	if (vm_fd < 0)
 		return fail(&err);
-	hatch_free(a);
 	if (sa.fn && snap_call(vm_fd, &sa, &err) < 0)
 		return fail(&err);
 	Hatchery__V1__VmSaveReply *sr = NULL;
@@ -1444,10 +1431,11 @@ static int cmd_restore(const struct ctx *cx, int argc, char **argv)
 		return fail(&err);
 	}
 	Hatchery__V1__AcquireReply *a = NULL;
-	_cleanup_close_ int vm_fd = lease_vm(cx, sa.pool, &a, &err);
+	_cleanup_close_ int vm_fd = lease_vm(cx, sa.pool, DEFAULT_DEADLINE_MS,
+					     cx->timeout_ms, &a, NULL, &err);
+	hatch_free(a);
 	if (vm_fd < 0)
 		return fail(&err);
-	hatch_free(a);
 	Hatchery__V1__VmRestoreReply *rr = NULL;
 	uint64_t t0 = now_ns();
 	if (hatch_vm_restore(vm_fd, file, &rr, &err) < 0) {
