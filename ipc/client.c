@@ -125,6 +125,18 @@ static int roundtrip(int fd, uint8_t *buf, unsigned timeout_ms,
 	return 0;
 }
 
+/* Hand the reply's body to the caller through `out` (NULL: drop it) and
+ * free the envelope. A macro so the body's type is checked at each use. */
+#define TAKE_BODY(rep, field, out, not_set)                                    \
+	do {                                                                   \
+		if (out) {                                                     \
+			*(out) = (rep)->field;                                 \
+			(rep)->field = NULL;                                   \
+			(rep)->body_case = (not_set);                          \
+		}                                                              \
+		hatch_free(rep);                                               \
+	} while (0)
+
 /* Common reply handling: Error -> hatch_err; body case must match. */
 static int check_reply(const Hatchery__V1__Error *e, int body_case, int want_case,
 		       const char *what, struct hatch_err *err)
@@ -175,12 +187,7 @@ int hatch_ping(struct hatch_client *c, Hatchery__V1__PingReply **out,
 	if (sup_call(c, &req, HATCHERY__V1__REPLY__BODY_PING, &rep, NULL, 0,
 		     err) < 0)
 		return -1;
-	if (out) {
-		*out = rep->ping;
-		rep->ping = NULL;
-		rep->body_case = HATCHERY__V1__REPLY__BODY__NOT_SET;
-	}
-	hatch_free(rep);
+	TAKE_BODY(rep, ping, out, HATCHERY__V1__REPLY__BODY__NOT_SET);
 	return 0;
 }
 
@@ -204,12 +211,7 @@ int hatch_acquire(struct hatch_client *c, const char *pool,
 		return hatch_err_set(err, E(MALFORMED), 0,
 				     "AcquireReply carried no fd");
 	}
-	if (info) {
-		*info = rep->acquire;
-		rep->acquire = NULL;
-		rep->body_case = HATCHERY__V1__REPLY__BODY__NOT_SET;
-	}
-	hatch_free(rep);
+	TAKE_BODY(rep, acquire, info, HATCHERY__V1__REPLY__BODY__NOT_SET);
 	*vm_fd = steal_fd(&fd);
 	return 0;
 }
@@ -225,10 +227,7 @@ int hatch_status(struct hatch_client *c, Hatchery__V1__StatusReply **out,
 	if (sup_call(c, &req, HATCHERY__V1__REPLY__BODY_STATUS, &rep, NULL, 0,
 		     err) < 0)
 		return -1;
-	*out = rep->status;
-	rep->status = NULL;
-	rep->body_case = HATCHERY__V1__REPLY__BODY__NOT_SET;
-	hatch_free(rep);
+	TAKE_BODY(rep, status, out, HATCHERY__V1__REPLY__BODY__NOT_SET);
 	return 0;
 }
 
@@ -243,10 +242,7 @@ int hatch_stats(struct hatch_client *c, Hatchery__V1__StatsReply **out,
 	if (sup_call(c, &req, HATCHERY__V1__REPLY__BODY_STATS, &rep, NULL, 0,
 		     err) < 0)
 		return -1;
-	*out = rep->stats;
-	rep->stats = NULL;
-	rep->body_case = HATCHERY__V1__REPLY__BODY__NOT_SET;
-	hatch_free(rep);
+	TAKE_BODY(rep, stats, out, HATCHERY__V1__REPLY__BODY__NOT_SET);
 	return 0;
 }
 
@@ -331,10 +327,7 @@ int hatch_vm_info(int vm_fd, Hatchery__V1__VmInfoReply **out,
 	Hatchery__V1__VmReply *rep = NULL;
 	if (vm_call(vm_fd, &req, HATCHERY__V1__VM_REPLY__BODY_INFO, &rep, err) < 0)
 		return -1;
-	*out = rep->info;
-	rep->info = NULL;
-	rep->body_case = HATCHERY__V1__VM_REPLY__BODY__NOT_SET;
-	hatch_free(rep);
+	TAKE_BODY(rep, info, out, HATCHERY__V1__VM_REPLY__BODY__NOT_SET);
 	return 0;
 }
 
@@ -353,10 +346,7 @@ int hatch_vm_call(int vm_fd, const char *function, const void *payload,
 	Hatchery__V1__VmReply *rep = NULL;
 	if (vm_call(vm_fd, &req, HATCHERY__V1__VM_REPLY__BODY_CALL, &rep, err) < 0)
 		return -1;
-	*out = rep->call;
-	rep->call = NULL;
-	rep->body_case = HATCHERY__V1__VM_REPLY__BODY__NOT_SET;
-	hatch_free(rep);
+	TAKE_BODY(rep, call, out, HATCHERY__V1__VM_REPLY__BODY__NOT_SET);
 	return 0;
 }
 
@@ -371,12 +361,7 @@ int hatch_vm_load(int vm_fd, int elf_fd, Hatchery__V1__VmLoadReply **out,
 	if (vm_call_fds(vm_fd, &req, &elf_fd, 1, HATCHERY__V1__VM_REPLY__BODY_LOAD, &rep,
 			err) < 0)
 		return -1;
-	if (out) {
-		*out = rep->load;
-		rep->load = NULL;
-		rep->body_case = HATCHERY__V1__VM_REPLY__BODY__NOT_SET;
-	}
-	hatch_free(rep);
+	TAKE_BODY(rep, load, out, HATCHERY__V1__VM_REPLY__BODY__NOT_SET);
 	return 0;
 }
 
@@ -391,12 +376,7 @@ int hatch_vm_save(int vm_fd, int out_fd, Hatchery__V1__VmSaveReply **out,
 	if (vm_call_fds(vm_fd, &req, &out_fd, 1, HATCHERY__V1__VM_REPLY__BODY_SAVE, &rep,
 			err) < 0)
 		return -1;
-	if (out) {
-		*out = rep->save;
-		rep->save = NULL;
-		rep->body_case = HATCHERY__V1__VM_REPLY__BODY__NOT_SET;
-	}
-	hatch_free(rep);
+	TAKE_BODY(rep, save, out, HATCHERY__V1__VM_REPLY__BODY__NOT_SET);
 	return 0;
 }
 
@@ -411,12 +391,7 @@ int hatch_vm_restore(int vm_fd, int snap_fd, Hatchery__V1__VmRestoreReply **out,
 	if (vm_call_fds(vm_fd, &req, &snap_fd, 1, HATCHERY__V1__VM_REPLY__BODY_RESTORE,
 			&rep, err) < 0)
 		return -1;
-	if (out) {
-		*out = rep->restore;
-		rep->restore = NULL;
-		rep->body_case = HATCHERY__V1__VM_REPLY__BODY__NOT_SET;
-	}
-	hatch_free(rep);
+	TAKE_BODY(rep, restore, out, HATCHERY__V1__VM_REPLY__BODY__NOT_SET);
 	return 0;
 }
 
