@@ -262,4 +262,7 @@ int bench_density(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 int bench_qemu_restore(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
 int bench_report(const struct bench_opts *o, struct hatch_err *err);
 
+/* MemAvailable from /proc/meminfo, in KiB. 0 or -errno. */
+int bench_mem_available(uint64_t *kib);
+
 #endif

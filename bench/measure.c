@@ -565,7 +565,7 @@ static int read_smaps(pid_t pid, uint64_t guest_bytes, struct child_mem *m)
 	return 0;
 }
 
-static int meminfo_available(uint64_t *kib)
+int bench_mem_available(uint64_t *kib)
 {
 	FILE *f = fopen("/proc/meminfo", "re");
 	if (!f)
@@ -654,7 +654,7 @@ int bench_memory(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 	 * before the daemon started against now, over all its children.
 	 * Approximate: anything else on the machine moves it too. */
 	uint64_t now_kib = 0;
-	if (o->meminfo_before && meminfo_available(&now_kib) == 0) {
+	if (o->meminfo_before && bench_mem_available(&now_kib) == 0) {
 		unsigned children = pc.idle + pc.leased + pc.spawning;
 		double per = children ? ((double)o->meminfo_before - (double)now_kib) / children : 0;
 		snprintf(name, sizeof(name), "mem.host_per_child.%s", L);

@@ -218,17 +218,32 @@ static bool start(const char *const *argv, struct qproc *q, struct qrun *r, uint
 #define QMP_CMD "-M microvm -accel kvm -nodefaults -no-user-config " \
 		"-display none -S -qmp stdio -m 64"
 
-static void qmp_once(const struct bench_opts *o, struct qproc *q, struct qrun *r)
+/* Start an empty microvm of o->memory_mib with QMP on stdio: paused (-S)
+ * or not, and with `incoming` (NULL: none) as its -incoming source. */
+static bool start_microvm(const struct bench_opts *o, struct qproc *q, struct qrun *r,
+			  bool paused, const char *incoming, uint64_t *t0)
 {
 	char mem[16];
 	snprintf(mem, sizeof(mem), "%u", o->memory_mib);
-	const char *argv[] = {
+	const char *argv[20] = {
 		o->qemu, "-M", "microvm", "-accel", "kvm", "-nodefaults",
-		"-no-user-config", "-display", "none", "-S", "-qmp", "stdio",
-		"-m", mem, NULL,
+		"-no-user-config", "-display", "none", "-qmp", "stdio", "-m", mem,
 	};
+	int n = 13;
+	if (paused)
+		argv[n++] = "-S";
+	if (incoming) {
+		argv[n++] = "-incoming";
+		argv[n++] = incoming;
+	}
+	argv[n] = NULL;
+	return start(argv, q, r, t0);
+}
+
+static void qmp_once(const struct bench_opts *o, struct qproc *q, struct qrun *r)
+{
 	uint64_t t0;
-	if (!start(argv, q, r, &t0))
+	if (!start_microvm(o, q, r, true, NULL, &t0))
 		return;
 	size_t pos = 0;
 	if (wait_line(q, "{\"QMP\"", &pos, t0 + STEP_TIMEOUT_NS) < 0) {
@@ -533,15 +548,9 @@ static int wait_running(struct qproc *q, size_t *pos, uint64_t deadline, bool *s
  * o->snapshot. */
 static void qemu_save_once(const struct bench_opts *o, struct qproc *q, struct qrun *r)
 {
-	char mem[16], cmd[1200];
-	snprintf(mem, sizeof(mem), "%u", o->memory_mib);
-	const char *argv[] = {
-		o->qemu, "-M", "microvm", "-accel", "kvm", "-nodefaults",
-		"-no-user-config", "-display", "none", "-S", "-qmp", "stdio",
-		"-m", mem, NULL,
-	};
+	char cmd[1200];
 	uint64_t t0;
-	if (!start(argv, q, r, &t0))
+	if (!start_microvm(o, q, r, true, NULL, &t0))
 		return;
 	size_t pos = 0;
 	if (wait_line(q, "{\"QMP\"", &pos, t0 + STEP_TIMEOUT_NS) < 0 ||
@@ -588,16 +597,10 @@ static void qemu_save_once(const struct bench_opts *o, struct qproc *q, struct q
 
 static void restore_once(const struct bench_opts *o, struct qproc *q, struct qrun *r)
 {
-	char mem[16], inc[1100];
-	snprintf(mem, sizeof(mem), "%u", o->memory_mib);
+	char inc[1100];
 	snprintf(inc, sizeof(inc), "exec:cat %s", o->snapshot);
-	const char *argv[] = {
-		o->qemu, "-M", "microvm", "-accel", "kvm", "-nodefaults",
-		"-no-user-config", "-display", "none", "-qmp", "stdio",
-		"-m", mem, "-incoming", inc, NULL,
-	};
 	uint64_t t0;
-	if (!start(argv, q, r, &t0))
+	if (!start_microvm(o, q, r, false, inc, &t0))
 		return;
 	size_t pos = 0;
 	if (wait_line(q, "{\"QMP\"", &pos, t0 + STEP_TIMEOUT_NS) < 0) {

@@ -176,24 +176,6 @@ static int rollup(pid_t pid, uint64_t *pss, uint64_t *pd, uint64_t *rss)
 	return 0;
 }
 
-static int mem_available(uint64_t *kib)
-{
-	FILE *f = fopen("/proc/meminfo", "re");
-	if (!f)
-		return -errno;
-	char line[256];
-	int r = -ENOENT;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long long v;
-		if (sscanf(line, "MemAvailable: %llu kB", &v) == 1) {
-			*kib = v;
-			r = 0;
-		}
-	}
-	fclose(f);
-	return r;
-}
-
 int bench_density(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 {
 	_cleanup_client_ struct hatch_client *c = NULL;
@@ -265,7 +247,7 @@ int bench_density(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 	}
 	hatch_free(st);
 	if (r == 0)
-		mem_available(&avail);
+		bench_mem_available(&avail);
 	for (unsigned i = 0; i < leased; i++) {
 		struct hatch_err rerr = { 0 };
 		if (fds[i] >= 0)
