@@ -52,15 +52,8 @@ void h_require_kvm(void)
 		close(fd);
 		return;
 	}
-	int e = errno;
-	fprintf(stderr,
-		"SKIP %s::%s: this integration test needs /dev/kvm (open O_RDWR: %s); "
-		"it was NOT run\n",
-		criterion_current_suite ? criterion_current_suite->name : "?",
-		criterion_current_test ? criterion_current_test->name : "?",
-		strerror(e));
-	cr_skip_test("needs /dev/kvm, which cannot be opened O_RDWR (%s): not run",
-		     strerror(e));
+	t_skip("this integration test needs /dev/kvm, which cannot be opened "
+	       "O_RDWR (%s): not run", strerror(errno));
 }
 
 /* ---- files -------------------------------------------------------------- */

@@ -39,12 +39,14 @@
 #include "hatchery/client.h"
 #include "hatchery/v1/supervisor.pb-c.h"
 #include "hatchery/v1/vm.pb-c.h"
+#include "testing.h"
 
 /* Generous bound for anything the daemon should do "soon" (sanitizer builds
- * are several times slower); passing tests never wait this long. */
-#define H_WAIT_MS 10000u
+ * are several times slower, the emulator more: both scaled by
+ * HATCH_TEST_SLOWDOWN, see testing.h); passing tests never wait this long. */
+#define H_WAIT_MS t_ms(10000u)
 /* Reply timeout set on every client the harness makes. */
-#define H_CLIENT_TIMEOUT_MS 10000u
+#define H_CLIENT_TIMEOUT_MS t_ms(10000u)
 
 struct harness {
 	char dir[64];

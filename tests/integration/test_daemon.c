@@ -711,11 +711,8 @@ static void run_as_nobody(struct harness *h, void (*fn)(const char *sock), const
 Test(daemon, unauthorized_uid_refused)
 {
 	h_require_kvm();
-	if (geteuid() != 0) {
-		fprintf(stderr, "SKIP daemon::unauthorized_uid_refused: needs root to "
-				"switch to uid 65534; it was NOT run\n");
-		cr_skip_test("needs root to switch to uid 65534: not run");
-	}
+	if (geteuid() != 0)
+		t_skip("needs root to switch to uid 65534: not run");
 	/* A uid in no pool's allow_uids: every request refused. */
 	struct harness *h = h_start(POOL("p", "min_idle = 1\nmax = 2\nallow_uids = 0"));
 	run_as_nobody(h, nobody_refused_everywhere, "uid in no allow_uids");

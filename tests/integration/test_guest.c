@@ -14,6 +14,7 @@
 
 #include "guest.h"
 #include "sha256_ref.h"
+#include "testing.h"
 
 static struct vmp_kvm_host host = { .kvm_fd = -1 };
 static uint8_t *elf;
@@ -36,7 +37,7 @@ static void setup(void)
 {
 	struct hatch_err err = { 0 };
 	if (vmp_kvm_host_open(&host, "/dev/kvm", &err) < 0)
-		cr_skip_test("SKIPPED: this test needs /dev/kvm: %s", err.msg);
+		t_skip("this test needs /dev/kvm: %s", err.msg);
 	cr_assert_eq(vmp_guest_deadline_init(&err), 0, "%s", err.msg);
 	load_file(HATCH_DEFAULT_GUEST);
 	cr_assert_eq(vmp_guest_elf_parse(elf, elf_len, &img, &err), 0, "%s", err.msg);

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "guest.h"
+#include "testing.h"
 
 #define RUNS 5000
 #define DEADLINE_MS 5
@@ -28,7 +29,7 @@ Test(guest_fuzz, random_code_only_faults_or_times_out, .timeout = 280)
 	struct vmp_kvm_host host;
 	struct hatch_err err = { 0 };
 	if (vmp_kvm_host_open(&host, "/dev/kvm", &err) < 0)
-		cr_skip_test("SKIPPED: this test needs /dev/kvm: %s", err.msg);
+		t_skip("this test needs /dev/kvm: %s", err.msg);
 	cr_assert_eq(vmp_guest_deadline_init(&err), 0, "%s", err.msg);
 	struct vmp_vm vm;
 	cr_assert_eq(vmp_vm_create(&host, 32u << 20, 1, &vm, &err), 0, "%s", err.msg);

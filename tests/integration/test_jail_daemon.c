@@ -20,6 +20,7 @@
 #include <seccomp.h>
 
 #include "hatchery/client.h"
+#include "testing.h"
 
 #define UID_BASE 280000u
 #define ROOTLESS_UID 281500u /* an unprivileged uid for rootless hatcheryd */
@@ -37,9 +38,9 @@ static struct daemon d;
 static void need_root_and_kvm(void)
 {
 	if (geteuid() != 0)
-		cr_skip_test("SKIPPED: needs root (the jail: namespaces, setuid)");
+		t_skip("needs root (the jail: namespaces, setuid)");
 	if (access("/dev/kvm", R_OK | W_OK) != 0)
-		cr_skip_test("SKIPPED: no usable /dev/kvm");
+		t_skip("no usable /dev/kvm");
 }
 
 static void write_config(const char *path, const char *supervisor_extra,
@@ -126,11 +127,25 @@ static pid_t start_rootless(unsigned how)
 	return pid;
 }
 
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Poll until `path` (a /proc/PID) is gone or ms have passed. */
+static void wait_gone(const char *path, unsigned ms)
+{
+	for (uint64_t until = now_ms() + ms; now_ms() < until && access(path, F_OK) == 0;)
+		usleep(5000);
+}
+
 /* Wait for the daemon to listen; NULL client if it exited instead. */
 static struct hatch_client *connect_daemon(void)
 {
 	struct hatch_err err;
-	for (int i = 0; i < 500; i++) {
+	for (uint64_t until = now_ms() + t_ms(5000); now_ms() < until;) {
 		struct hatch_client *c;
 		if (hatch_connect(d.sock, &c, &err) == 0)
 			return c;
@@ -361,8 +376,7 @@ Test(jail_daemon, info_matches_proc)
 	 * allowlist: once reaped, no seccomp kill and no unexpected exit. */
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d", pid);
-	for (int i = 0; i < 200 && access(path, F_OK) == 0; i++)
-		usleep(10000);
+	wait_gone(path, t_ms(2000));
 	cr_assert_neq(access(path, F_OK), 0, "the released child was not reaped");
 	Hatchery__V1__StatsReply *sr;
 	cr_assert_eq(hatch_stats(c, &sr, &err), 0);
@@ -430,22 +444,27 @@ Test(jail_daemon, startup_fails_without_kvm)
 	cr_assert_eq(count_lines(log), 1, "one message, got:\n%s", log);
 }
 
+/* The refusal, on any machine: cgroup_root names a directory that looks
+ * like a cgroup v2 whose memory, pids and cpu controllers are bound
+ * elsewhere (a cgroup.controllers file without them), as on a host whose
+ * controllers sit on cgroup v1 hierarchies. */
 Test(jail_daemon, startup_fails_without_cgroup_v2_when_required)
 {
 	need_root_and_kvm();
-	start("cgroup = required", NULL);
-	struct hatch_client *c = connect_daemon();
-	if (c) {
-		hatch_close(c);
-		cr_skip_test("SKIPPED: this machine has a usable cgroup v2");
-	}
-	FILE *f = fopen(d.log, "r");
-	char log[4096];
-	size_t n = fread(log, 1, sizeof(log) - 1, f);
-	log[n] = '\0';
+	char root[] = "/tmp/hatch-fakecg-XXXXXX", file[64], sup[128];
+	cr_assert_not_null(mkdtemp(root));
+	snprintf(file, sizeof(file), "%s/cgroup.controllers", root);
+	FILE *f = fopen(file, "w");
+	cr_assert_not_null(f);
+	fputs("cpuset io\n", f);
 	fclose(f);
+	snprintf(sup, sizeof(sup), "cgroup = required\ncgroup_root = %s", root);
+	start(sup, NULL);
+	char *log = expect_startup_failure();
+	unlink(file);
+	rmdir(root);
 	cr_assert(strstr(log, "cgroup = required, but"), "%s", log);
-	cr_assert(strstr(log, "memory") && strstr(log, "pids") && strstr(log, "cpu"),
+	cr_assert(strstr(log, "lacks the memory pids cpu controller(s)"),
 		  "the message must name the missing controllers: %s", log);
 	cr_assert_eq(count_lines(log), 1, "one message, got:\n%s", log);
 }
@@ -454,16 +473,24 @@ Test(jail_daemon, startup_fails_when_uid_range_in_use)
 {
 	need_root_and_kvm();
 	/* Someone already runs as a uid of the range. */
+	int ready[2];
+	cr_assert_eq(pipe2(ready, O_CLOEXEC), 0);
 	pid_t squatter = fork();
 	cr_assert_geq(squatter, 0);
 	if (squatter == 0) {
 		if (setresgid(UID_BASE + 2, UID_BASE + 2, UID_BASE + 2) < 0 ||
 		    setresuid(UID_BASE + 2, UID_BASE + 2, UID_BASE + 2) < 0)
 			_exit(1);
+		(void)!write(ready[1], "", 1);
 		pause();
 		_exit(0);
 	}
-	usleep(20000);
+	/* Start the daemon only once the squatter runs as that uid. */
+	close(ready[1]);
+	char b;
+	cr_assert_eq(read(ready[0], &b, 1), 1, "the squatter could not take uid %u",
+		     UID_BASE + 2);
+	close(ready[0]);
 	start("cgroup = optional", NULL);
 	char *log = expect_startup_failure();
 	kill(squatter, SIGKILL);
@@ -482,10 +509,10 @@ Test(jail_daemon, startup_fails_when_uid_range_in_use)
 static void need_kvm(void)
 {
 	if (geteuid() != 0)
-		cr_skip_test("SKIPPED: the test itself needs root (to become another "
+		t_skip("the test itself needs root (to become another "
 			     "uid and hand it /dev/kvm)");
 	if (access("/dev/kvm", R_OK | W_OK) != 0)
-		cr_skip_test("SKIPPED: no usable /dev/kvm");
+		t_skip("no usable /dev/kvm");
 }
 
 /* The jail a rootless hatcheryd builds, compared with /proc from outside:
@@ -567,8 +594,7 @@ Test(jail_daemon, rootless_info_matches_proc)
 	}
 	/* Lease and release stayed inside the allowlist. */
 	snprintf(path, sizeof(path), "/proc/%d", pid);
-	for (int i = 0; i < 200 && access(path, F_OK) == 0; i++)
-		usleep(10000);
+	wait_gone(path, t_ms(2000));
 	Hatchery__V1__StatsReply *sr;
 	cr_assert_eq(hatch_stats(c, &sr, &err), 0);
 	cr_assert_eq(sr->pools[0]->seccomp_kills, 0, "%s", slurp(d.log));

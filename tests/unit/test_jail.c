@@ -33,6 +33,7 @@
 #include "hatchery/v1/control.pb-c.h"
 #include "jail.h"
 #include "kvm.h"
+#include "testing.h"
 
 #define UID_BASE 290000u /* away from hatcheryd's default 200000 */
 
@@ -43,10 +44,10 @@ static struct vmp_kvm_host host = { .kvm_fd = -1 }; /* for a real VM in the jail
 static void setup(void)
 {
 	if (geteuid() != 0)
-		cr_skip_test("SKIPPED: the jail tests need root (namespaces, setuid)");
+		t_skip("the jail tests need root (namespaces, setuid)");
 	kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (kvm_fd < 0)
-		cr_skip_test("SKIPPED: no usable /dev/kvm: %s", strerror(errno));
+		t_skip("no usable /dev/kvm: %s", strerror(errno));
 	struct hatch_err err = { 0 };
 	cr_assert_eq(vmp_kvm_host_open(&host, "/dev/kvm", &err), 0, "%s", err.msg);
 	cr_assert_eq(vmp_jail_filter_build(VMP_SECCOMP_KILL, &filter_kill, &err), 0,
