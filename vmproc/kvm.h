@@ -32,7 +32,16 @@ struct vmp_kvm_host {
 	 * a child closes /dev/kvm once its VM is built, and a Save needs the
 	 * list of MSRs to read from each vCPU. */
 	struct kvm_msr_list *msr_list;
+	/* The type the guest runtime loads TR with, 9 or 11: decided once,
+	 * from the CPU vendor KVM reports (see vmp_kvm_tr_type in kvm.c). */
+	uint8_t tr_type;
 };
+
+/* TR's type for a 64-bit TSS on a host whose CPUID vendor string (leaf 0,
+ * EBX EDX ECX) is `vendor`: 9 (available) on AMD and Hygon, whose VMRUN
+ * accepts it, 11 (busy) everywhere else, as Intel's VM entry requires.
+ * Pure; the reasons are at its definition. */
+uint8_t vmp_kvm_tr_type(const char vendor[12]);
 
 /* Open and probe `path` (normally "/dev/kvm"). On failure err says what is
  * missing, e.g. "/dev/kvm: Permission denied". */
@@ -60,6 +69,7 @@ struct vmp_vm {
 	size_t run_size;
 	bool irqchip, pit;
 	unsigned cpuid_entries;
+	uint8_t tr_type;            /* the host's, copied: the guest runtime's TR */
 	struct vmp_vm_timings t;
 };
 
