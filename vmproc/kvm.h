@@ -87,10 +87,11 @@ void vmp_vm_destroy(struct vmp_vm *vm);
 
 /* Enter KVM_RUN once on every vCPU with kvm_run->immediate_exit set: the
  * guest executes nothing (-EINTR at once), but KVM does its first-run work
- * now. On this kernel that includes creating a per-VM worker task charged
- * to the caller's RLIMIT_NPROC (see the jail), so after this call the
- * child's process count is final: the jail's NPROC limit of 2 is then
- * exactly as tight as 0 was before vCPUs ran (no fork: EAGAIN). */
+ * now. On kernels >= 6.13 that includes creating a per-VM worker task (the
+ * NX huge page recovery vhost_task) charged to the caller's RLIMIT_NPROC;
+ * 6.1 makes a kthread, charged to nobody. Either way no task is created
+ * after this call, so the jail lowers NPROC to 1 right after it
+ * (vmp_jail_lower_nproc), which stops a fork on both. */
 int vmp_vm_first_run(struct vmp_vm *vm, struct hatch_err *err);
 
 #endif
