@@ -258,8 +258,12 @@ static void write_gdt(struct vmp_guest *g)
 	gdt[SEL_USER_DS >> 3] = 0x00cff2000000ffffull;   /* P, DPL3, data */
 	gdt[SEL_USER_CS >> 3] = 0x0020fa0000000000ull;   /* P, DPL3, code, L */
 	uint64_t base = RT_TSS, limit = TSS_IOBM_OFF + IOBM_BYTES - 1;
+	/* P, DPL 0, and the type TR is loaded with (reset_vcpu): 9 or 11 by
+	 * host vendor (vmp_kvm_tr_type). The descriptor is never read (no LTR
+	 * or task switch happens), but it says what an LTR would have left. */
+	uint64_t access = 0x80u | g->vm->tr_type;
 	gdt[SEL_TSS >> 3] = (limit & 0xffff) | ((base & 0xffffff) << 16) |
-			    (0x89ull << 40) | (((limit >> 16) & 0xf) << 48) |
+			    (access << 40) | (((limit >> 16) & 0xf) << 48) |
 			    (((base >> 24) & 0xff) << 56);
 	gdt[(SEL_TSS >> 3) + 1] = base >> 32;
 }
@@ -405,9 +409,12 @@ static int reset_vcpu(struct vmp_guest *g, uint64_t rip, struct hatch_err *err)
 	};
 	s.cs = cs;
 	s.ss = s.ds = s.es = s.fs = s.gs = ds;
+	/* Not always 11 (busy), the type LTR leaves: QEMU's emulator ignores
+	 * the I/O bitmap of a busy TSS and #GPs every port, the hypercall
+	 * port included, so AMD hosts use 9. See vmp_kvm_tr_type. */
 	s.tr = (struct kvm_segment){
 		.base = RT_TSS, .limit = TSS_IOBM_OFF + IOBM_BYTES - 1,
-		.selector = SEL_TSS, .type = 11, .present = 1,
+		.selector = SEL_TSS, .type = g->vm->tr_type, .present = 1,
 	};
 	s.ldt = (struct kvm_segment){ .unusable = 1 };
 	s.gdt.base = RT_GDT;

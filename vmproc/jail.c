@@ -169,6 +169,18 @@ int vmp_jail_filter_build(enum vmp_seccomp_mode mode,
 	struct scmp_arg_cmp noexec = SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0);
 	if (add_rule(ctx, SCMP_SYS(mmap), 1, &noexec, err) < 0)
 		return -1;
+	/* prlimit64 (what glibc's setrlimit and getrlimit issue) only on our
+	 * own RLIMIT_NPROC: vmp_jail_lower_nproc lowers it after the VM's
+	 * first run, under the filter, and reads it back. Raising it again
+	 * is the kernel's to refuse (the hard limit is then 1, and there is
+	 * no CAP_SYS_RESOURCE); every other resource, and any other pid (even
+	 * our own, 1 in our pid namespace), is off the list. */
+	struct scmp_arg_cmp nproc[] = {
+		SCMP_A0(SCMP_CMP_EQ, 0),
+		SCMP_A1(SCMP_CMP_EQ, RLIMIT_NPROC),
+	};
+	if (add_rule(ctx, SCMP_SYS(prlimit64), 2, nproc, err) < 0)
+		return -1;
 	/* ioctl only with the KVM commands above, on any fd: the only ioctl
 	 * targets the child has are /dev/kvm, the VM and its vCPUs. */
 	for (unsigned i = 0; i < vmp_jail_n_kvm_ioctls; i++) {
@@ -614,13 +626,13 @@ int vmp_jail_enter(const struct vmp_jail_config *cfg, struct vmp_jail_info *info
 			return hatch_err_set(err, E_INTERNAL, 0, "supervisor is gone");
 	}
 
-	/* NPROC 2: this process and the worker task KVM creates for the VM at
-	 * its first KVM_RUN, which the kernel charges to the caller's
-	 * RLIMIT_NPROC (at 0 or 1 that KVM_RUN fails with EAGAIN). vmproc
-	 * makes that first run at once, with immediate_exit
-	 * (vmp_vm_first_run), before it serves anything; from then on the
-	 * uid, which is this child's alone, has 2 processes and a fork fails
-	 * with EAGAIN even if seccomp were off (the check is count >= limit).
+	/* NPROC 2 for now: this process and the worker task KVM creates for
+	 * the VM at its first KVM_RUN, which kernels >= 6.13 charge to the
+	 * caller's RLIMIT_NPROC (at 0 or 1 that KVM_RUN fails with EAGAIN
+	 * there). vmproc makes that first run at once, with immediate_exit
+	 * (vmp_vm_first_run), before it serves anything, and then lowers the
+	 * limit to 1 (vmp_jail_lower_nproc): on 6.1, whose worker is a
+	 * kthread charged to nobody, 2 would leave this uid one fork.
 	 * FSIZE: no file grows beyond a snapshot of this VM (a Save writes
 	 * the client's file; 0 when the pool gives none). */
 	if (set_limit(RLIMIT_NOFILE, "NOFILE", cfg->nofile, err) < 0 ||
@@ -659,5 +671,26 @@ int vmp_jail_enter(const struct vmp_jail_config *cfg, struct vmp_jail_info *info
 		return hatch_err_set(err, E_INTERNAL, errno, "load seccomp filter");
 	info->seccomp_mode = SECCOMP_MODE_FILTER;
 	info->seccomp_ns = now_ns() - t3;
+	return 0;
+}
+
+int vmp_jail_lower_nproc(struct vmp_jail_info *info, struct hatch_err *err)
+{
+	/* glibc's setrlimit is prlimit64(0, RLIMIT_NPROC, new, NULL): the one
+	 * form of it the filter lets through. Lowering needs no privilege,
+	 * and hard = 1 below the count (2 on new kernels) is allowed: the
+	 * limit only stops new tasks. */
+	if (set_limit(RLIMIT_NPROC, "NPROC", VMP_JAIL_NPROC_RUNNING, err) < 0)
+		return -1;
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NPROC, &rl) < 0)
+		return hatch_err_set(err, E_INTERNAL, errno, "getrlimit NPROC");
+	if (rl.rlim_cur != VMP_JAIL_NPROC_RUNNING || rl.rlim_max != VMP_JAIL_NPROC_RUNNING)
+		return hatch_err_set(err, E_INTERNAL, 0,
+				     "RLIMIT_NPROC is %llu/%llu after lowering it to %d",
+				     (unsigned long long)rl.rlim_cur,
+				     (unsigned long long)rl.rlim_max, VMP_JAIL_NPROC_RUNNING);
+	if (info)
+		info->rlim_nproc = rl.rlim_cur;
 	return 0;
 }

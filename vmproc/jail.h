@@ -6,6 +6,7 @@
  *   supervisor, per child:          fill a struct vmp_jail_config (pure data)
  *                                   vmp_jail_clone3() -> namespaces at fork
  *   child, right after fd hygiene:  vmp_jail_enter() -> never un-jailed again
+ *   child, after the VM's first run: vmp_jail_lower_nproc()
  *
  * The namespaces (mount, pid, net, ipc, uts, cgroup) come from the clone3
  * flags, VMP_JAIL_NS_FLAGS; everything else is vmp_jail_enter(), in this
@@ -27,9 +28,16 @@
 #ifndef HATCHERY_VMP_JAIL_H
 #define HATCHERY_VMP_JAIL_H
 
-/* RLIMIT_NPROC in the jail: the child and KVM's per-VM worker task (see
- * vmp_vm_first_run in kvm.h). */
+/* RLIMIT_NPROC in the jail, in two steps. vmp_jail_enter sets 2: the child
+ * and the worker task that KVM creates at the VM's first KVM_RUN (see
+ * vmp_vm_first_run in kvm.h), which kernels >= 6.13 (a vhost_task) charge to
+ * the caller's uid and check against this limit. Older kernels (6.1 LTS)
+ * make a kthread instead, charged to nobody, so there the uid holds one
+ * process and 2 would let it fork once. Hence vmp_jail_lower_nproc right
+ * after the first run: 1, soft and hard, and a fork fails with EAGAIN on
+ * both (the check is count >= limit: 2 >= 1, 1 >= 1). */
 #define VMP_JAIL_NPROC 2
+#define VMP_JAIL_NPROC_RUNNING 1
 
 #include <linux/filter.h>
 #include <linux/sched.h>
@@ -168,5 +176,13 @@ int vmp_jail_drop_bounding(struct hatch_err *err);
  * since the process is half-jailed. */
 int vmp_jail_enter(const struct vmp_jail_config *cfg, struct vmp_jail_info *info,
 		   struct hatch_err *err);
+
+/* In the jailed child, once its VM's first KVM_RUN is done (nothing after
+ * it creates a task): RLIMIT_NPROC to VMP_JAIL_NPROC_RUNNING, soft and
+ * hard, so it can never be raised again. Works under the seccomp filter
+ * (prlimit64 on our own RLIMIT_NPROC is on the allowlist, nothing else of
+ * it). info, if not NULL, gets the limit the kernel now holds. Returns 0,
+ * or -1 with err: the caller must then exit. */
+int vmp_jail_lower_nproc(struct vmp_jail_info *info, struct hatch_err *err);
 
 #endif

@@ -21,6 +21,46 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* Why TR's type depends on the vendor. The guest runtime (guest.c) enters
+ * the guest with TR already loaded by KVM_SET_SREGS (no LTR ever runs), and
+ * the TSS's I/O bitmap is what lets CPL 3 reach the hypercall port and
+ * nothing else.
+ *  - Intel: VM entry checks TR, and in IA-32e mode its type must be 11, a
+ *    busy TSS (SDM vol. 3, "Checks on Guest Segment Registers"); 9 fails
+ *    the entry.
+ *  - AMD: VMRUN does not check TR's type, and the CPU's I/O permission
+ *    check reads the bitmap whatever the busy bit says; so do KVM's own
+ *    instruction emulator and kvm-pvm.
+ *  - QEMU's emulator (TCG), which runs nested SVM under scripts/vm, is the
+ *    quirk: check_io in target/i386/tcg/seg_helper.c uses the bitmap only
+ *    when TR's cached type is 9 and raises #GP for any other type, so with
+ *    11 every guest's `out %al, $0xe0` faulted as a forbidden port.
+ * QEMU/TCG offers no VMX to nest under, so type 9 on AMD-like hosts and 11
+ * on the rest satisfies real Intel, real AMD and the emulator at once. */
+uint8_t vmp_kvm_tr_type(const char vendor[12])
+{
+	return memcmp(vendor, "AuthenticAMD", 12) == 0 ||
+			       memcmp(vendor, "HygonGenuine", 12) == 0
+		       ? 9
+		       : 11;
+}
+
+/* The vendor string KVM reports in leaf 0 (the host's own), or "" if the
+ * supported CPUID has no leaf 0. */
+static void cpuid_vendor(const struct kvm_cpuid2 *c, char vendor[12])
+{
+	memset(vendor, 0, 12);
+	for (unsigned i = 0; i < c->nent; i++) {
+		const struct kvm_cpuid_entry2 *e = &c->entries[i];
+		if (e->function != 0)
+			continue;
+		memcpy(vendor, &e->ebx, 4);
+		memcpy(vendor + 4, &e->edx, 4);
+		memcpy(vendor + 8, &e->ecx, 4);
+		return;
+	}
+}
+
 int vmp_kvm_host_open(struct vmp_kvm_host *h, const char *path,
 		      struct hatch_err *err)
 {
@@ -96,6 +136,9 @@ int vmp_kvm_host_open_fd(struct vmp_kvm_host *h, int fd_, const char *path,
 	if (maxv <= 0)
 		maxv = ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
 	h->max_vcpus = maxv > 0 ? maxv : 4; /* the API's documented floor */
+	char vendor[12];
+	cpuid_vendor(h->cpuid, vendor);
+	h->tr_type = vmp_kvm_tr_type(vendor);
 	h->api_version = v;
 	h->vcpu_mmap_size = msz;
 	h->kvm_fd = steal_fd(&fd);
@@ -188,6 +231,7 @@ int vmp_vm_create(const struct vmp_kvm_host *h, size_t mem_size,
 			return hatch_err_set(err, E_VM, errno, "KVM_SET_CPUID2 vCPU %u", i);
 	}
 	vm->cpuid_entries = h->cpuid->nent;
+	vm->tr_type = h->tr_type;
 	uint64_t t4 = now_ns();
 	vm->t = (struct vmp_vm_timings){ t1 - t0, t2 - t1, t3 - t2, t4 - t3 };
 	return 0;

@@ -32,7 +32,16 @@ struct vmp_kvm_host {
 	 * a child closes /dev/kvm once its VM is built, and a Save needs the
 	 * list of MSRs to read from each vCPU. */
 	struct kvm_msr_list *msr_list;
+	/* The type the guest runtime loads TR with, 9 or 11: decided once,
+	 * from the CPU vendor KVM reports (see vmp_kvm_tr_type in kvm.c). */
+	uint8_t tr_type;
 };
+
+/* TR's type for a 64-bit TSS on a host whose CPUID vendor string (leaf 0,
+ * EBX EDX ECX) is `vendor`: 9 (available) on AMD and Hygon, whose VMRUN
+ * accepts it, 11 (busy) everywhere else, as Intel's VM entry requires.
+ * Pure; the reasons are at its definition. */
+uint8_t vmp_kvm_tr_type(const char vendor[12]);
 
 /* Open and probe `path` (normally "/dev/kvm"). On failure err says what is
  * missing, e.g. "/dev/kvm: Permission denied". */
@@ -60,6 +69,7 @@ struct vmp_vm {
 	size_t run_size;
 	bool irqchip, pit;
 	unsigned cpuid_entries;
+	uint8_t tr_type;            /* the host's, copied: the guest runtime's TR */
 	struct vmp_vm_timings t;
 };
 
@@ -77,10 +87,11 @@ void vmp_vm_destroy(struct vmp_vm *vm);
 
 /* Enter KVM_RUN once on every vCPU with kvm_run->immediate_exit set: the
  * guest executes nothing (-EINTR at once), but KVM does its first-run work
- * now. On this kernel that includes creating a per-VM worker task charged
- * to the caller's RLIMIT_NPROC (see the jail), so after this call the
- * child's process count is final: the jail's NPROC limit of 2 is then
- * exactly as tight as 0 was before vCPUs ran (no fork: EAGAIN). */
+ * now. On kernels >= 6.13 that includes creating a per-VM worker task (the
+ * NX huge page recovery vhost_task) charged to the caller's RLIMIT_NPROC;
+ * 6.1 makes a kthread, charged to nobody. Either way no task is created
+ * after this call, so the jail lowers NPROC to 1 right after it
+ * (vmp_jail_lower_nproc), which stops a fork on both. */
 int vmp_vm_first_run(struct vmp_vm *vm, struct hatch_err *err);
 
 #endif

@@ -778,6 +778,10 @@ void vmp_child_main(const struct vmp_spawn *s)
 	if (vmp_vm_create(&kvm, (size_t)s->memory_mib << 20, s->vcpus, &ch.vm, &err) < 0 ||
 	    vmp_vm_first_run(&ch.vm, &err) < 0)
 		fail_or_die("%s", err.msg);
+	/* KVM's worker exists now (on kernels that make one): no task is
+	 * created after this, so NPROC can drop to 1 for good (jail.h). */
+	if (s->jail && vmp_jail_lower_nproc(&ch.jail, &err) < 0)
+		fail_or_die("jail: %s", err.msg);
 	/* The child needs /dev/kvm no more: only its VM fds. */
 	close(KVM_FD);
 	if (s->guest_elf) {

@@ -14,6 +14,7 @@
 
 #define E(x) HATCHERY__V1__ERROR_CODE__##x
 #define MSR_IA32_TSC 0x10
+#define EFER_LMA (1ull << 10)
 
 static uint64_t now_ns(void)
 {
@@ -181,7 +182,16 @@ static int set_vcpu(struct vmp_vm *vm, unsigned i, const struct snap_vcpu *v,
 	}
 	if (v->has_xcrs)
 		VCPU_IOCTL(fd, KVM_SET_XCRS, &v->xcrs, "KVM_SET_XCRS", i);
-	VCPU_IOCTL(fd, KVM_SET_SREGS, &v->sregs, "KVM_SET_SREGS", i);
+	/* TR's type as this host wants it, not as saved: a snapshot restores
+	 * only on the vendor that took it (snap's CPU check), so one taken
+	 * now already has this host's type, but one taken before TR's type
+	 * depended on the vendor has 11, with which QEMU's emulator refuses
+	 * the guest its hypercall port (vmp_kvm_tr_type). Only a 64-bit TSS
+	 * in long mode, the state the guest runtime sets, is touched. */
+	struct kvm_sregs sr = v->sregs;
+	if ((sr.efer & EFER_LMA) && (sr.tr.type == 9 || sr.tr.type == 11))
+		sr.tr.type = vm->tr_type;
+	VCPU_IOCTL(fd, KVM_SET_SREGS, &sr, "KVM_SET_SREGS", i);
 	if (v->tsc.tsc_khz) {
 		int khz = ioctl(fd, KVM_GET_TSC_KHZ, 0);
 		if (khz > 0 && (uint64_t)khz != v->tsc.tsc_khz &&

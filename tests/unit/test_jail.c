@@ -7,7 +7,7 @@
  *     that syscall;
  *   - in the jail without seccomp: the layer beneath still refuses, with
  *     the exact errno (ENOENT from the empty root, EPERM from no
- *     capabilities, ESRCH from the pid namespace, EAGAIN from NPROC 0...).
+ *     capabilities, ESRCH from the pid namespace, EAGAIN from NPROC 1...).
  * Needs root and /dev/kvm; skipped loudly otherwise. */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -24,6 +24,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -302,17 +303,22 @@ Test(jail, mount)
 	expect_errno(run(NO_SECCOMP, do_mount, &cx), EPERM, "mount tmpfs");
 }
 
-static int do_fork(const struct ctx *cx)
+/* As a pool child does before it serves anything: build a VM, make its
+ * first KVM_RUN (on kernels >= 6.13 KVM creates a worker task charged to
+ * this uid, checked against NPROC 2), then lower NPROC to 1. */
+static void vm_first_run_and_lower(void)
 {
-	(void)cx;
-	/* As a pool child does before it serves anything: build a VM and make
-	 * its first KVM_RUN, which has KVM create a worker task charged to
-	 * this uid's RLIMIT_NPROC (vmp_vm_first_run). */
 	struct vmp_vm vm;
 	struct hatch_err err = { 0 };
 	if (vmp_vm_create(&host, 16u << 20, 1, &vm, &err) < 0 ||
-	    vmp_vm_first_run(&vm, &err) < 0)
+	    vmp_vm_first_run(&vm, &err) < 0 || vmp_jail_lower_nproc(NULL, &err) < 0)
 		_exit(X_SETUP_FAILED);
+}
+
+static int do_fork(const struct ctx *cx)
+{
+	(void)cx;
+	vm_first_run_and_lower();
 	pid_t p = fork();
 	if (p == 0)
 		_exit(0);
@@ -324,9 +330,69 @@ Test(jail, fork)
 	struct ctx cx = { .kvm = kvm_fd };
 	/* glibc's fork() is clone(2). */
 	expect_sigsys(run(FULL, do_fork, &cx), SYS_clone, "clone");
-	/* RLIMIT_NPROC 2 = this process + KVM's worker for its VM, and the
-	 * uid is this child's alone. */
+	/* RLIMIT_NPROC 1, and the uid is this child's alone: it holds this
+	 * process (and on new kernels KVM's worker), so count >= limit
+	 * either way. On 6.1 with the old NPROC 2 this fork succeeded. */
 	expect_errno(run(NO_SECCOMP, do_fork, &cx), EAGAIN, "fork");
+}
+
+/* The allowlist's prlimit64 entry is for lowering our own NPROC and
+ * nothing else. */
+static int raise_nproc(const struct ctx *cx)
+{
+	(void)cx;
+	vm_first_run_and_lower();
+	struct rlimit rl = { .rlim_cur = VMP_JAIL_NPROC, .rlim_max = VMP_JAIL_NPROC };
+	return setrlimit(RLIMIT_NPROC, &rl);
+}
+
+static int raise_nproc_soft(const struct ctx *cx)
+{
+	(void)cx;
+	vm_first_run_and_lower();
+	struct rlimit rl = { .rlim_cur = VMP_JAIL_NPROC, .rlim_max = VMP_JAIL_NPROC_RUNNING };
+	return setrlimit(RLIMIT_NPROC, &rl);
+}
+
+static int lower_nofile(const struct ctx *cx)
+{
+	(void)cx;
+	vm_first_run_and_lower();
+	struct rlimit rl = { .rlim_cur = 8, .rlim_max = 8 };
+	return setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+static int nproc_by_pid(const struct ctx *cx)
+{
+	(void)cx;
+	vm_first_run_and_lower();
+	/* pid 1 is this process in its pid namespace: still not pid 0. */
+	struct rlimit rl = { .rlim_cur = 0, .rlim_max = 0 };
+	return (int)syscall(SYS_prlimit64, 1, RLIMIT_NPROC, &rl, NULL);
+}
+
+static int old_setrlimit(const struct ctx *cx)
+{
+	(void)cx;
+	vm_first_run_and_lower();
+	struct rlimit rl = { .rlim_cur = 0, .rlim_max = 0 };
+	return (int)syscall(SYS_setrlimit, RLIMIT_NPROC, &rl);
+}
+
+Test(jail, nproc_lowered_for_good)
+{
+	struct ctx cx = { .kvm = kvm_fd };
+	/* Through the filter (pid 0, RLIMIT_NPROC), refused by the kernel:
+	 * the hard limit is 1 and there is no CAP_SYS_RESOURCE. */
+	expect_errno(run(FULL, raise_nproc, &cx), EPERM, "raise NPROC to 2/2");
+	expect_errno(run(NO_SECCOMP, raise_nproc, &cx), EPERM, "raise NPROC to 2/2");
+	/* Soft above hard is no way around it. */
+	expect_errno(run(FULL, raise_nproc_soft, &cx), EINVAL, "raise NPROC to 2/1");
+	/* The entry is that narrow: another resource, another pid, the old
+	 * setrlimit syscall all die by SIGSYS. */
+	expect_sigsys(run(FULL, lower_nofile, &cx), SYS_prlimit64, "prlimit64");
+	expect_sigsys(run(FULL, nproc_by_pid, &cx), SYS_prlimit64, "prlimit64");
+	expect_sigsys(run(FULL, old_setrlimit, &cx), SYS_setrlimit, "setrlimit");
 }
 
 static int write_file(const struct ctx *cx)
