@@ -182,6 +182,7 @@ static void usage(FILE *f)
 "      --json FILE       report: write the JSON here\n"
 "      --commit S        report: source revision, for the record\n"
 "      --quick           report: mark the run as a quick one\n"
+"      --emulated        report: measured under QEMU's emulator: no targets\n"
 "\n"
 "Exit status: 0 when the phase ran; 1 when it could not (an error row is\n"
 "appended); 2 on a usage error.\n");
@@ -209,7 +210,7 @@ enum {
 	OPT_QEMU_VERSION,
 	OPT_JSON,
 	OPT_COMMIT,
-	OPT_QUICK,
+	OPT_QUICK, OPT_EMULATED,
 	OPT_WAIT,
 	OPT_DESC,
 	OPT_JAIL,
@@ -258,6 +259,7 @@ int main(int argc, char **argv)
 		{ "json", required_argument, NULL, OPT_JSON },
 		{ "commit", required_argument, NULL, OPT_COMMIT },
 		{ "quick", no_argument, NULL, OPT_QUICK },
+		{ "emulated", no_argument, NULL, OPT_EMULATED },
 		{ "wait", required_argument, NULL, OPT_WAIT },
 		{ "desc", required_argument, NULL, OPT_DESC },
 		{ "jail", required_argument, NULL, OPT_JAIL },
@@ -300,6 +302,7 @@ int main(int argc, char **argv)
 		case OPT_JSON: o.json = optarg; break;
 		case OPT_COMMIT: o.commit = optarg; break;
 		case OPT_QUICK: o.quick = true; break;
+		case OPT_EMULATED: o.emulated = true; break;
 		case OPT_DESC: o.desc = optarg; break;
 		case OPT_SNAPSHOT: o.snapshot = optarg; break;
 		case OPT_QEMU_GUEST: o.qemu_guest = optarg; break;

@@ -59,6 +59,7 @@ struct bench_opts {
 	unsigned payload;         /* echo, cold: bytes echoed (default 16) */
 	unsigned bytes;           /* sha256: bytes hashed (default 1 MiB) */
 	bool quick;
+	bool emulated;            /* report: measured under QEMU's emulator (scripts/vm) */
 	bool wait_reaped;         /* acquire: also wait for the released child's reaping */
 };
 

@@ -1032,7 +1032,8 @@ static int write_json(const char *path, const struct rows *rs, const struct mach
 		fputs(", \"commit\": ", f);
 		json_str(f, o->commit);
 	}
-	fprintf(f, ", \"quick\": %s},\n  \"results\": [", o->quick ? "true" : "false");
+	fprintf(f, ", \"quick\": %s, \"emulated\": %s},\n  \"results\": [",
+		o->quick ? "true" : "false", o->emulated ? "true" : "false");
 
 	bool first = true;
 	for (size_t i = 0; i < rs->n; i++) {
@@ -1044,7 +1045,8 @@ static int write_json(const char *path, const struct rows *rs, const struct mach
 			continue;
 		fprintf(f, "%s\n    {", first ? "" : ",");
 		json_row_fields(f, r, NULL);
-		json_targets(f, rs, row_get(r, "name"));
+		if (!o->emulated)
+			json_targets(f, rs, row_get(r, "name"));
 		fputc('}', f);
 		first = false;
 	}
@@ -1059,7 +1061,8 @@ static int write_json(const char *path, const struct rows *rs, const struct mach
 		fprintf(f, "%s\n    {\"name\": ", first ? "" : ",");
 		json_str(f, n);
 		fputs(", \"error\": \"not measured\"", f);
-		json_targets(f, rs, n);
+		if (!o->emulated)
+			json_targets(f, rs, n);
 		fputc('}', f);
 		first = false;
 	}
@@ -1185,10 +1188,15 @@ int bench_report(const struct bench_opts *o, struct hatch_err *err)
 	       m.hypervisor ? " (virtualised)" : "", m.kernel, m.mem_total_kib / 1024,
 	       m.date, o->commit ? ", " : "", o->commit ? o->commit : "", m.load[0],
 	       m.load[1], m.load[2]);
+	if (o->emulated)
+		printf("\nEMULATED: measured inside scripts/vm (QEMU's emulator with KVM nested\n"
+		       "in it): every figure below is an emulation figure, 5-20x off a KVM\n"
+		       "host's. Not results; no targets are judged. Ratios at most.\n");
 	print_section(&rs, "us", "LATENCY (us)");
 	print_section(&rs, "KiB", "MEMORY (KiB; per idle child)");
 	print_section(&rs, "children/s", "REFILL (children/s)");
-	print_targets(&rs);
+	if (!o->emulated)
+		print_targets(&rs);
 	print_peer(&rs);
 	bool header = false;
 	for (size_t i = 0; i < rs.n; i++) {
