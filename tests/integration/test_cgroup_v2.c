@@ -243,6 +243,11 @@ static void expect_limits(struct harness *h, const char *pool, pid_t pid,
 		  pid, procs);
 }
 
+/* Booted pools throughout, not kind = empty: under scripts/vm (nested SVM
+ * in QEMU/TCG) empty-VM children twice soft-locked the emulated kernel
+ * inside hatcheryd's children, while booted ones never did. */
+#define BOOTED "kind = booted\nguest = " HATCH_DEFAULT_GUEST "\n"
+
 /* ---- a: required starts, each child in its own cgroup with its pool's limits */
 
 Test(cgroup_v2, required_starts_and_each_child_has_its_pools_limits)
@@ -251,9 +256,9 @@ Test(cgroup_v2, required_starts_and_each_child_has_its_pools_limits)
 	 * pool (or a default) shows; "d" leaves every limit at its default
 	 * (memory_mib + 64, 16 pids, 100 %) except cpu 0 = unlimited. */
 	struct harness *h = start_required(
-		"[pool \"a\"]\nkind = empty\nmemory_mib = 32\nmemory_max_mib = 40\n"
+		"[pool \"a\"]\n" BOOTED "memory_mib = 32\nmemory_max_mib = 40\n"
 		"pids_max = 5\ncpu_max_pct = 25\nmin_idle = 2\nmax = 2\n\n"
-		"[pool \"d\"]\nkind = empty\nmemory_mib = 48\ncpu_max_pct = 0\n"
+		"[pool \"d\"]\n" BOOTED "memory_mib = 48\ncpu_max_pct = 0\n"
 		"min_idle = 1\nmax = 1\n");
 
 	Hatchery__V1__StatusReply *st = h_status(h);
@@ -451,9 +456,9 @@ Test(cgroup_v2, pids_max_stops_a_fork_into_a_full_child_and_cpu_max_is_the_pct)
 	 * KVM charges to it (docs/security.md, rlimits). With pids_max = 2
 	 * its cgroup is full; with 3 it has room for one more. */
 	struct harness *h = start_required(
-		"[pool \"full\"]\nkind = empty\nmemory_mib = 32\npids_max = 2\n"
+		"[pool \"full\"]\n" BOOTED "memory_mib = 32\npids_max = 2\n"
 		"cpu_max_pct = 50\nmin_idle = 1\nmax = 1\n\n"
-		"[pool \"room\"]\nkind = empty\nmemory_mib = 32\npids_max = 3\n"
+		"[pool \"room\"]\n" BOOTED "memory_mib = 32\npids_max = 3\n"
 		"cpu_max_pct = 250\nmin_idle = 1\nmax = 1\n");
 	pid_t full, room;
 	cr_assert_eq(h_child_pids(h, "full", "ready", &full, 1), 1);
