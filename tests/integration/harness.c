@@ -144,6 +144,7 @@ static const char *describe_status(int st, char *buf, size_t len)
 }
 
 rlim_t h_daemon_as_limit;
+const char *h_cgroup_conf;
 
 static pid_t spawn_daemon(const struct harness *h)
 {
@@ -204,8 +205,9 @@ struct harness *h_start(const char *fmt, ...)
 	 * jail_uid_base: hatcheryd refuses a uid range another daemon's
 	 * children use, and Criterion runs tests in parallel, so each test
 	 * process takes its own range. */
-	fprintf(f, "[supervisor]\nsocket = %s\ncgroup = optional\njail_uid_base = %u\n\n%s",
-		h->sock, 300000u + (unsigned)(getpid() % 10000) * 1000u, pools);
+	fprintf(f, "[supervisor]\nsocket = %s\n%sjail_uid_base = %u\n\n%s", h->sock,
+		h_cgroup_conf ? h_cgroup_conf : "cgroup = optional\n",
+		300000u + (unsigned)(getpid() % 10000) * 1000u, pools);
 	cr_assert_eq(fclose(f), 0, "write %s", h->cfg_path);
 
 	h->pid = spawn_daemon(h);

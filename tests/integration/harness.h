@@ -69,6 +69,11 @@ void h_require_kvm(void);
 #include <sys/resource.h>
 extern rlim_t h_daemon_as_limit;
 
+/* When not NULL, the next h_start() writes these lines into [supervisor]
+ * (e.g. "cgroup = required\ncgroup_root = /sys/fs/cgroup\n") instead of
+ * its own "cgroup = optional". Reset it after h_start(). */
+extern const char *h_cgroup_conf;
+
 /* Start hatcheryd; `fmt` is printf-style INI text of [pool "..."] sections
  * (the [supervisor] section is written by the harness). Fails the test if
  * the daemon does not come up within H_WAIT_MS. */
