@@ -67,13 +67,8 @@ static int slurp(const char *path, char *buf, size_t cap)
 
 static void skip_no_cgroup(const char *why)
 {
-	fprintf(stderr,
-		"SKIP %s::%s: this test needs cgroup v2 with the memory, pids and cpu "
-		"controllers, and root (%s); it was NOT run\n",
-		criterion_current_suite ? criterion_current_suite->name : "?",
-		criterion_current_test ? criterion_current_test->name : "?", why);
-	cr_skip_test("this test needs cgroup v2 with the memory, pids and cpu "
-		     "controllers, and root (%s): not run", why);
+	t_skip("this test needs cgroup v2 with the memory, pids and cpu "
+	       "controllers, and root (%s): not run", why);
 }
 
 /* Skip (loudly) unless we are root on a machine with a cgroup2 mount that
