@@ -728,8 +728,12 @@ Test(booted, load_into_an_empty_vm)
 
 Test(booted, health_checks_pass_through_the_guest)
 {
+	/* Intervals and the window scale with the slowdown: under the
+	 * emulator a heartbeat alone may take longer than 45 ms. */
+	unsigned interval = t_ms(50), timeout = t_ms(45);
 	struct harness *h = h_start(BOOTED("b", "min_idle = 2\nmax = 3\n"
-					      "health_interval_ms = 50\nhealth_timeout_ms = 45"));
+					      "health_interval_ms = %u\nhealth_timeout_ms = %u"),
+				    interval, timeout);
 	struct h_stats s0 = h_stats(h, "b");
 	pid_t pids[4];
 	cr_assert_eq(h_child_pids(h, "b", "ready", pids, 4), 2);
@@ -738,7 +742,7 @@ Test(booted, health_checks_pass_through_the_guest)
 	/* Eight intervals. Each check wakes the idle child, which runs its
 	 * guest's heartbeat (vmproc answers only if the guest does) and pongs. */
 	uint64_t t0 = h_now_ms();
-	usleep(400 * 1000);
+	usleep(8 * interval * 1000);
 	uint64_t dt = h_now_ms() - t0;
 
 	long sw1[2] = { voluntary_switches(pids[0]), voluntary_switches(pids[1]) };
@@ -750,11 +754,11 @@ Test(booted, health_checks_pass_through_the_guest)
 			  pids[i]);
 		/* At least half the checks that were due: the count proves the
 		 * checks happened, not just that nothing failed. */
-		long due = (long)(dt / 50) / 2;
+		long due = (long)(dt / interval) / 2;
 		cr_assert_geq(sw1[i] - sw0[i], due,
-			      "child %d woke %ld times in %llu ms: health checks every 50 ms "
+			      "child %d woke %ld times in %llu ms: health checks every %u ms "
 			      "should have woken it at least %ld times", pids[i], sw1[i] - sw0[i],
-			      (unsigned long long)dt, due);
+			      (unsigned long long)dt, interval, due);
 	}
 	cr_assert_eq(s1.health_failures, 0, "%llu health failures",
 		     (unsigned long long)s1.health_failures);
