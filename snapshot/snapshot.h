@@ -189,17 +189,19 @@ int snap_header_peek(const void *buf, size_t buf_len, struct snap_header *h,
 /* snap_header_peek() on the start of a file: maps the header read-only
  * (lseek, mmap, munmap: what a jailed child may do) and, if file_size is
  * not NULL, stores the file's real size there (also on failure, or 0 if
- * it cannot be had). A file that is not regular, or is shorter than a
- * header, fails with INVALID_ARGUMENT. Does not take ownership of fd. */
+ * it cannot be had). An fd that cannot seek (a pipe, a socket) or a file
+ * shorter than a header fails with INVALID_ARGUMENT. Does not take
+ * ownership of fd; its file offset is left at the end. */
 int snap_header_read_fd(int fd, struct snap_header *h, uint64_t *file_size,
 			struct hatch_err *err);
 
 /* Parse and validate. `buf` holds the first buf_len bytes of a file of
  * file_size bytes (buf_len <= file_size; buf_len must cover the header and
- * sections, normally mem_offset, or the whole file). Checks magic, version,
- * checksums, every bound (with overflow checks), struct sizes, the counts
- * against `want` and the memory map (page-aligned, inside the file,
- * contiguous, non-overlapping, inside guest RAM) before filling *img.
+ * sections, normally mem_offset, or the whole file). Checks, in this order,
+ * the header (snap_header_peek), its fit to `want`, the sections
+ * (checksums, every bound with overflow checks, struct sizes) and the
+ * memory map (page-aligned, inside the file, contiguous, non-overlapping,
+ * inside guest RAM) before it returns *img.
  * On failure *img is left empty and err says what is wrong
  * (INVALID_ARGUMENT; FAILED_PRECONDITION for a snapshot that is sound but
  * does not fit `want`). */
