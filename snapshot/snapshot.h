@@ -2,17 +2,28 @@
  *
  * This module is the file format alone: no KVM ioctls, no sockets. vmproc/
  * gathers the state from KVM into a struct snap_state and hands it here;
- * on restore it applies what snap_parse() returned. The layout is in
- * docs/snapshot.md.
+ * on restore it applies what snap_parse() returned. It is the only owner of
+ * the file's byte layout (snapshot/layout.h, private; docs/snapshot.md):
+ * every other folder reads a snapshot through the functions below and
+ * sees decoded structs, never an offset. It also owns the guest RAM layout
+ * (which GPA is which byte of guest RAM), because the file records GPAs;
+ * vmproc/ registers its memory slots from snap_ram_slots().
+ *
+ * Files: common.c (CRC32C, CPUID hash, guest RAM layout), header.c (the
+ * fixed-size header: encode, peek, verify), write.c (the writer), parse.c
+ * (the parser, in steps: header, fit, sections, memory map).
  *
  * Lifecycle:
  *   save:    fill a struct snap_state (borrowed pointers), then
  *            snap_write_fd() (or snap_encode() for a buffer: tests, seeds)
- *   restore: snap_parse() on the file's bytes (a buffer covering at least the
- *            header and sections, plus the whole file's size), which checks
- *            EVERYTHING before it returns anything; optionally
- *            snap_verify_memory() over the memory data; use the image; then
- *            snap_image_free().
+ *   restore: snap_parse_fd() on the file (or snap_parse() on the file's
+ *            bytes: a buffer covering at least the header and sections,
+ *            plus the whole file's size), which checks EVERYTHING before it
+ *            returns anything; optionally snap_verify_memory() over the
+ *            memory data; use the image; then snap_image_free().
+ *   peek:    snap_header_read_fd() / snap_header_peek(): the header alone,
+ *            checked (magic, version, CRC, sizes), e.g. to see whether a
+ *            file changed since it was parsed (struct snap_header.crc).
  *
  * Payloads are the kernel's own structs from <linux/kvm.h>, stored raw
  * (little-endian: x86 only) with their length recorded; a length that is not
@@ -35,10 +46,25 @@
 #define SNAP_MAX_MSRS 1024
 #define SNAP_MAX_XSAVE (64u << 10)
 #define SNAP_MAX_OPAQUE (16u << 20) /* runtime and device blobs, each */
-/* Guest RAM is [0, min(mem_size, 3 GiB)) and then [4 GiB, ...), as vmproc
- * lays it out (VMP_LOW_MEM_MAX); extents' GPAs are checked against this. */
-#define SNAP_LOW_MEM_MAX (3ull << 30)
-#define SNAP_HIGH_MEM_BASE (1ull << 32)
+
+/* Guest RAM is one host mapping of mem_size bytes, seen by the guest as at
+ * most two slots: its first min(mem_size, 3 GiB) bytes at GPA 0, the rest
+ * at GPA 4 GiB, leaving the 32-bit MMIO hole (LAPIC, IOAPIC) free, as on a
+ * PC. Extents' GPAs are checked against this. */
+#define SNAP_RAM_SLOTS 2
+struct snap_ram_slot {
+	uint64_t gpa;           /* guest-physical start */
+	uint64_t offset;        /* byte offset in the guest RAM mapping */
+	uint64_t len;           /* bytes, > 0 */
+};
+
+/* Fill slot[] for a guest of mem_size bytes; returns how many (1 or 2; 0
+ * for mem_size 0). vmproc registers one KVM memory slot per entry. */
+unsigned snap_ram_slots(uint64_t mem_size, struct snap_ram_slot slot[SNAP_RAM_SLOTS]);
+
+/* The byte offset in guest RAM of a GPA inside guest RAM (every extent of
+ * a parsed image is: snap_parse checked it). */
+uint64_t snap_gpa_to_ram_offset(uint64_t gpa);
 
 /* The host CPU a snapshot was taken on / is restored on. */
 struct snap_cpu {
@@ -105,6 +131,21 @@ struct snap_image {
 	uint64_t mem_offset;     /* page-aligned start of the memory data */
 	uint64_t mem_data_size;  /* sum of extent lengths */
 	uint64_t file_size;
+	uint32_t header_crc;     /* struct snap_header.crc of this file */
+};
+
+/* The fixed-size header at the start of every snapshot, decoded. */
+struct snap_header {
+	uint32_t version;        /* SNAP_VERSION */
+	struct snap_cpu cpu;
+	uint64_t mem_size;       /* bytes of guest RAM, a positive multiple of 4 KiB */
+	uint32_t nvcpus;         /* 1..SNAP_MAX_VCPUS */
+	uint32_t nsections;
+	uint64_t sections_offset, sections_size;
+	uint64_t mem_offset;     /* page-aligned: the header and sections end before it */
+	uint64_t mem_data_size;
+	uint64_t file_size;      /* as stated: mem_offset + mem_data_size */
+	uint32_t crc;            /* the header's CRC32C: changes with any header byte */
 };
 
 /* What the restoring process has: the shell's RAM size and vCPU count and
@@ -134,18 +175,47 @@ int snap_encode(const struct snap_state *s, uint8_t **out, size_t *out_len,
  * the non-zero pages, packed. Does not take ownership of fd. */
 int snap_write_fd(int fd, const struct snap_state *s, struct hatch_err *err);
 
+/* Decode and check the header at the start of buf (buf_len bytes; fewer
+ * than a header is "truncated"): magic, format version, the header's CRC,
+ * header size, reserved bytes, the vCPU count and memory size ranges, and
+ * the layout it states (sections right after it, the memory data at the
+ * first page after them, the stated file size, and metadata no larger than
+ * a snapshot of that many vCPUs and that much memory can need). It does not
+ * compare anything with the real file size (snap_parse does). On failure
+ * *h is zeroed and err says what is wrong (INVALID_ARGUMENT). */
+int snap_header_peek(const void *buf, size_t buf_len, struct snap_header *h,
+		     struct hatch_err *err);
+
+/* snap_header_peek() on the start of a file: maps the header read-only
+ * (lseek, mmap, munmap: what a jailed child may do) and, if file_size is
+ * not NULL, stores the file's real size there (also on failure, or 0 if
+ * it cannot be had). An fd that cannot seek (a pipe, a socket) or a file
+ * shorter than a header fails with INVALID_ARGUMENT. Does not take
+ * ownership of fd; its file offset is left at the end. */
+int snap_header_read_fd(int fd, struct snap_header *h, uint64_t *file_size,
+			struct hatch_err *err);
+
 /* Parse and validate. `buf` holds the first buf_len bytes of a file of
  * file_size bytes (buf_len <= file_size; buf_len must cover the header and
- * sections, normally mem_offset, or the whole file). Checks magic, version,
- * checksums, every bound (with overflow checks), struct sizes, the counts
- * against `want` and the memory map (page-aligned, inside the file,
- * contiguous, non-overlapping, inside guest RAM) before filling *img.
+ * sections, normally mem_offset, or the whole file). Checks, in this order,
+ * the header (snap_header_peek), its fit to `want`, the sections
+ * (checksums, every bound with overflow checks, struct sizes) and the
+ * memory map (page-aligned, inside the file, contiguous, non-overlapping,
+ * inside guest RAM) before it returns *img.
  * On failure *img is left empty and err says what is wrong
  * (INVALID_ARGUMENT; FAILED_PRECONDITION for a snapshot that is sound but
  * does not fit `want`). */
 int snap_parse(const uint8_t *buf, size_t buf_len, uint64_t file_size,
 	       const struct snap_expect *want, struct snap_image *img,
 	       struct hatch_err *err);
+
+/* snap_parse() on a file: peeks the header, maps the header and sections
+ * read-only (never the memory data: it is only bounds-checked, and the
+ * caller maps the extents it needs) and parses them against the file's
+ * real size. Same errors as snap_parse(), plus snap_header_read_fd()'s.
+ * Does not take ownership of fd; its file offset is left at the end. */
+int snap_parse_fd(int fd, const struct snap_expect *want, struct snap_image *img,
+		  struct hatch_err *err);
 
 /* Check every extent's CRC32C against the memory data in `file` (the whole
  * file, file_len bytes). Slow path: reads all of guest memory. */

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -151,31 +150,21 @@ static int load_snapshots(struct sup_config *cfg, const struct vmp_kvm_host *kvm
 			return hatch_err_set(err, HATCHERY__V1__ERROR_CODE__INVALID_ARGUMENT, errno,
 					     "[pool \"%s\"] snapshot %s", p->name, p->snapshot);
 		struct stat st;
-		if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < 128)
+		if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
 			return hatch_err_set(err, HATCHERY__V1__ERROR_CODE__INVALID_ARGUMENT, 0,
 					     "[pool \"%s\"] snapshot %s: not a regular file "
 					     "holding a snapshot", p->name, p->snapshot);
-		/* The whole file, read-only: the memory data is only looked at
-		 * by snap_parse's bounds checks, so it stays unread. */
-		void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-		if (m == MAP_FAILED)
-			return hatch_err_set(err, HATCHERY__V1__ERROR_CODE__INVALID_ARGUMENT, errno,
-					     "[pool \"%s\"] snapshot %s: mmap", p->name,
-					     p->snapshot);
 		struct snap_expect want = {
 			.mem_size = (uint64_t)p->memory_mib << 20,
 			.nvcpus = p->vcpus,
 		};
 		vmp_snap_host_cpu(kvm, &want.cpu);
 		struct snap_image img;
-		int r = snap_parse(m, (size_t)st.st_size, (uint64_t)st.st_size, &want, &img, err);
-		uint32_t crc;
-		memcpy(&crc, (const uint8_t *)m + 124, sizeof(crc));
-		munmap(m, (size_t)st.st_size);
-		if (r < 0)
+		if (snap_parse_fd(fd, &want, &img, err) < 0)
 			return hatch_err_wrap(err, "[pool \"%s\"] snapshot %s (memory_mib = %u, "
 					      "vcpus = %u)", p->name, p->snapshot, p->memory_mib,
 					      p->vcpus);
+		uint32_t crc = img.header_crc;
 		snap_image_free(&img);
 		p->snap_header_crc = crc;
 		p->snap_dev = (uint64_t)st.st_dev;

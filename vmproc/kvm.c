@@ -11,6 +11,7 @@
 #include "hatchery/cleanup.h"
 #include "hatchery/v1/common.pb-c.h"
 #include "kvm.h"
+#include "snapshot.h"
 
 #define E_VM HATCHERY__V1__ERROR_CODE__VM_ERROR
 
@@ -197,12 +198,13 @@ int vmp_vm_create(const struct vmp_kvm_host *h, size_t mem_size,
 				     mem_size >> 20);
 	}
 	vm->mem_size = mem_size;
-	uint64_t low = mem_size < VMP_LOW_MEM_MAX ? mem_size : VMP_LOW_MEM_MAX;
-	if (set_slot(vm, 0, 0, low, vm->mem, err) < 0)
-		return -1;
-	if (mem_size > low &&
-	    set_slot(vm, 1, 1ull << 32, mem_size - low, vm->mem + low, err) < 0)
-		return -1;
+	/* One memory slot per part of guest RAM: the layout is snapshot/'s,
+	 * since a snapshot records GPAs. */
+	struct snap_ram_slot slot[SNAP_RAM_SLOTS];
+	unsigned nslots = snap_ram_slots(mem_size, slot);
+	for (unsigned i = 0; i < nslots; i++)
+		if (set_slot(vm, i, slot[i].gpa, slot[i].len, vm->mem + slot[i].offset, err) < 0)
+			return -1;
 	uint64_t t2 = now_ns();
 
 	/* Only now the irqchip: see the header for why the order matters. */

@@ -73,9 +73,10 @@ struct vmp_vm {
 	struct vmp_vm_timings t;
 };
 
-/* Guest RAM starts at GPA 0. Above this it continues at 4 GiB, leaving the
- * 32-bit MMIO hole (LAPIC, IOAPIC) free, as on a PC. */
-#define VMP_LOW_MEM_MAX (3ull << 30)
+/* Guest RAM starts at GPA 0; above 3 GiB it continues at 4 GiB, leaving the
+ * 32-bit MMIO hole (LAPIC, IOAPIC) free, as on a PC. That layout is written
+ * once, in snapshot/ (snap_ram_slots, snap_gpa_to_ram_offset): a snapshot
+ * records GPAs, and vmp_vm_create registers its memory slots from it. */
 
 /* Build a VM in the order that is cheap on this host: memory slots are
  * registered before KVM_CREATE_IRQCHIP (after it, each costs ~7.5 ms under

@@ -390,21 +390,22 @@ static int serve_restore(struct child *ch, uint64_t id, int fd)
 static int restore_pool_snapshot(struct child *ch, bool reset, struct hatch_err *err)
 {
 	const struct vmp_spawn *s = ch->s;
-	off_t size = lseek(SNAP_FD, 0, SEEK_END);
-	uint32_t crc = 0;
-	if (size >= 128) {
-		void *p = mmap(NULL, 128, PROT_READ, MAP_PRIVATE, SNAP_FD, 0);
-		if (p != MAP_FAILED) {
-			memcpy(&crc, (const uint8_t *)p + 124, sizeof(crc));
-			munmap(p, 128);
-		}
+	struct snap_header hdr;
+	uint64_t size;
+	if (snap_header_read_fd(SNAP_FD, &hdr, &size, err) < 0) {
+		err->code = E(FAILED_PRECONDITION);
+		return hatch_err_wrap(err, "pool snapshot %s changed since hatcheryd started "
+				      "(%llu bytes; it was %llu bytes, header crc %08x): restart "
+				      "hatcheryd to use the new file", s->snap_path,
+				      (unsigned long long)size, (unsigned long long)s->snap_size,
+				      s->snap_header_crc);
 	}
-	if (size < 0 || (uint64_t)size != s->snap_size || crc != s->snap_header_crc)
+	if (size != s->snap_size || hdr.crc != s->snap_header_crc)
 		return hatch_err_set(err, E(FAILED_PRECONDITION), 0,
 				     "pool snapshot %s changed since hatcheryd started "
-				     "(%lld bytes, header crc %08x; it was %llu bytes, %08x): "
+				     "(%llu bytes, header crc %08x; it was %llu bytes, %08x): "
 				     "restart hatcheryd to use the new file",
-				     s->snap_path, (long long)size, crc,
+				     s->snap_path, (unsigned long long)size, hdr.crc,
 				     (unsigned long long)s->snap_size, s->snap_header_crc);
 	struct vmp_snap_restore_stats st;
 	bool touched = false;

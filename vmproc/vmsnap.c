@@ -225,8 +225,7 @@ static int set_vcpu(struct vmp_vm *vm, unsigned i, const struct snap_vcpu *v,
 /* Guest RAM's host address for a GPA (the layout of vmp_vm_create). */
 static uint8_t *hva(struct vmp_vm *vm, uint64_t gpa)
 {
-	uint64_t off = gpa < VMP_LOW_MEM_MAX ? gpa : gpa - (1ull << 32) + VMP_LOW_MEM_MAX;
-	return vm->mem + off;
+	return vm->mem + snap_gpa_to_ram_offset(gpa);
 }
 
 int vmp_snap_restore(struct vmp_vm *vm, const struct vmp_kvm_host *h, int fd,
@@ -236,35 +235,12 @@ int vmp_snap_restore(struct vmp_vm *vm, const struct vmp_kvm_host *h, int fd,
 	memset(st, 0, sizeof(*st));
 	*touched = false;
 	uint64_t t0 = now_ns();
-	off_t fsize = lseek(fd, 0, SEEK_END);
-	if (fsize < 128)
-		return hatch_err_set(err, E(INVALID_ARGUMENT), fsize < 0 ? errno : 0,
-				     "Restore: the fd must be a regular file holding a snapshot (%lld bytes)",
-				     (long long)fsize);
-	/* Map the header and sections only (not the memory data, which is
-	 * mapped per extent below): the header says where they end. A bad
-	 * value there is left to snap_parse to report. */
-	uint64_t head = 4096 < (uint64_t)fsize ? 4096 : (uint64_t)fsize;
-	uint8_t *p = mmap(NULL, head, PROT_READ, MAP_PRIVATE, fd, 0);
-	if (p == MAP_FAILED)
-		return hatch_err_set(err, E(INVALID_ARGUMENT), errno, "Restore: mmap the snapshot");
-	uint64_t mem_offset;
-	memcpy(&mem_offset, p + 72, 8);
-	uint64_t view = head;
-	if (mem_offset > head && mem_offset <= (uint64_t)fsize &&
-	    mem_offset <= (uint64_t)VMP_MAX_VCPUS * (64u << 10) + 2ull * SNAP_MAX_OPAQUE) {
-		munmap(p, head);
-		view = mem_offset;
-		p = mmap(NULL, view, PROT_READ, MAP_PRIVATE, fd, 0);
-		if (p == MAP_FAILED)
-			return hatch_err_set(err, E(INVALID_ARGUMENT), errno, "Restore: mmap the snapshot");
-	}
+	/* snapshot/ maps and checks the header and sections (never the
+	 * memory data, mapped per extent below). */
 	struct snap_expect want = { .mem_size = vm->mem_size, .nvcpus = vm->nvcpus };
 	vmp_snap_host_cpu(h, &want.cpu);
 	struct snap_image img;
-	int r = snap_parse(p, view, (uint64_t)fsize, &want, &img, err);
-	munmap(p, view);
-	if (r < 0)
+	if (snap_parse_fd(fd, &want, &img, err) < 0)
 		return -1;
 	int ret = -1;
 	/* Nothing above touched the VM; from here on it is changed. */

@@ -5,7 +5,9 @@
  * only the header and sections of a file it then maps), with and without a
  * shell to match. Whatever is accepted is then walked: every extent is read
  * back (snap_verify_memory) and every owned buffer touched, so that ASan sees
- * any bound the parser got wrong. Build with -DHATCH_FUZZ=ON (scripts/fuzz).
+ * any bound the parser got wrong. The header peek (snap_header_peek) runs
+ * on every input too, and must agree with what the parse accepted. Build
+ * with -DHATCH_FUZZ=ON (scripts/fuzz).
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -39,7 +41,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct snap_image img;
 	struct hatch_err err;
+	struct snap_header h;
+	int peeked = snap_header_peek(data, size, &h, &err);
 	if (snap_parse(data, size, size, NULL, &img, &err) == 0) {
+		/* The header step of the parse is the public peek: whatever the
+		 * parse accepts, the peek accepts and describes the same way. */
+		if (peeked != 0 || h.crc != img.header_crc || h.mem_offset != img.mem_offset ||
+		    h.nvcpus != img.st.nvcpus || h.mem_size != img.st.mem_size)
+			__builtin_trap();
 		walk(&img, data, size);
 		struct snap_expect want = { .mem_size = img.st.mem_size,
 					    .nvcpus = img.st.nvcpus,

@@ -3,6 +3,10 @@
  * A synthetic snapshot is built from plain structs filled with a pattern;
  * it must round-trip exactly, store only non-zero pages, and every kind of
  * damage must be rejected with a message that names it.
+ *
+ * The byte offsets below (124, 72, 52, ...) are written out from the tables
+ * in docs/snapshot.md on purpose, not taken from snapshot/layout.h: this
+ * test checks that the code's layout is the documented one.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +17,7 @@
 #include <criterion/criterion.h>
 
 #include "hatchery/error.h"
+#include "hatchery/v1/common.pb-c.h"
 #include "snapshot.h"
 
 TestSuite(snapshot, .timeout = 60);
@@ -524,4 +529,184 @@ Test(snapshot, writer_rejects_bad_state)
 	cr_assert_eq(snap_encode(&f.st, &b, &len, &err), -1);
 	cr_assert_not_null(strstr(err.msg, "multiple of 4 KiB"));
 	free(f.mem);
+}
+
+/* ---- the public header peek/verify and the guest RAM layout ---------- */
+
+static void expect_peek_reject(const uint8_t *b, size_t len, const char *needle)
+{
+	struct snap_header h;
+	memset(&h, 0xa5, sizeof(h));
+	struct hatch_err err = { 0 };
+	cr_assert_eq(snap_header_peek(b, len, &h, &err), -1,
+		     "peek accepted a bad header (wanted \"%s\")", needle);
+	cr_assert_eq(err.code, HATCHERY__V1__ERROR_CODE__INVALID_ARGUMENT, "%s", err.msg);
+	cr_assert_not_null(strstr(err.msg, needle), "message \"%s\" does not contain \"%s\"",
+			   err.msg, needle);
+	struct snap_header zero = { 0 };
+	cr_assert_eq(memcmp(&h, &zero, sizeof(h)), 0, "a refused header is not zeroed");
+}
+
+Test(snapshot, header_peek_gives_the_fields)
+{
+	struct fixture f;
+	fixture_init(&f);
+	size_t len;
+	uint8_t *b = encode(&f, &len);
+	struct snap_image img;
+	struct hatch_err err = { 0 };
+	cr_assert_eq(snap_parse(b, len, len, NULL, &img, &err), 0, "%s", err.msg);
+	/* the header's bytes alone are enough */
+	struct snap_header h;
+	cr_assert_eq(snap_header_peek(b, 128, &h, &err), 0, "%s", err.msg);
+	cr_assert_eq(h.version, SNAP_VERSION);
+	cr_assert_eq(memcmp(&h.cpu, &f.st.cpu, sizeof(h.cpu)), 0);
+	cr_assert_eq(h.mem_size, MEM);
+	cr_assert_eq(h.nvcpus, NVCPUS);
+	cr_assert_eq(h.nsections, rd32(b + 52));
+	cr_assert_eq(h.sections_offset, 128);
+	cr_assert_eq(h.mem_offset, img.mem_offset);
+	cr_assert_eq(h.mem_data_size, img.mem_data_size);
+	cr_assert_eq(h.file_size, len);
+	cr_assert_eq(h.crc, rd32(b + 124));
+	cr_assert_eq(h.crc, snap_crc32c(0, b, 124));
+	cr_assert_eq(img.header_crc, h.crc);
+	snap_image_free(&img);
+	free(b);
+	free(f.mem);
+}
+
+Test(snapshot, header_peek_rejects_damage_clearly)
+{
+	struct fixture f;
+	fixture_init(&f);
+	size_t len;
+	uint8_t *b = encode(&f, &len);
+	uint8_t *c = malloc(len);
+
+	expect_peek_reject(b, 0, "truncated: file is 0x0 bytes, the header alone is 0x80");
+	expect_peek_reject(b, 127, "truncated: file is 0x7f bytes");
+	memcpy(c, b, len);
+	c[3] ^= 1;
+	expect_peek_reject(c, len, "bad magic (not a hatchery snapshot)");
+	memcpy(c, b, len);
+	wr32(c + 8, 7);
+	fix_header_crc(c);
+	expect_peek_reject(c, len, "format version 7, this build reads version 1");
+	/* a corrupt CRC, and a corrupt field under a good CRC */
+	memcpy(c, b, len);
+	c[124] ^= 0x10;
+	expect_peek_reject(c, len, "header checksum mismatch");
+	memcpy(c, b, len);
+	c[40] ^= 0x10;
+	expect_peek_reject(c, len, "header checksum mismatch");
+	memcpy(c, b, len);
+	wr32(c + 12, 256);
+	fix_header_crc(c);
+	expect_peek_reject(c, len, "header size 256, expected 128");
+	memcpy(c, b, len);
+	wr32(c + 48, 65);
+	fix_header_crc(c);
+	expect_peek_reject(c, len, "vcpu count 65 out of range 1..64");
+	/* a layout that could be sound but is larger than any snapshot of
+	 * this shape: a restoring child would have to map it */
+	memcpy(c, b, len);
+	uint64_t sec_size = 64ull << 20, mem_off = (128 + sec_size + 4095) & ~4095ull;
+	wr64(c + 64, sec_size);
+	wr64(c + 72, mem_off);
+	wr64(c + 88, mem_off + rd64(b + 80));
+	fix_header_crc(c);
+	expect_peek_reject(c, len, "more than a snapshot of 2 vcpus and 0x40000 bytes");
+	/* snap_parse gives the same message for the same header */
+	expect_reject(c, len, len, NULL, "more than a snapshot of 2 vcpus");
+	free(c);
+	free(b);
+	free(f.mem);
+}
+
+/* A temporary file holding n bytes of b. */
+static int tmp_with(const uint8_t *b, size_t n)
+{
+	char path[] = "/tmp/test_snapshot.XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	unlink(path);
+	cr_assert_eq(write(fd, b, n), (ssize_t)n);
+	return fd;
+}
+
+Test(snapshot, header_read_fd_and_parse_fd)
+{
+	struct fixture f;
+	fixture_init(&f);
+	size_t len;
+	uint8_t *b = encode(&f, &len);
+	struct hatch_err err = { 0 };
+	struct snap_header h;
+	uint64_t size = 1;
+
+	int fd = tmp_with(b, len);
+	cr_assert_eq(snap_header_read_fd(fd, &h, &size, &err), 0, "%s", err.msg);
+	cr_assert_eq(size, len);
+	cr_assert_eq(h.crc, rd32(b + 124));
+	cr_assert_eq(h.mem_offset, rd64(b + 72));
+	struct snap_image img;
+	cr_assert_eq(snap_parse_fd(fd, &f.want, &img, &err), 0, "%s", err.msg);
+	cr_assert_eq(img.nextents, 4);
+	cr_assert_eq(img.header_crc, h.crc);
+	cr_assert_eq(img.file_size, len);
+	snap_image_free(&img);
+	/* a page shorter: the header is fine, the parse names the extent */
+	cr_assert_eq(ftruncate(fd, (off_t)len - 4096), 0);
+	cr_assert_eq(snap_header_read_fd(fd, &h, &size, &err), 0, "%s", err.msg);
+	cr_assert_eq(snap_parse_fd(fd, NULL, &img, &err), -1);
+	cr_assert_not_null(strstr(err.msg, "truncated: memory extent 3"), "%s", err.msg);
+	cr_assert_null(img.ext);
+	close(fd);
+
+	fd = tmp_with(b, 0);
+	cr_assert_eq(snap_header_read_fd(fd, &h, &size, &err), -1);
+	cr_assert_eq(size, 0);
+	cr_assert_not_null(strstr(err.msg, "snapshot: truncated: file is 0x0 bytes"), "%s", err.msg);
+	cr_assert_eq(snap_parse_fd(fd, NULL, &img, &err), -1);
+	cr_assert_not_null(strstr(err.msg, "truncated"), "%s", err.msg);
+	close(fd);
+
+	uint8_t *c = malloc(len);
+	memcpy(c, b, len);
+	c[124] ^= 1;
+	fd = tmp_with(c, len);
+	cr_assert_eq(snap_header_read_fd(fd, &h, &size, &err), -1);
+	cr_assert_eq(size, len);
+	cr_assert_not_null(strstr(err.msg, "header checksum mismatch"), "%s", err.msg);
+	close(fd);
+	free(c);
+
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	cr_assert_eq(snap_header_read_fd(p[0], &h, &size, &err), -1);
+	cr_assert_eq(err.code, HATCHERY__V1__ERROR_CODE__INVALID_ARGUMENT);
+	cr_assert_not_null(strstr(err.msg, "not a regular file"), "%s", err.msg);
+	close(p[0]);
+	close(p[1]);
+	free(b);
+	free(f.mem);
+}
+
+Test(snapshot, guest_ram_layout)
+{
+	struct snap_ram_slot s[SNAP_RAM_SLOTS];
+	cr_assert_eq(snap_ram_slots(64u << 20, s), 1);
+	cr_assert_eq(s[0].gpa, 0);
+	cr_assert_eq(s[0].offset, 0);
+	cr_assert_eq(s[0].len, 64u << 20);
+	cr_assert_eq(snap_ram_slots(3ull << 30, s), 1);
+	cr_assert_eq(snap_ram_slots((3ull << 30) + 8192, s), 2);
+	cr_assert_eq(s[0].len, 3ull << 30);
+	cr_assert_eq(s[1].gpa, 1ull << 32);
+	cr_assert_eq(s[1].offset, 3ull << 30);
+	cr_assert_eq(s[1].len, 8192);
+	cr_assert_eq(snap_gpa_to_ram_offset(0x1000), 0x1000);
+	cr_assert_eq(snap_gpa_to_ram_offset((3ull << 30) - 4096), (3ull << 30) - 4096);
+	cr_assert_eq(snap_gpa_to_ram_offset((1ull << 32) + 4096), (3ull << 30) + 4096);
 }
