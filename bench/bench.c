@@ -242,84 +242,71 @@ static const struct phase phases[] = {
 	{ "qemurestore", bench_qemu_restore, false },
 };
 
-int main(int argc, char **argv)
+static const struct option lopts[] = {
+	{ "socket", required_argument, NULL, 's' },
+	{ "pool", required_argument, NULL, 'p' },
+	{ "label", required_argument, NULL, 'l' },
+	{ "rows", required_argument, NULL, 'o' },
+	{ "count", required_argument, NULL, 'n' },
+	{ "idle", required_argument, NULL, OPT_IDLE },
+	{ "rounds", required_argument, NULL, OPT_ROUNDS },
+	{ "memory-mib", required_argument, NULL, OPT_MEMORY_MIB },
+	{ "meminfo-before", required_argument, NULL, OPT_MEMINFO_BEFORE },
+	{ "qemu", required_argument, NULL, OPT_QEMU },
+	{ "qemu-version", required_argument, NULL, OPT_QEMU_VERSION },
+	{ "json", required_argument, NULL, OPT_JSON },
+	{ "commit", required_argument, NULL, OPT_COMMIT },
+	{ "quick", no_argument, NULL, OPT_QUICK },
+	{ "emulated", no_argument, NULL, OPT_EMULATED },
+	{ "wait", required_argument, NULL, OPT_WAIT },
+	{ "desc", required_argument, NULL, OPT_DESC },
+	{ "jail", required_argument, NULL, OPT_JAIL },
+	{ "qemu-guest", required_argument, NULL, OPT_QEMU_GUEST },
+	{ "qemu-guest-error", required_argument, NULL, OPT_QEMU_GUEST_ERROR },
+	{ "payload", required_argument, NULL, OPT_PAYLOAD },
+	{ "bytes", required_argument, NULL, OPT_BYTES },
+	{ "snapshot", required_argument, NULL, OPT_SNAPSHOT },
+	{ "help", no_argument, NULL, 'h' },
+	{ 0 },
+};
+
+/* The options after the phase's name, into *o (defaults set by the
+ * caller). -1 to go on, else the exit status: 0 after --help, 2 for a
+ * usage error (said on stderr). */
+static int parse_opts(int argc, char **argv, struct bench_opts *o)
 {
-	static const struct option lopts[] = {
-		{ "socket", required_argument, NULL, 's' },
-		{ "pool", required_argument, NULL, 'p' },
-		{ "label", required_argument, NULL, 'l' },
-		{ "rows", required_argument, NULL, 'o' },
-		{ "count", required_argument, NULL, 'n' },
-		{ "idle", required_argument, NULL, OPT_IDLE },
-		{ "rounds", required_argument, NULL, OPT_ROUNDS },
-		{ "memory-mib", required_argument, NULL, OPT_MEMORY_MIB },
-		{ "meminfo-before", required_argument, NULL, OPT_MEMINFO_BEFORE },
-		{ "qemu", required_argument, NULL, OPT_QEMU },
-		{ "qemu-version", required_argument, NULL, OPT_QEMU_VERSION },
-		{ "json", required_argument, NULL, OPT_JSON },
-		{ "commit", required_argument, NULL, OPT_COMMIT },
-		{ "quick", no_argument, NULL, OPT_QUICK },
-		{ "emulated", no_argument, NULL, OPT_EMULATED },
-		{ "wait", required_argument, NULL, OPT_WAIT },
-		{ "desc", required_argument, NULL, OPT_DESC },
-		{ "jail", required_argument, NULL, OPT_JAIL },
-		{ "qemu-guest", required_argument, NULL, OPT_QEMU_GUEST },
-		{ "qemu-guest-error", required_argument, NULL, OPT_QEMU_GUEST_ERROR },
-		{ "payload", required_argument, NULL, OPT_PAYLOAD },
-		{ "bytes", required_argument, NULL, OPT_BYTES },
-		{ "snapshot", required_argument, NULL, OPT_SNAPSHOT },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
-	};
-	if (argc < 2 || argv[1][0] == '-') {
-		bool help = argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"));
-		usage(help ? stdout : stderr);
-		return help ? 0 : 2;
-	}
-	const char *phase = argv[1];
-	struct bench_opts o = {
-		.pool = "default",
-		.label = "",
-		.count = 1000,
-		.idle = 8,
-		.rounds = 3,
-		.memory_mib = 64,
-		.wait_reaped = true,
-		.payload = 16,
-		.bytes = 1u << 20,
-	};
 	int opt;
 	optind = 2;
 	while ((opt = getopt_long(argc, argv, "s:p:l:o:n:h", lopts, NULL)) != -1) {
 		unsigned long long v = 0;
 		switch (opt) {
-		case 's': o.socket = optarg; break;
-		case 'p': o.pool = optarg; break;
-		case 'l': o.label = optarg; break;
-		case 'o': o.rows = optarg; break;
-		case OPT_QEMU: o.qemu = optarg; break;
-		case OPT_QEMU_VERSION: o.qemu_version = optarg; break;
-		case OPT_JSON: o.json = optarg; break;
-		case OPT_COMMIT: o.commit = optarg; break;
-		case OPT_QUICK: o.quick = true; break;
-		case OPT_EMULATED: o.emulated = true; break;
-		case OPT_DESC: o.desc = optarg; break;
-		case OPT_SNAPSHOT: o.snapshot = optarg; break;
-		case OPT_QEMU_GUEST: o.qemu_guest = optarg; break;
-		case OPT_QEMU_GUEST_ERROR: o.qemu_guest_error = optarg; break;
+		case 's': o->socket = optarg; break;
+		case 'p': o->pool = optarg; break;
+		case 'l': o->label = optarg; break;
+		case 'o': o->rows = optarg; break;
+		case OPT_QEMU: o->qemu = optarg; break;
+		case OPT_QEMU_VERSION: o->qemu_version = optarg; break;
+		case OPT_JSON: o->json = optarg; break;
+		case OPT_COMMIT: o->commit = optarg; break;
+		case OPT_QUICK: o->quick = true; break;
+		case OPT_EMULATED: o->emulated = true; break;
+		case OPT_DESC: o->desc = optarg; break;
+		case OPT_SNAPSHOT: o->snapshot = optarg; break;
+		case OPT_QEMU_GUEST: o->qemu_guest = optarg; break;
+		case OPT_QEMU_GUEST_ERROR: o->qemu_guest_error = optarg; break;
 		case OPT_JAIL:
 			if (strcmp(optarg, "on") != 0 && strcmp(optarg, "off") != 0) {
 				fprintf(stderr, "hatch-bench: --jail: expected on or off\n");
 				return 2;
 			}
-			o.jail = optarg;
+			o->jail = optarg;
 			break;
 		case OPT_WAIT:
 			if (strcmp(optarg, "reaped") != 0 && strcmp(optarg, "idle") != 0) {
 				fprintf(stderr, "hatch-bench: --wait: expected reaped or idle\n");
 				return 2;
 			}
-			o.wait_reaped = strcmp(optarg, "reaped") == 0;
+			o->wait_reaped = strcmp(optarg, "reaped") == 0;
 			break;
 		case 'h': usage(stdout); return 0;
 		case 'n':
@@ -341,13 +328,13 @@ int main(int argc, char **argv)
 					opt == OPT_PAYLOAD ? " up to 60000 (one packet)" : "", optarg);
 				return 2;
 			}
-			if (opt == 'n') o.count = (unsigned)v;
-			else if (opt == OPT_IDLE) o.idle = (unsigned)v;
-			else if (opt == OPT_ROUNDS) o.rounds = (unsigned)v;
-			else if (opt == OPT_MEMORY_MIB) o.memory_mib = (unsigned)v;
-			else if (opt == OPT_PAYLOAD) o.payload = (unsigned)v;
-			else if (opt == OPT_BYTES) o.bytes = (unsigned)v;
-			else o.meminfo_before = v;
+			if (opt == 'n') o->count = (unsigned)v;
+			else if (opt == OPT_IDLE) o->idle = (unsigned)v;
+			else if (opt == OPT_ROUNDS) o->rounds = (unsigned)v;
+			else if (opt == OPT_MEMORY_MIB) o->memory_mib = (unsigned)v;
+			else if (opt == OPT_PAYLOAD) o->payload = (unsigned)v;
+			else if (opt == OPT_BYTES) o->bytes = (unsigned)v;
+			else o->meminfo_before = v;
 			break;
 		default:
 			usage(stderr);
@@ -358,13 +345,20 @@ int main(int argc, char **argv)
 		fprintf(stderr, "hatch-bench: unexpected argument \"%s\"\n", argv[optind]);
 		return 2;
 	}
-	if (!o.rows) {
+	if (!o->rows) {
 		fprintf(stderr, "hatch-bench: -o ROWS is required\n");
 		return 2;
 	}
+	return -1;
+}
+
+/* Run `phase` (or the report) with *o; the exit status. A phase that fails
+ * leaves an error row behind, for the report to list. */
+static int run_phase(const char *phase, const struct bench_opts *o)
+{
 	struct hatch_err err = { 0 };
 	if (strcmp(phase, "report") == 0) {
-		if (bench_report(&o, &err) < 0) {
+		if (bench_report(o, &err) < 0) {
 			fprintf(stderr, "hatch-bench: report: %s\n", err.msg);
 			return 1;
 		}
@@ -379,30 +373,55 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (ph->needs_socket && !o.socket) {
+	if (ph->needs_socket && !o->socket) {
 		fprintf(stderr, "hatch-bench: %s: -s SOCKET is required\n", phase);
 		return 2;
 	}
-	FILE *rows = fopen(o.rows, "ae");
+	FILE *rows = fopen(o->rows, "ae");
 	if (!rows) {
-		fprintf(stderr, "hatch-bench: open %s: %s\n", o.rows, strerror(errno));
+		fprintf(stderr, "hatch-bench: open %s: %s\n", o->rows, strerror(errno));
 		return 1;
 	}
-	int r = ph->run(&o, rows, &err);
+	int r = ph->run(o, rows, &err);
 	if (r < 0) {
 		fprintf(stderr, "hatch-bench: %s: %s\n", phase, err.msg);
 		/* The report lists what could not be measured, and why. */
 		char name[128];
-		snprintf(name, sizeof(name), "error.%s%s%s", phase, *o.label ? "." : "",
-			 o.label);
+		snprintf(name, sizeof(name), "error.%s%s%s", phase, *o->label ? "." : "",
+			 o->label);
 		row_begin(rows, name, "-", NULL);
 		row_str(rows, "phase", phase);
 		row_str(rows, "error", err.msg);
 		row_end(rows);
 	}
 	if (fclose(rows) != 0) {
-		fprintf(stderr, "hatch-bench: write %s: %s\n", o.rows, strerror(errno));
+		fprintf(stderr, "hatch-bench: write %s: %s\n", o->rows, strerror(errno));
 		return 1;
 	}
 	return r < 0 ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2 || argv[1][0] == '-') {
+		bool help = argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"));
+		usage(help ? stdout : stderr);
+		return help ? 0 : 2;
+	}
+	const char *phase = argv[1];
+	struct bench_opts o = {
+		.pool = "default",
+		.label = "",
+		.count = 1000,
+		.idle = 8,
+		.rounds = 3,
+		.memory_mib = 64,
+		.wait_reaped = true,
+		.payload = 16,
+		.bytes = 1u << 20,
+	};
+	int r = parse_opts(argc, argv, &o);
+	if (r >= 0)
+		return r;
+	return run_phase(phase, &o);
 }

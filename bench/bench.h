@@ -7,14 +7,15 @@
  * the rows back, sets each figure beside its target, prints the table and
  * writes the JSON. Measuring and judging are kept apart so that every phase
  * can have a daemon of its own and the targets live in one table
- * (report.c).
+ * (report_targets.c).
  *
  * Files: bench.c (arguments, the client helpers every phase shares),
  * samples.c (percentiles), rows.c (the rows file), measure.c (phases
  * against hatcheryd, and the lease loop that acquire, echo and cold
  * share), calls.c (phases against booted pools: guest calls),
  * host_sha256.c (the default guest's sha256, built for the host), qemu.c
- * (the peer), snap.c (Save, restore-pool density), report.c (targets, table, JSON).
+ * (the peer), snap.c (Save, restore-pool density), report*.c (the targets,
+ * the table, the JSON; report.h says which file holds what).
  */
 #ifndef HATCH_BENCH_H
 #define HATCH_BENCH_H

@@ -86,8 +86,11 @@ static int wait_readable(int fd, unsigned ms, struct hatch_err *err)
 	}
 }
 
-/* Send `req`, receive one packet into buf and decode it with `desc`.
- * want_fds: fds the reply must carry on success (0 or 1). */
+/* Send `req` with the n_send fds in send_fds (SCM_RIGHTS; they stay the
+ * caller's), receive one packet into buf and decode it with `desc`. A reply
+ * that carries exactly one fd hands it to *fd_out when fd_out is not NULL
+ * (left alone otherwise: the caller starts it at -1 and checks); every
+ * other fd received is closed. */
 static int roundtrip(int fd, uint8_t *buf, unsigned timeout_ms,
 		     const ProtobufCMessage *req, const int *send_fds, size_t n_send,
 		     const ProtobufCMessageDescriptor *desc,

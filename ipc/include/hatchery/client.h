@@ -4,8 +4,15 @@
  *   hatch_connect()  -> struct hatch_client *   (one connection to hatcheryd)
  *   hatch_acquire()  -> int vm_fd                (a socket to one vmproc)
  *   hatch_vm_ping()/hatch_vm_info() on vm_fd
- *   hatch_vm_release(vm_fd) or close(vm_fd)      (the VM is single-use)
+ *   hatch_vm_release(vm_fd) or close(vm_fd)      (ends the lease)
  *   hatch_close()
+ *
+ * A lease ends when the client releases or closes vm_fd. By default the
+ * VM is single-use: its child exits and the pool forks a replacement. In a
+ * restore pool with reuse = snapshot, a child whose lease ended that way
+ * with its guest alive instead restores the pool's snapshot over itself
+ * and becomes idle again, to be leased by the next client
+ * (docs/security.md: weaker isolation).
  *
  * Calls are synchronous: one request, one reply. A client is not
  * thread-safe; use one per thread. Every call takes an optional

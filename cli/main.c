@@ -1,0 +1,253 @@
+/* main.c - hatchctl: global options, dispatch to a command, usage, and the
+ * exit statuses (hx_fail() is the one place a hatch_err becomes one).
+ * What the other files hold: hatchctl.h. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "hatchery/cleanup.h"
+#include "hatchctl.h"
+
+/* getopt prints argv[0] in its messages; give it a stable name. */
+char hx_prog[] = "hatchctl";
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"Usage: hatchctl [-s SOCKET] [-t TIMEOUT_MS] COMMAND [ARGS]\n"
+"\n"
+"Commands:\n"
+"  status [--json]     pools (idle/leased/spawning/waiting, min_idle/max,\n"
+"                      degraded, last error) and every child (id, pid,\n"
+"                      state, age)\n"
+"  stats [--json]      per-pool counters and acquire / spawn-to-ready\n"
+"                      latency (count, p50, p90, p99, max)\n"
+"  ping [--json]       ping hatcheryd: version, pid, round-trip time\n"
+"  acquire POOL [--deadline MS] [--json]\n"
+"                      lease a VM of POOL (waiting up to MS for one, default\n"
+"                      %u), ping it, read its info, release it, and show\n"
+"                      what came back and how long each step took\n"
+"  run POOL FUNCTION [PAYLOAD|-] [--deadline MS] [--hex] [--time]\n"
+"                      lease a VM of a booted POOL, call FUNCTION in its\n"
+"                      guest with PAYLOAD (- reads stdin, at most %zu\n"
+"                      bytes), write the result to stdout and the guest's\n"
+"                      log to stderr, release the VM. The result is written\n"
+"                      as it is (raw bytes); --hex writes it as lowercase\n"
+"                      hex and a newline instead. --time adds a line on\n"
+"                      stderr: acquire, call (and the guest's run time\n"
+"                      within it), release, in µs. A guest fault or a\n"
+"                      missed deadline is an error reply (exit 1)\n"
+"  snapshot POOL FILE [--call FUNCTION PAYLOAD]\n"
+"                      lease a VM of a booted POOL, optionally call FUNCTION\n"
+"                      first (so the snapshot holds a warmed guest), save it\n"
+"                      to FILE (created or truncated, mode 0600), print the\n"
+"                      save's phases and the file's size, release the VM\n"
+"  restore POOL FILE [--call FUNCTION PAYLOAD]\n"
+"                      lease a VM of an empty POOL, restore FILE into it,\n"
+"                      print the restore's phases, optionally call FUNCTION,\n"
+"                      release the VM. A call's result is printed as hex\n"
+"                      (at most 64 bytes shown), its log goes to stderr\n"
+"  help                this text\n"
+"\n"
+"Options:\n"
+"  -s, --socket SOCKET      hatcheryd's socket (default: $HATCHERY_SOCKET,\n"
+"                           else " HATCH_DEFAULT_SOCKET ")\n"
+"  -t, --timeout TIMEOUT_MS fail a call with no reply after this long\n"
+"                           (default %u; 0 waits forever)\n"
+"  -h, --help               this text\n"
+"\n"
+"Text output is for people. With --json, stdout is one JSON object; times\n"
+"in it are integer nanoseconds.\n"
+"\n"
+"Exit status:\n"
+"  0  success\n"
+"  1  the request failed: an error reply from the server (or a local error)\n"
+"  2  usage error\n"
+"  3  hatcheryd unavailable: cannot connect, no reply in time, or shutting\n"
+"     down\n"
+"  4  POOL_EXHAUSTED: no VM became ready before the deadline; retry later\n"
+"  5  PERMISSION_DENIED\n"
+"Errors are printed to stderr as \"hatchctl: CODE_NAME: message\".\n",
+		DEFAULT_DEADLINE_MS, RUN_PAYLOAD_MAX, DEFAULT_TIMEOUT_MS);
+}
+
+int hx_usage_error(const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "%s: ", hx_prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'hatchctl help'.\n");
+	return HX_USAGE;
+}
+
+/* The one place a hatch_err becomes a message and an exit status. */
+int hx_fail(const struct hatch_err *err)
+{
+	fprintf(stderr, "%s: %s: %s\n", hx_prog, hatch_err_code_name(err->code),
+		err->msg[0] ? err->msg : "(no message)");
+	switch (err->code) {
+	case E(UNAVAILABLE):
+		return HX_UNAVAILABLE;
+	case E(POOL_EXHAUSTED):
+		return HX_EXHAUSTED;
+	case E(PERMISSION_DENIED):
+		return HX_DENIED;
+	default:
+		return HX_FAILED;
+	}
+}
+
+/* Everything went to stdout through stdio; a full disk or closed pipe only
+ * shows up here. */
+int hx_finish_stdout(void)
+{
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "%s: write to stdout: %s\n", hx_prog, strerror(errno));
+		return HX_FAILED;
+	}
+	return HX_OK;
+}
+
+/* Parse a decimal count of milliseconds in [0, MAX_MS]. */
+int hx_parse_ms(const char *s, unsigned *out)
+{
+	if (!s || *s < '0' || *s > '9') /* strtoul accepts " -1" */
+		return -1;
+	errno = 0;
+	char *end;
+	unsigned long v = strtoul(s, &end, 10);
+	if (errno || *end || v > MAX_MS)
+		return -1;
+	*out = (unsigned)v;
+	return 0;
+}
+
+uint64_t hx_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+double hx_ns_to_us(uint64_t ns)
+{
+	return (double)ns / 1000.0;
+}
+
+/* --- per-command option parsing ------------------------------------------ */
+
+/* A second getopt pass, over the command's own arguments. */
+int hx_parse_cmd(int argc, char **argv, const struct option *long_opts,
+		 int nargs_want, const char *args_name, struct hx_opts *o)
+{
+	/* getopt prefixes its own messages with argv[0]; static, because the
+	 * pointer stays behind in argv. */
+	const char *cmd = argv[0];
+	static char name[64];
+	snprintf(name, sizeof(name), "%s %s", hx_prog, cmd);
+	argv[0] = name;
+
+	optind = 0; /* glibc: reinitialise for a new argument vector */
+	int c;
+	while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_JSON:
+			o->json = true;
+			break;
+		case OPT_DEADLINE:
+			if (hx_parse_ms(optarg, &o->deadline_ms) < 0)
+				return hx_usage_error("%s: --deadline wants milliseconds in 0..%u, not '%s'",
+						      cmd, MAX_MS, optarg);
+			break;
+		default: /* getopt has said what was wrong */
+			fprintf(stderr, "Try 'hatchctl help'.\n");
+			return HX_USAGE;
+		}
+	}
+	int left = argc - optind;
+	if (left != nargs_want) {
+		if (left < nargs_want)
+			return hx_usage_error("%s: missing %s", cmd, args_name);
+		return hx_usage_error("%s: unexpected argument '%s'",
+				      cmd, argv[optind + nargs_want]);
+	}
+	for (int i = 0; i < left && i < (int)HATCH_ARRAY_SIZE(o->args); i++)
+		o->args[o->nargs++] = argv[optind + i];
+	return HX_OK;
+}
+
+/* --- main ----------------------------------------------------------------- */
+
+static int cmd_help(const struct hx_ctx *cx, int argc, char **argv)
+{
+	if (argc > 1)
+		return hx_usage_error("help: unexpected argument '%s'", argv[1]);
+	usage(stdout);
+	return hx_finish_stdout();
+}
+
+static const struct command {
+	const char *name;
+	int (*run)(const struct hx_ctx *cx, int argc, char **argv);
+} commands[] = {
+	{ "status", cmd_status },
+	{ "stats", cmd_stats },
+	{ "ping", cmd_ping },
+	{ "acquire", cmd_acquire },
+	{ "run", cmd_run },
+	{ "snapshot", cmd_snapshot },
+	{ "restore", cmd_restore },
+	{ "help", cmd_help },
+};
+
+int main(int argc, char **argv)
+{
+	static const struct option global_opts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct hx_ctx cx = { .timeout_ms = DEFAULT_TIMEOUT_MS };
+
+	if (argc < 1)
+		return HX_USAGE;
+	argv[0] = hx_prog;
+	int c;
+	/* "+": stop at the command; what follows is the command's. */
+	while ((c = getopt_long(argc, argv, "+s:t:h", global_opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			if (!*optarg)
+				return hx_usage_error("-s: empty socket path");
+			cx.socket = optarg;
+			break;
+		case 't':
+			if (hx_parse_ms(optarg, &cx.timeout_ms) < 0)
+				return hx_usage_error("-t wants milliseconds in 0..%u, not '%s'",
+						      MAX_MS, optarg);
+			break;
+		case 'h':
+			usage(stdout);
+			return hx_finish_stdout();
+		default: /* getopt has said what was wrong */
+			fprintf(stderr, "Try 'hatchctl help'.\n");
+			return HX_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		fprintf(stderr, "%s: no command given\n\n", hx_prog);
+		usage(stderr);
+		return HX_USAGE;
+	}
+
+	const char *name = argv[optind];
+	for (size_t i = 0; i < HATCH_ARRAY_SIZE(commands); i++)
+		if (!strcmp(name, commands[i].name))
+			return commands[i].run(&cx, argc - optind, argv + optind);
+	return hx_usage_error("unknown command '%s'", name);
+}
