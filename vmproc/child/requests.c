@@ -313,9 +313,11 @@ static int serve_request(struct child *ch, const Hatchery__V1__VmRequest *req,
 	default:
 		break;
 	}
+	/* The request decoded, so its error carries its id (id 0 is only for
+	 * what could not be decoded: see vmp_child_serve_client). */
 	if (m->nfds != (fd_what ? 1u : 0u)) {
 		ipc_msg_close_fds(m);
-		send_error(ch->client_fd, fd_what ? req->id : 0, E(UNEXPECTED_FDS),
+		send_error(ch->client_fd, req->id, E(UNEXPECTED_FDS),
 			   fd_what ? fd_what
 				   : "VM requests other than Load, Save and Restore carry no file descriptors");
 		return 1;
@@ -370,6 +372,9 @@ int vmp_child_serve_client(struct child *ch)
 		ch->lease_clean = true;
 		return 0; /* the client hung up: the lease is over */
 	}
+	/* Errors for a packet that was never decoded carry id 0: one too
+	 * large (cut short by the kernel), or one with more fds than
+	 * IPC_MAX_FDS (discarded by ipc_recv). Either way the VM serves on. */
 	if (r == -EMSGSIZE || r == -ETOOMANYREFS) {
 		send_error(ch->client_fd, 0,
 			   r == -EMSGSIZE ? E(MESSAGE_TOO_LARGE) : E(UNEXPECTED_FDS),
