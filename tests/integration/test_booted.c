@@ -40,7 +40,8 @@
 
 /* The largest result a call can return: vmproc keeps 8 KiB of the 64 KiB
  * reply packet for the envelope and the guest's log (RESULT_MAX in
- * vmproc.c). A request's payload may be larger: only the packet bounds it. */
+ * vmproc/child/child.h). A request's payload may be larger: only the
+ * packet bounds it. */
 #define RESULT_MAX (IPC_MAX_MSG - 8192)
 
 /* The default guest's functions (guest/default/main.c). */

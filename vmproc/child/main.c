@@ -182,8 +182,9 @@ static int serve_ctrl(struct child *ch)
 		break;
 	}
 	case HATCHERY__V1__SUP_MSG__BODY_LEASED:
-		/* Being woken was the point (see server.c); a restore pool
-		 * restores now unless the client's first packet beat us. */
+		/* Being woken was the point (docs/architecture.md,
+		 * "Acquire"); a restore pool restores now unless the
+		 * client's first packet beat us. */
 		ipc_msg_close_fds(&m);
 		vmp_child_restore_on_lease(ch);
 		break;
@@ -315,34 +316,32 @@ void vmp_child_main(const struct vmp_spawn *s)
 	if (ipc_send_pb(CTRL_FD, &out.base, NULL, 0, false) < 0)
 		_exit(1);
 
-	struct hatch_err err = { 0 };
-serve:
-	serve_lease(&ch);
-	/* reuse = snapshot: a lease that ended the ordinary way (Release or
-	 * EOF) with the guest alive leaves a VM we can reset. Anything else —
-	 * a fault or deadline (guest.dead), a failed or broken restore, the
-	 * supervisor gone — ends the child as in single use. */
-	if (s->reuse && ch.lease_clean && ch.guest.ready && !ch.guest.dead &&
-	    !ch.restore_failed && !ch.restore_broke) {
-		if (vmp_child_reset_for_next_lease(&ch, &err) == 0)
-			goto serve;
-		/* Exit 1 with the reason: the supervisor logs it and replaces
-		 * us. Drain the control socket first: closing with unread data
-		 * would reset the peer and lose the ChildFailed (see below). */
-		vmp_child_send_failed(err.msg);
-		for (int i = 0; i < 64; i++) {
-			struct ipc_msg m = { .buf = vmp_child_rx_buf };
-			if (ipc_recv(CTRL_FD, &m, true) <= 0)
-				break;
-			ipc_msg_close_fds(&m);
+	/* Serve a lease; with reuse = snapshot, reset and serve the next.
+	 * Only a lease that ended the ordinary way (Release or EOF) with the
+	 * guest alive leaves a VM we can reset. Anything else — a fault or
+	 * deadline (guest.dead), a failed or broken restore, the supervisor
+	 * gone — ends the child as in single use. */
+	for (;;) {
+		serve_lease(&ch);
+		if (!(s->reuse && ch.lease_clean && ch.guest.ready && !ch.guest.dead &&
+		      !ch.restore_failed && !ch.restore_broke))
+			break;
+		struct hatch_err err = { 0 };
+		if (vmp_child_reset_for_next_lease(&ch, &err) < 0) {
+			/* Exit 1 with the reason: the supervisor logs it
+			 * and replaces us. */
+			vmp_child_send_failed(err.msg);
+			_exit(1);
 		}
-		_exit(1);
 	}
 	/* Lease over (or supervisor gone). Exiting tears the VM down; the
 	 * supervisor sees our pidfd and forks a replacement. A failed restore
-	 * on lease exits 1: only then does the supervisor read the
-	 * ChildFailed we sent (its reaper skips the channel of a clean exit);
-	 * ipc_recv delivers it even though we may leave SupLeased unread. */
+	 * on lease (or a failed reset, above) exits 1: only then does the
+	 * supervisor read the ChildFailed we sent (its reaper skips the
+	 * channel of a clean exit). Unread packets on the control socket
+	 * (SupLeased, a ping) do not lose it: closing with them unread resets
+	 * the supervisor's end, and ipc_recv reads on past that reset to what
+	 * we sent before it, then EOF. */
 	if (ch.restore_failed)
 		_exit(1);
 	_exit(0);
