@@ -130,6 +130,15 @@ static int serve_call(struct child *ch, uint64_t id, const Hatchery__V1__VmCallR
 	return ch->guest.dead ? 0 : 1;
 }
 
+/* The guest's function names for a reply: pointers into ch->guest, valid
+ * until the reply is sent. Returns how many. */
+static size_t guest_functions(struct child *ch, char *fns[HATCH_FN_MAX])
+{
+	for (unsigned i = 0; i < ch->guest.n_fn; i++)
+		fns[i] = ch->guest.fn[i];
+	return ch->guest.n_fn;
+}
+
 /* Load{fd}: boot a client's guest in an empty VM, once. The fd is read
  * through a private read-only mapping (mmap is on the allowlist, read is
  * not), which stays until the child exits. */
@@ -167,9 +176,7 @@ static int serve_load(struct child *ch, uint64_t id, int fd)
 	Hatchery__V1__VmReply rep = HATCHERY__V1__VM_REPLY__INIT;
 	Hatchery__V1__VmLoadReply body = HATCHERY__V1__VM_LOAD_REPLY__INIT;
 	char *fns[HATCH_FN_MAX];
-	for (unsigned i = 0; i < ch->guest.n_fn; i++)
-		fns[i] = ch->guest.fn[i];
-	body.n_functions = ch->guest.n_fn;
+	body.n_functions = guest_functions(ch, fns);
 	body.functions = fns;
 	body.boot_ns = ch->guest.boot_ns;
 	rep.id = id;
@@ -226,9 +233,7 @@ static int serve_restore(struct child *ch, uint64_t id, int fd)
 	Hatchery__V1__VmReply rep = HATCHERY__V1__VM_REPLY__INIT;
 	Hatchery__V1__VmRestoreReply body = HATCHERY__V1__VM_RESTORE_REPLY__INIT;
 	char *fns[HATCH_FN_MAX];
-	for (unsigned i = 0; i < ch->guest.n_fn; i++)
-		fns[i] = ch->guest.fn[i];
-	body.n_functions = ch->guest.n_fn;
+	body.n_functions = guest_functions(ch, fns);
 	body.functions = fns;
 	body.map_ns = st.map_ns;
 	body.vcpu_state_ns = st.vcpu_ns;
@@ -280,9 +285,7 @@ static int serve_info(struct child *ch, uint64_t id)
 	info.child_init_ns = ch->t_init - ch->t_start;
 	info.ready_ns = ch->t_ready - s->t_fork;
 	if (ch->guest.ready) {
-		for (unsigned i = 0; i < ch->guest.n_fn; i++)
-			fns[i] = ch->guest.fn[i];
-		info.n_guest_functions = ch->guest.n_fn;
+		info.n_guest_functions = guest_functions(ch, fns);
 		info.guest_functions = fns;
 		info.guest_boot_ns = ch->guest.boot_ns;
 	}
