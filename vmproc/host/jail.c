@@ -29,7 +29,7 @@ const char *const vmp_jail_ns_names[VMP_NS__N] = {
 	[VMP_NS_USER] = "user",
 };
 
-/* ---- clone ------------------------------------------------------------- */
+/* ---- clone and the id maps ---------------------------------------------- */
 
 pid_t vmp_jail_clone3(enum vmp_jail_kind kind, int cgroup_fd, int *pidfd)
 {
@@ -128,7 +128,6 @@ int vmp_jail_probe_rootless(struct hatch_err *err)
 	return 0;
 }
 
-
 int vmp_jail_ns_inodes(pid_t pid, uint64_t ino[VMP_NS__N])
 {
 	char path[48];
@@ -146,7 +145,6 @@ int vmp_jail_ns_inodes(pid_t pid, uint64_t ino[VMP_NS__N])
 	}
 	return 0;
 }
-
 
 int vmp_jail_drop_bounding(struct hatch_err *err)
 {
