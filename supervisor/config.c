@@ -42,8 +42,8 @@ static const char *const kind_names[] = {
 	[SUP_POOL_RESTORE] = "restore",
 };
 static const char *const seccomp_names[] = {
-	[SUP_SECCOMP_KILL] = "kill",
-	[SUP_SECCOMP_LOG] = "log",
+	[VMP_SECCOMP_KILL] = "kill",
+	[VMP_SECCOMP_LOG] = "log",
 };
 static const char *const reuse_names[] = {
 	[SUP_REUSE_NEVER] = "never",
@@ -84,7 +84,7 @@ struct key_spec {
 #define BOOL_FIELD(T, m) _Generic(((T *)0)->m, bool: offsetof(T, m))
 #define UIDS_FIELD(T, m) _Generic(((T *)0)->m, uid_t *: offsetof(T, m))
 #define SECCOMP_FIELD(T, m)                                                    \
-	_Generic(((T *)0)->m, enum sup_seccomp_mode: offsetof(T, m))
+	_Generic(((T *)0)->m, enum vmp_seccomp_mode: offsetof(T, m))
 #define REUSE_FIELD(T, m)                                                      \
 	_Generic(((T *)0)->m, enum sup_reuse_mode: offsetof(T, m))
 #define CGROUP_FIELD(T, m)                                                     \
@@ -198,7 +198,7 @@ static int parse_word(const char *const *names, size_t n, const char *value,
 static int parse_seccomp_mode(const struct key_spec *k, const char *value,
 			      void *base, char *exp, size_t exp_len)
 {
-	_Static_assert(sizeof(enum sup_seccomp_mode) == sizeof(int), "enum size");
+	_Static_assert(sizeof(enum vmp_seccomp_mode) == sizeof(int), "enum size");
 	return parse_word(seccomp_names, HATCH_ARRAY_SIZE(seccomp_names), value,
 			  field_of(k, base), exp, exp_len);
 }
@@ -329,7 +329,7 @@ static void pool_defaults(struct sup_pool_config *p)
 	p->health_timeout_ms = 200;
 	p->allow_uids[0] = 0;
 	p->n_allow_uids = 1;
-	p->seccomp = SUP_SECCOMP_KILL;
+	p->seccomp = VMP_SECCOMP_KILL;
 	p->memory_max_mib = 0; /* memory_mib + 64 unless set: see check() */
 	p->pids_max = 16;
 	p->cpu_max_pct = 100;
@@ -833,7 +833,7 @@ const char *sup_pool_kind_name(enum sup_pool_kind k)
 	return "unknown";
 }
 
-const char *sup_seccomp_mode_name(enum sup_seccomp_mode m)
+const char *sup_seccomp_mode_name(enum vmp_seccomp_mode m)
 {
 	if ((size_t)m < HATCH_ARRAY_SIZE(seccomp_names))
 		return seccomp_names[m];

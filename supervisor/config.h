@@ -19,6 +19,7 @@
 #include <sys/types.h>
 
 #include "hatchery/error.h"
+#include "host/seccomp.h" /* enum vmp_seccomp_mode */
 
 #define SUP_POOL_NAME_MAX 63
 #define SUP_MAX_POOLS 64
@@ -45,11 +46,6 @@ enum sup_reuse_mode {
 enum sup_cgroup_mode {
 	SUP_CGROUP_REQUIRED = 0, /* no usable cgroup v2: refuse to start */
 	SUP_CGROUP_OPTIONAL,     /* no usable cgroup v2: say so, run unlimited */
-};
-
-enum sup_seccomp_mode {
-	SUP_SECCOMP_KILL = 0,    /* a syscall off the allowlist kills the child */
-	SUP_SECCOMP_LOG,         /* ... is logged and allowed (debugging) */
 };
 
 struct sup_pool_config {
@@ -88,7 +84,7 @@ struct sup_pool_config {
 	unsigned health_timeout_ms;     /* 1..60000, default 200                */
 	uid_t allow_uids[SUP_MAX_ALLOW_UIDS]; /* allow_uids = 0, 1000 (default: 0) */
 	size_t n_allow_uids;
-	enum sup_seccomp_mode seccomp;  /* seccomp = kill|log, default kill    */
+	enum vmp_seccomp_mode seccomp;  /* seccomp = kill|log, default kill    */
 	/* Per-child cgroup v2 limits. */
 	unsigned memory_max_mib;        /* 1..1048576, default memory_mib + 64 */
 	unsigned pids_max;              /* 1..4096, default 16                  */
@@ -119,7 +115,7 @@ int sup_config_parse_string(const char *text, const char *name,
 void sup_config_free(struct sup_config *c);
 
 const char *sup_pool_kind_name(enum sup_pool_kind k);
-const char *sup_seccomp_mode_name(enum sup_seccomp_mode m);
+const char *sup_seccomp_mode_name(enum vmp_seccomp_mode m);
 const char *sup_cgroup_mode_name(enum sup_cgroup_mode m);
 const char *sup_reuse_mode_name(enum sup_reuse_mode m);
 

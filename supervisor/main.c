@@ -16,14 +16,11 @@
 
 #include "cgroup.h"
 #include "config.h"
-#include "guest.h"
 #include "hatchery/cleanup.h"
 #include "hatchery/v1/common.pb-c.h"
-#include "jail.h"
-#include "kvm.h"
 #include "server.h"
 #include "snapshot.h"
-#include "vmsnap.h"
+#include "vmproc.h"
 
 static void usage(FILE *f)
 {

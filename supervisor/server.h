@@ -15,9 +15,8 @@
 #include "cgroup.h"
 #include "config.h"
 #include "hatchery/error.h"
-#include "jail.h"
-#include "kvm.h"
 #include "pool.h"
+#include "vmproc.h"
 
 struct sup_server_opts {
 	const struct sup_config *cfg;     /* not owned */

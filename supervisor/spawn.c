@@ -1,7 +1,7 @@
 /* spawn.c - fork a child with clone3(CLONE_PIDFD): no exec, the supervisor
  * is the zygote. The child is born in its namespaces and (where cgroup v2
  * is usable) in its own cgroup; it enters the rest of the jail itself
- * (vmproc/jail.c). */
+ * (vmproc/child/jail.c). */
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -19,7 +19,6 @@
 #include "hatchery/v1/common.pb-c.h"
 #include "hatchery/ipc.h"
 #include "hatchery/v1/control.pb-c.h"
-#include "guest.h"
 #include "server.h"
 #include "vmproc.h"
 
@@ -75,8 +74,7 @@ int sup_spawn(struct sup_child *c, const struct sup_server_opts *o,
 			    AS_HEADROOM + VMP_GUEST_MAX_ELF, /* a Load maps the ELF */
 		/* A snapshot: guest RAM plus its state sections. */
 		.fsize = ((uint64_t)cfg->memory_mib << 20) + SNAP_FSIZE_HEADROOM,
-		.filter = &o->filters[cfg->seccomp == SUP_SECCOMP_LOG ?
-					      VMP_SECCOMP_LOG : VMP_SECCOMP_KILL],
+		.filter = &o->filters[cfg->seccomp],
 		.flags = JAIL_SANITIZER_FLAGS | (o->rootless ? VMP_JAIL_USERNS : 0),
 		.report_fd = -1,
 		.parent_pidfd = -1,

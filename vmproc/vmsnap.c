@@ -1,13 +1,12 @@
 /* vmsnap.c - Save and Restore of one VM. See vmsnap.h. */
-#include <cpuid.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "hatchery/cleanup.h"
 #include "hatchery/v1/common.pb-c.h"
 #include "vmsnap.h"
@@ -15,26 +14,6 @@
 #define E(x) HATCHERY__V1__ERROR_CODE__##x
 #define MSR_IA32_TSC 0x10
 #define EFER_LMA (1ull << 10)
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-void vmp_snap_host_cpu(const struct vmp_kvm_host *h, struct snap_cpu *c)
-{
-	unsigned a, b, cx, d;
-	memset(c, 0, sizeof(*c));
-	__cpuid(0, a, b, cx, d);
-	memcpy(c->vendor, &b, 4);
-	memcpy(c->vendor + 4, &d, 4);
-	memcpy(c->vendor + 8, &cx, 4);
-	__cpuid(1, a, b, cx, d);
-	c->signature = a;
-	c->cpuid_hash = snap_cpuid_hash(h->cpuid->entries, h->cpuid->nent);
-}
 
 /* One vCPU's MSRs: the index list plus its values, in one allocation. */
 struct msrs_buf {
@@ -65,13 +44,8 @@ static int get_vcpu(struct vmp_vm *vm, const struct vmp_kvm_host *h, unsigned i,
 	 * Enter once with immediate_exit, which completes it and runs
 	 * nothing, so the state read below is consistent (KVM API docs,
 	 * KVM_EXIT_IO). */
-	vm->run[i]->immediate_exit = 1;
-	int r = ioctl(fd, KVM_RUN, 0);
-	int e = errno;
-	vm->run[i]->immediate_exit = 0;
-	if (r == 0 || e != EINTR)
-		return hatch_err_set(err, E(VM_ERROR), r == 0 ? 0 : e,
-				     "KVM_RUN (complete pending I/O) vCPU %u", i);
+	if (vmp_vcpu_run_immediate_exit(vm, i, "complete pending I/O", err) < 0)
+		return -1;
 	VCPU_IOCTL(fd, KVM_GET_REGS, &v->regs, "KVM_GET_REGS", i);
 	VCPU_IOCTL(fd, KVM_GET_SREGS, &v->sregs, "KVM_GET_SREGS", i);
 	VCPU_IOCTL(fd, KVM_GET_FPU, &v->fpu, "KVM_GET_FPU", i);
@@ -88,7 +62,7 @@ static int get_vcpu(struct vmp_vm *vm, const struct vmp_kvm_host *h, unsigned i,
 	m->hdr.nmsrs = n;
 	for (uint32_t k = 0; k < n; k++)
 		m->e[k].index = h->msr_list->indices[k];
-	r = ioctl(fd, KVM_GET_MSRS, &m->hdr);
+	int r = ioctl(fd, KVM_GET_MSRS, &m->hdr);
 	if (r < 0)
 		return hatch_err_set(err, E(VM_ERROR), errno, "KVM_GET_MSRS vCPU %u", i);
 	/* KVM stops at the first MSR it cannot read: keep what it read. */
@@ -128,7 +102,7 @@ int vmp_snap_save(struct vmp_vm *vm, const struct vmp_kvm_host *h,
 {
 	memset(st, 0, sizeof(*st));
 	struct snap_state s = { 0 };
-	uint64_t t0 = now_ns();
+	uint64_t t0 = vmp_now_ns();
 	vmp_snap_host_cpu(h, &s.cpu);
 	s.mem_size = vm->mem_size;
 	s.mem = vm->mem;
@@ -137,7 +111,7 @@ int vmp_snap_save(struct vmp_vm *vm, const struct vmp_kvm_host *h,
 	for (unsigned i = 0; i < vm->nvcpus; i++)
 		if (get_vcpu(vm, h, i, &vcpu_buf[i], err) < 0)
 			return -1;
-	uint64_t t1 = now_ns();
+	uint64_t t1 = vmp_now_ns();
 	if (get_irqchip(vm->vm_fd, KVM_IRQCHIP_PIC_MASTER, &s.vm.pic_master, err) < 0 ||
 	    get_irqchip(vm->vm_fd, KVM_IRQCHIP_PIC_SLAVE, &s.vm.pic_slave, err) < 0 ||
 	    get_irqchip(vm->vm_fd, KVM_IRQCHIP_IOAPIC, &s.vm.ioapic, err) < 0)
@@ -149,10 +123,10 @@ int vmp_snap_save(struct vmp_vm *vm, const struct vmp_kvm_host *h,
 	static uint8_t rt[VMP_GUEST_RT_MAX];
 	s.runtime = rt;
 	s.runtime_len = (uint32_t)vmp_guest_runtime_save(g, rt);
-	uint64_t t2 = now_ns();
+	uint64_t t2 = vmp_now_ns();
 	if (snap_write_fd(fd, &s, err) < 0)
 		return -1;
-	uint64_t t3 = now_ns();
+	uint64_t t3 = vmp_now_ns();
 	off_t size = lseek(fd, 0, SEEK_END);
 	st->vcpu_ns = t1 - t0;
 	st->vm_ns = t2 - t1;
@@ -234,7 +208,7 @@ int vmp_snap_restore(struct vmp_vm *vm, const struct vmp_kvm_host *h, int fd,
 {
 	memset(st, 0, sizeof(*st));
 	*touched = false;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = vmp_now_ns();
 	/* snapshot/ maps and checks the header and sections (never the
 	 * memory data, mapped per extent below). */
 	struct snap_expect want = { .mem_size = vm->mem_size, .nvcpus = vm->nvcpus };
@@ -259,7 +233,7 @@ int vmp_snap_restore(struct vmp_vm *vm, const struct vmp_kvm_host *h, int fd,
 	}
 	if (vmp_guest_runtime_restore(vm, img.st.runtime, img.st.runtime_len, g, err) < 0)
 		goto out;
-	uint64_t t1 = now_ns();
+	uint64_t t1 = vmp_now_ns();
 	struct kvm_irqchip chips[3] = { img.st.vm.pic_master, img.st.vm.pic_slave,
 					img.st.vm.ioapic };
 	static const uint32_t ids[3] = { KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE,
@@ -283,11 +257,11 @@ int vmp_snap_restore(struct vmp_vm *vm, const struct vmp_kvm_host *h, int fd,
 		hatch_err_set(err, E(VM_ERROR), errno, "KVM_SET_PIT2");
 		goto out;
 	}
-	uint64_t t2 = now_ns();
+	uint64_t t2 = vmp_now_ns();
 	for (unsigned i = 0; i < vm->nvcpus; i++)
 		if (set_vcpu(vm, i, &img.st.vcpu[i], err) < 0)
 			goto out;
-	uint64_t t3 = now_ns();
+	uint64_t t3 = vmp_now_ns();
 	st->map_ns = t1 - t0;
 	st->vm_ns = t2 - t1;
 	st->vcpu_ns = t3 - t2;

@@ -2,7 +2,9 @@
  * snapshot format (snapshot/), and apply what snap_parse() returned.
  *
  * vmproc/ calls snapshot/, never the other way round. The state list and
- * the order it is set in are in docs/snapshot.md ("Save and Restore").
+ * the order it is set in are in docs/snapshot.md ("Save and Restore"). The
+ * host CPU a snapshot must match is vmp_snap_host_cpu (vmproc.h, in
+ * host/kvm.c, since the supervisor checks it too).
  *
  * Ownership: the fds are borrowed (the caller closes them); vm, host and
  * guest are the caller's.
@@ -13,9 +15,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "guest.h"
 #include "hatchery/error.h"
-#include "kvm.h"
+#include "kvm/kvm.h"
+#include "runtime/runtime.h"
 #include "snapshot.h"
 
 struct vmp_snap_save_stats {
@@ -26,10 +28,6 @@ struct vmp_snap_save_stats {
 struct vmp_snap_restore_stats {
 	uint64_t map_ns, vcpu_ns, vm_ns;
 };
-
-/* The host CPU as a snapshot records it: CPUID vendor and signature, and
- * the hash of the supervisor-probed supported CPUID (h->cpuid). */
-void vmp_snap_host_cpu(const struct vmp_kvm_host *h, struct snap_cpu *c);
 
 /* Write vm's state, g's runtime state and guest memory to fd (a regular
  * file; truncated to the snapshot's size). The vCPUs must be stopped

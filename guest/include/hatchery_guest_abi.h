@@ -1,6 +1,6 @@
 /* hatchery_guest_abi.h - the contract between vmproc and a guest (ABI v1).
  *
- * Shared by the host (vmproc/guest.c) and the guest SDK (guest/sdk.c), so it
+ * Shared by the host (vmproc/runtime/) and the guest SDK (guest/sdk.c), so it
  * is plain C with fixed-width types only: no libc, no host headers.
  * docs/guest.md explains it in prose.
  *

@@ -40,7 +40,8 @@
 
 /* The largest result a call can return: vmproc keeps 8 KiB of the 64 KiB
  * reply packet for the envelope and the guest's log (RESULT_MAX in
- * vmproc.c). A request's payload may be larger: only the packet bounds it. */
+ * vmproc/child/child.h). A request's payload may be larger: only the
+ * packet bounds it. */
 #define RESULT_MAX (IPC_MAX_MSG - 8192)
 
 /* The default guest's functions (guest/default/main.c). */
@@ -627,7 +628,13 @@ Test(booted, load_into_an_empty_vm)
 	preq.body_case = HATCHERY__V1__VM_REQUEST__BODY_PING;
 	preq.ping = &pbody;
 	rep = vm_rpc(vm, &preq, &guest, 1, "Ping with an fd");
-	hatch_free(expect_error(rep, 0, E(UNEXPECTED_FDS), "Ping with an fd"));
+	/* It decoded: the error carries its id (docs/protocol.md). */
+	hatch_free(expect_error(rep, 4, E(UNEXPECTED_FDS), "Ping with an fd"));
+	/* More fds than a packet may carry: discarded before it is decoded,
+	 * so id 0; the VM serves on (the requests below are answered). */
+	int five[5] = { guest, guest, guest, guest, guest };
+	rep = vm_rpc(vm, &preq, five, 5, "Ping with five fds");
+	hatch_free(expect_error(rep, 0, E(UNEXPECTED_FDS), "Ping with five fds"));
 
 	/* Not an ELF, an empty file, a pipe: refused, the VM stays empty. */
 	uint8_t junk[4096];

@@ -1,5 +1,5 @@
-/* The guest runtime (vmproc/guest.c) with the default guest, as a library:
- * a VM built the way a pool child builds it, the guest booted, its
+/* The guest runtime (vmproc/runtime/, its vCPU loop vmproc/kvm/vcpu.c) with
+ * the default guest, as a library: a VM built the way a pool child builds it, the guest booted, its
  * functions called; and each way a guest can misbehave, which must end the
  * call with a clear outcome and leave the host process unharmed. Needs
  * /dev/kvm; skipped loudly otherwise. The fuzz test is test_guest_fuzz.c. */
@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "guest.h"
+#include "runtime/runtime.h"
 #include "sha256_ref.h"
 #include "testing.h"
 

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "guest.h"
+#include "runtime/runtime.h"
 #include "testing.h"
 
 #define RUNS 5000

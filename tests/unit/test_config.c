@@ -646,7 +646,7 @@ Test(config, jail_defaults)
 	cr_assert_eq(cfg.jail_uid_base, 200000);
 	cr_assert_eq(cfg.cgroup, SUP_CGROUP_REQUIRED, "default must be required");
 	cr_assert_str_eq(cfg.cgroup_root, "");
-	cr_assert_eq(cfg.pools[0].seccomp, SUP_SECCOMP_KILL);
+	cr_assert_eq(cfg.pools[0].seccomp, VMP_SECCOMP_KILL);
 	cr_assert_eq(cfg.pools[0].memory_max_mib, 164, "memory_mib + 64");
 	cr_assert_eq(cfg.pools[0].pids_max, 16);
 	cr_assert_eq(cfg.pools[0].cpu_max_pct, 100);
@@ -663,7 +663,7 @@ Test(config, jail_keys)
 	cr_assert_eq(cfg.jail_uid_base, 300000);
 	cr_assert_eq(cfg.cgroup, SUP_CGROUP_OPTIONAL);
 	cr_assert_str_eq(cfg.cgroup_root, "/sys/fs/cgroup/unified");
-	cr_assert_eq(cfg.pools[0].seccomp, SUP_SECCOMP_LOG);
+	cr_assert_eq(cfg.pools[0].seccomp, VMP_SECCOMP_LOG);
 	cr_assert_eq(cfg.pools[0].memory_max_mib, 200);
 	cr_assert_eq(cfg.pools[0].pids_max, 4);
 	cr_assert_eq(cfg.pools[0].cpu_max_pct, 50);

@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "guest.h"
+#include "runtime/guest_elf.h"
 
 static uint8_t *orig;
 static size_t orig_len;

@@ -1,7 +1,8 @@
-/* Negative tests of the jail (vmproc/jail.c): fork into the same jail a
- * pool child enters (vmp_jail_clone3 + vmp_jail_enter, the library
- * functions spawn.c and vmproc.c use), then try what a guest that escaped
- * into vmproc would try. Each attempt is asserted twice:
+/* Negative tests of the jail (vmproc/host/jail.c, vmproc/child/jail.c):
+ * fork into the same jail a pool child enters (vmp_jail_clone3 +
+ * vmp_jail_enter, the library functions spawn.c and child/main.c use),
+ * then try what a guest that escaped into vmproc would try. Each attempt
+ * is asserted twice:
  *   - in the full jail: the process dies by SIGSYS, and the report its
  *     SIGSYS handler sends (the same bytes the supervisor decodes) names
  *     that syscall;
@@ -32,8 +33,8 @@
 #include <unistd.h>
 
 #include "hatchery/v1/control.pb-c.h"
-#include "jail.h"
-#include "kvm.h"
+#include "child/jail.h"
+#include "kvm/kvm.h"
 #include "testing.h"
 
 #define UID_BASE 290000u /* away from hatcheryd's default 200000 */

@@ -1,14 +1,20 @@
-/* guest.h - the kernel-less guest runtime: load a static ELF into a VM, run
- * it at CPL 3, and call its functions.
+/* runtime.h - the kernel-less guest runtime, the one guest kind today:
+ * load a static ELF into a VM, run it at CPL 3, and call its functions.
  *
  * Lifecycle:
- *   vmp_guest_elf_parse()    pure: validate an untrusted ELF, no KVM
- *   vmp_guest_deadline_init() once per process, before the jail (it installs
- *                             a signal handler and creates a POSIX timer)
+ *   vmp_guest_elf_parse()    pure: validate an untrusted ELF (guest_elf.h)
+ *   vmp_guest_deadline_init() once per process, before the jail (kvm/vcpu.h:
+ *                             a signal handler and a POSIX timer)
  *   vmp_guest_boot()         tables + image into guest RAM, run to READY
  *   vmp_guest_call() / vmp_guest_heartbeat()   any number of times
  *   after any outcome but OK or GUEST_ERROR the guest is dead: calls fail
  *   with FAILED_PRECONDITION, and the caller (vmproc) exits after replying.
+ *
+ * Layout of runtime/: guest_elf.c (the pure ELF check), tables.c (the x86
+ * state: GDT, IDT, TSS, fault stub, page tables, registers), runtime.c
+ * (boot, calls, the hypercall ABI, the runtime's snapshot section). The
+ * vCPU loop is kvm/vcpu.c, shared with any other guest kind (a Linux
+ * kernel would be a folder beside this one).
  *
  * Ownership: struct vmp_guest borrows the struct vmp_vm (not owned) and
  * owns nothing that needs freeing; the result's output points into guest
@@ -28,71 +34,9 @@
 
 #include "hatchery/error.h"
 #include "hatchery_guest_abi.h"
-#include "kvm.h"
-
-#define VMP_GUEST_MAX_SEGS 16
-#define VMP_GUEST_MAX_ELF (16u << 20) /* the image window's size */
-
-struct vmp_guest_seg {
-	uint64_t vaddr, memsz;       /* page-aligned start is vaddr & ~4095 */
-	uint64_t offset, filesz;     /* bytes from the file */
-	bool write, exec;
-};
-
-/* A validated image. Borrows the ELF bytes it was parsed from. */
-struct vmp_guest_image {
-	const uint8_t *elf;
-	size_t elf_len;
-	uint64_t entry;
-	unsigned nsegs;
-	struct vmp_guest_seg seg[VMP_GUEST_MAX_SEGS];
-};
-
-/* Validate `elf` (untrusted): ELF64, little-endian, x86-64, ET_EXEC; every
- * offset and size in bounds without overflow; 1..16 PT_LOAD segments inside
- * [HATCH_IMAGE_BASE, HATCH_IMAGE_END), not sharing a page with each other;
- * the entry point inside an executable segment; no segment both writable
- * and executable. On failure err says what is wrong (INVALID_ARGUMENT). */
-int vmp_guest_elf_parse(const uint8_t *elf, size_t len,
-			struct vmp_guest_image *img, struct hatch_err *err);
-
-/* Install the deadline signal handler and create the timer. Before the
- * jail: rt_sigaction and timer_create are not on the allowlist. */
-int vmp_guest_deadline_init(struct hatch_err *err);
-
-enum vmp_guest_outcome {
-	VMP_GUEST_OK = 0,
-	VMP_GUEST_ERROR,        /* the function returned an error (guest lives on) */
-	VMP_GUEST_NO_FUNCTION,  /* no function of that name (guest lives on) */
-	VMP_GUEST_FAULT,        /* a CPU exception at CPL 3: see fault */
-	VMP_GUEST_DEADLINE,     /* the deadline passed first */
-	VMP_GUEST_TRIPLE_FAULT, /* KVM_EXIT_SHUTDOWN */
-	VMP_GUEST_BAD_IO,       /* an I/O port or MMIO exit the ABI does not have */
-	VMP_GUEST_PROTOCOL,     /* a malformed hypercall (bad number, bad lengths) */
-	VMP_GUEST_HOST_ERROR,   /* a KVM ioctl failed, or the VM is dead */
-};
-
-struct vmp_guest_fault {
-	uint32_t vector;        /* 0 #DE, 6 #UD, 13 #GP, 14 #PF, ... */
-	uint64_t error_code;
-	uint64_t rip;
-	uint64_t address;       /* CR2 for #PF, else 0 */
-};
-
-#define VMP_GUEST_LOG_MAX 4096  /* log bytes kept per call; the rest is counted */
-
-struct vmp_guest_result {
-	enum vmp_guest_outcome outcome;
-	struct vmp_guest_fault fault;   /* VMP_GUEST_FAULT */
-	const uint8_t *out;             /* VMP_GUEST_OK: in guest RAM */
-	size_t out_len;
-	char message[HATCH_ERR_MSG_MAX]; /* for every outcome but OK */
-	char log[VMP_GUEST_LOG_MAX];    /* log lines, '\n'-separated */
-	size_t log_len;
-	uint32_t log_dropped;           /* lines that did not fit */
-	uint64_t exits;                 /* KVM exits during the call */
-	uint64_t run_ns;                /* wall time inside the run loop */
-};
+#include "kvm/kvm.h"
+#include "kvm/vcpu.h"
+#include "runtime/guest_elf.h"
 
 struct vmp_guest {
 	struct vmp_vm *vm;              /* not owned */
@@ -145,7 +89,5 @@ size_t vmp_guest_runtime_save(const struct vmp_guest *g, uint8_t buf[VMP_GUEST_R
  * runtime section (untrusted: every field checked; INVALID_ARGUMENT). */
 int vmp_guest_runtime_restore(struct vmp_vm *vm, const void *buf, size_t len,
 			      struct vmp_guest *g, struct hatch_err *err);
-
-const char *vmp_guest_outcome_name(enum vmp_guest_outcome o);
 
 #endif

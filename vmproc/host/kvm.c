@@ -1,28 +1,22 @@
-/* kvm.c - /dev/kvm probing and VM construction. */
+/* kvm.c (host side) - /dev/kvm, opened and probed once by the supervisor:
+ * API version, capabilities, supported CPUID, MSR list, TR type; and the
+ * host CPU as a snapshot records it. Children inherit the answers
+ * (vmproc.h); the VM itself is built in the child (kvm/vm.c). */
+#include <cpuid.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "hatchery/cleanup.h"
 #include "hatchery/v1/common.pb-c.h"
-#include "kvm.h"
-#include "snapshot.h"
+#include "vmproc.h"
 
 #define E_VM HATCHERY__V1__ERROR_CODE__VM_ERROR
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* Why TR's type depends on the vendor. The guest runtime (guest.c) enters
+/* Why TR's type depends on the vendor. The guest runtime (runtime/) enters
  * the guest with TR already loaded by KVM_SET_SREGS (no LTR ever runs), and
  * the TSS's I/O bitmap is what lets CPL 3 reach the hypercall port and
  * nothing else.
@@ -156,116 +150,15 @@ void vmp_kvm_host_close(struct vmp_kvm_host *h)
 	h->kvm_fd = -1;
 }
 
-static int set_slot(struct vmp_vm *vm, uint32_t slot, uint64_t gpa,
-		    uint64_t size, void *hva, struct hatch_err *err)
+void vmp_snap_host_cpu(const struct vmp_kvm_host *h, struct snap_cpu *c)
 {
-	struct kvm_userspace_memory_region r = {
-		.slot = slot,
-		.guest_phys_addr = gpa,
-		.memory_size = size,
-		.userspace_addr = (uint64_t)(uintptr_t)hva,
-	};
-	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0)
-		return hatch_err_set(err, E_VM, errno,
-				     "KVM_SET_USER_MEMORY_REGION slot %u", slot);
-	return 0;
-}
-
-int vmp_vm_create(const struct vmp_kvm_host *h, size_t mem_size,
-		  unsigned nvcpus, struct vmp_vm *vm, struct hatch_err *err)
-{
-	memset(vm, 0, sizeof(*vm));
-	vm->vm_fd = -1;
-	for (unsigned i = 0; i < VMP_MAX_VCPUS; i++)
-		vm->vcpu_fd[i] = -1;
-	if (nvcpus == 0 || nvcpus > VMP_MAX_VCPUS)
-		return hatch_err_set(err, HATCHERY__V1__ERROR_CODE__INVALID_ARGUMENT,
-				     0, "vcpus must be 1..%d", VMP_MAX_VCPUS);
-
-	uint64_t t0 = now_ns();
-	vm->vm_fd = ioctl(h->kvm_fd, KVM_CREATE_VM, 0);
-	if (vm->vm_fd < 0)
-		return hatch_err_set(err, E_VM, errno, "KVM_CREATE_VM");
-	uint64_t t1 = now_ns();
-
-	/* Guest RAM. MAP_NORESERVE: a pool of idle VMs must not commit memory
-	 * its guests have not touched. */
-	vm->mem = mmap(NULL, mem_size, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (vm->mem == MAP_FAILED) {
-		vm->mem = NULL;
-		return hatch_err_set(err, E_VM, errno, "mmap guest memory (%zu MiB)",
-				     mem_size >> 20);
-	}
-	vm->mem_size = mem_size;
-	/* One memory slot per part of guest RAM: the layout is snapshot/'s,
-	 * since a snapshot records GPAs. */
-	struct snap_ram_slot slot[SNAP_RAM_SLOTS];
-	unsigned nslots = snap_ram_slots(mem_size, slot);
-	for (unsigned i = 0; i < nslots; i++)
-		if (set_slot(vm, i, slot[i].gpa, slot[i].len, vm->mem + slot[i].offset, err) < 0)
-			return -1;
-	uint64_t t2 = now_ns();
-
-	/* Only now the irqchip: see the header for why the order matters. */
-	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
-		return hatch_err_set(err, E_VM, errno, "KVM_CREATE_IRQCHIP");
-	vm->irqchip = true;
-	struct kvm_pit_config pit = { .flags = 0 };
-	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
-		return hatch_err_set(err, E_VM, errno, "KVM_CREATE_PIT2");
-	vm->pit = true;
-	uint64_t t3 = now_ns();
-
-	vm->run_size = (size_t)h->vcpu_mmap_size;
-	for (unsigned i = 0; i < nvcpus; i++) {
-		int fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)i);
-		if (fd < 0)
-			return hatch_err_set(err, E_VM, errno, "KVM_CREATE_VCPU %u", i);
-		vm->vcpu_fd[i] = fd;
-		vm->nvcpus = i + 1;
-		void *run = mmap(NULL, vm->run_size, PROT_READ | PROT_WRITE,
-				 MAP_SHARED, fd, 0);
-		if (run == MAP_FAILED)
-			return hatch_err_set(err, E_VM, errno, "mmap kvm_run of vCPU %u", i);
-		vm->run[i] = run;
-		if (ioctl(fd, KVM_SET_CPUID2, h->cpuid) < 0)
-			return hatch_err_set(err, E_VM, errno, "KVM_SET_CPUID2 vCPU %u", i);
-	}
-	vm->cpuid_entries = h->cpuid->nent;
-	vm->tr_type = h->tr_type;
-	uint64_t t4 = now_ns();
-	vm->t = (struct vmp_vm_timings){ t1 - t0, t2 - t1, t3 - t2, t4 - t3 };
-	return 0;
-}
-
-int vmp_vm_first_run(struct vmp_vm *vm, struct hatch_err *err)
-{
-	for (unsigned i = 0; i < vm->nvcpus; i++) {
-		vm->run[i]->immediate_exit = 1;
-		int r = ioctl(vm->vcpu_fd[i], KVM_RUN, 0);
-		int e = errno;
-		vm->run[i]->immediate_exit = 0;
-		if (r == 0 || e != EINTR)
-			return hatch_err_set(err, E_VM, r == 0 ? 0 : e,
-					     "KVM_RUN (first, immediate exit) on vCPU %u%s", i,
-					     r == 0 ? ": returned 0 instead of EINTR" : "");
-	}
-	return 0;
-}
-
-void vmp_vm_destroy(struct vmp_vm *vm)
-{
-	for (unsigned i = 0; i < vm->nvcpus; i++) {
-		if (vm->run[i])
-			munmap(vm->run[i], vm->run_size);
-		if (vm->vcpu_fd[i] >= 0)
-			close(vm->vcpu_fd[i]);
-	}
-	if (vm->mem)
-		munmap(vm->mem, vm->mem_size);
-	if (vm->vm_fd >= 0)
-		close(vm->vm_fd);
-	memset(vm, 0, sizeof(*vm));
-	vm->vm_fd = -1;
+	unsigned a, b, cx, d;
+	memset(c, 0, sizeof(*c));
+	__cpuid(0, a, b, cx, d);
+	memcpy(c->vendor, &b, 4);
+	memcpy(c->vendor + 4, &d, 4);
+	memcpy(c->vendor + 8, &cx, 4);
+	__cpuid(1, a, b, cx, d);
+	c->signature = a;
+	c->cpuid_hash = snap_cpuid_hash(h->cpuid->entries, h->cpuid->nent);
 }

@@ -1,0 +1,215 @@
+/* seccomp.c - the seccomp allowlist, compiled once by the supervisor.
+ *
+ * This file is the allowlist: one line per syscall with its reason, and
+ * the KVM ioctls by argument. vmp_jail_filter_build() compiles it with
+ * libseccomp into classic BPF at start-up (once per mode); each child only
+ * loads the result (child/jail.c, vmp_jail_enter). See docs/security.md
+ * for what it stops and how the list was derived. */
+#include <errno.h>
+#include <linux/kvm.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <seccomp.h>
+
+#include "hatchery/cleanup.h"
+#include "hatchery/v1/common.pb-c.h"
+#include "host/seccomp.h"
+
+#define E_INTERNAL HATCHERY__V1__ERROR_CODE__INTERNAL
+
+/* ---- the seccomp allowlist ---------------------------------------------
+ *
+ * Exactly the syscalls vmproc makes after vmp_jail_enter() returns, found
+ * by reading child/, kvm/, runtime/, vmsnap.c and ipc/frame.c and confirmed with strace -f on a
+ * jailed child through build, ready, health pings, lease, Info, release
+ * (docs/security.md, "How the list was derived"). Growing it is a
+ * deliberate act: one syscall per line, with the reason. */
+
+/* KVM ioctls, by argument. The VM is built under the jail (see
+ * docs/security.md for why), so the creation ioctls are here, and since
+ * the guest runtime (runtime/) runs the vCPU, so are the four it needs. */
+const unsigned long vmp_jail_kvm_ioctls[] = {
+	KVM_CREATE_VM,              /* on /dev/kvm, once; /dev/kvm is closed after */
+	KVM_SET_USER_MEMORY_REGION, /* guest RAM slots                             */
+	KVM_CREATE_IRQCHIP,         /* in-kernel LAPIC/IOAPIC/PIC                  */
+	KVM_CREATE_PIT2,            /* in-kernel PIT                               */
+	KVM_CREATE_VCPU,            /* one per vCPU                                */
+	KVM_SET_CPUID2,             /* the host's supported CPUID on each vCPU     */
+	KVM_RUN,                    /* kvm/vcpu.c: boot, calls, heartbeats         */
+	/* runtime/tables.c: start from KVM's own sregs (APIC base, hidden
+	 * fields), then CPL 3 segments, GDT/IDT/TR, CR0/3/4 and EFER (enter the
+	 * guest with no firmware), RIP = ELF entry and RSP = stack top */
+	KVM_GET_SREGS, KVM_SET_SREGS, KVM_SET_REGS,
+	/* vmsnap.c, Save: each vCPU's and the VM's state (docs/snapshot.md) */
+	KVM_GET_REGS, KVM_GET_FPU, KVM_GET_XSAVE, KVM_GET_XCRS, KVM_GET_MSRS,
+	KVM_GET_LAPIC, KVM_GET_MP_STATE, KVM_GET_VCPU_EVENTS, KVM_GET_DEBUGREGS,
+	KVM_GET_TSC_KHZ, KVM_GET_IRQCHIP, KVM_GET_PIT2, KVM_GET_CLOCK,
+	/* vmsnap.c, Restore: the same state set back (KVM_SET_TSC_KHZ only
+	 * when the snapshot's TSC rate differs from this vCPU's) */
+	KVM_SET_FPU, KVM_SET_XSAVE, KVM_SET_XCRS, KVM_SET_MSRS, KVM_SET_LAPIC,
+	KVM_SET_MP_STATE, KVM_SET_VCPU_EVENTS, KVM_SET_DEBUGREGS, KVM_SET_TSC_KHZ,
+	KVM_SET_IRQCHIP, KVM_SET_PIT2, KVM_SET_CLOCK,
+};
+const unsigned vmp_jail_n_kvm_ioctls = HATCH_ARRAY_SIZE(vmp_jail_kvm_ioctls);
+
+static const struct {
+	int nr;
+	const char *why;
+} allowed[] = {
+	{ SCMP_SYS(sendmsg), "ipc_send: ChildReady/Pong/Failed, VM replies, the SIGSYS report" },
+	{ SCMP_SYS(recvmsg), "ipc_recv: SupHello, pings and SupLeased, client requests" },
+	{ SCMP_SYS(poll), "the serve loop waits on the control and client sockets" },
+	{ SCMP_SYS(close), "close(/dev/kvm) after KVM_CREATE_VM; fds of rejected packets" },
+	{ SCMP_SYS(brk), "malloc/free: protobuf-c unpack buffers may grow or trim the heap" },
+	{ SCMP_SYS(exit_group), "_exit at the end of a lease or on a setup error" },
+	{ SCMP_SYS(clock_gettime), "phase timings; vDSO normally, the syscall when the "
+				   "clocksource has no vDSO (kvm-pvm guests)" },
+	{ SCMP_SYS(timer_settime), "kvm/vcpu.c: arm and disarm a call's deadline (the timer "
+				   "was created before the jail)" },
+	{ SCMP_SYS(rt_sigreturn), "kvm/vcpu.c: return from the deadline's SIGALRM handler, "
+				  "which makes KVM_RUN return EINTR" },
+	{ SCMP_SYS(lseek), "Load: the size of the guest ELF fd before mmap'ing it; "
+			   "Save/Restore: the snapshot file's size" },
+	{ SCMP_SYS(ftruncate), "Save: snap_write_fd sizes the client's file (bounded by "
+			       "RLIMIT_FSIZE)" },
+	{ SCMP_SYS(pwrite64), "Save: snap_write_fd writes header, sections and pages" },
+	{ SCMP_SYS(munmap), "Restore: drop the snapshot's section view; free() of large "
+			    "malloc chunks (the snapshot writer's extent list)" },
+	{ SCMP_SYS(getrandom), "runtime/runtime.c: fresh seed bytes for the guest at boot and on "
+			       "every Restore, so clones of one snapshot differ (32 "
+			       "bytes; no fd, no path)" },
+};
+
+#if defined(__SANITIZE_ADDRESS__)
+/* Sanitizer builds only (compiled out of release builds): what the
+ * ASan/UBSan runtime itself calls in a jailed child, found with strace
+ * like the rest. The release filter never contains these. A sanitizer
+ * *report* from a jailed child needs more (write, getpid, open of
+ * /proc/self/maps...): it is cut short by SIGSYS, and the supervisor logs
+ * which syscall; rerun with seccomp = log to read the whole report. */
+static const struct {
+	int nr;
+	const char *why;
+} sanitizer_extra[] = {
+	{ SCMP_SYS(sigaltstack), "ASan's _exit interceptor tears down its alternate signal stack" },
+};
+#endif
+
+static int add_rule(scmp_filter_ctx ctx, int nr, unsigned n,
+		    const struct scmp_arg_cmp *cmp, struct hatch_err *err)
+{
+	int r = seccomp_rule_add_exact_array(ctx, SCMP_ACT_ALLOW, nr, n, cmp);
+	if (r < 0) {
+		char *name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
+		hatch_err_set(err, E_INTERNAL, -r, "seccomp rule for %s",
+			      name ? name : "?");
+		free(name);
+		return -1;
+	}
+	return 0;
+}
+
+static void seccomp_releasep(scmp_filter_ctx *c)
+{
+	if (*c)
+		seccomp_release(*c);
+}
+
+int vmp_jail_filter_build(enum vmp_seccomp_mode mode,
+			  struct vmp_jail_filter *out, struct hatch_err *err)
+{
+	memset(out, 0, sizeof(*out));
+	/* kill: SECCOMP_RET_TRAP, so the child's SIGSYS handler can tell the
+	 * supervisor which syscall it was before dying (the handler cannot
+	 * return to the syscall: see on_sigsys). log: allow, and log it. */
+	uint32_t def = mode == VMP_SECCOMP_LOG ? SCMP_ACT_LOG : SCMP_ACT_TRAP;
+	__attribute__((cleanup(seccomp_releasep))) scmp_filter_ctx ctx =
+		seccomp_init(def);
+	if (!ctx)
+		return hatch_err_set(err, E_INTERNAL, ENOMEM, "seccomp_init");
+	/* Another ABI (int 0x80, x32) is another syscall table: die at once. */
+	seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+	/* We load it ourselves, after no_new_privs. */
+	seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
+
+	for (size_t i = 0; i < HATCH_ARRAY_SIZE(allowed); i++)
+		if (add_rule(ctx, allowed[i].nr, 0, NULL, err) < 0)
+			return -1;
+#if defined(__SANITIZE_ADDRESS__)
+	for (size_t i = 0; i < HATCH_ARRAY_SIZE(sanitizer_extra); i++)
+		if (add_rule(ctx, sanitizer_extra[i].nr, 0, NULL, err) < 0)
+			return -1;
+#endif
+	/* mmap: guest RAM (anonymous) and each vCPU's kvm_run (on the vCPU
+	 * fd), malloc's large chunks. Never executable: a guest that escaped
+	 * into vmproc gets no fresh code pages from us. */
+	struct scmp_arg_cmp noexec = SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0);
+	if (add_rule(ctx, SCMP_SYS(mmap), 1, &noexec, err) < 0)
+		return -1;
+	/* prlimit64 (what glibc's setrlimit and getrlimit issue) only on our
+	 * own RLIMIT_NPROC: vmp_jail_lower_nproc lowers it after the VM's
+	 * first run, under the filter, and reads it back. Raising it again
+	 * is the kernel's to refuse (the hard limit is then 1, and there is
+	 * no CAP_SYS_RESOURCE); every other resource, and any other pid (even
+	 * our own, 1 in our pid namespace), is off the list. */
+	struct scmp_arg_cmp nproc[] = {
+		SCMP_A0(SCMP_CMP_EQ, 0),
+		SCMP_A1(SCMP_CMP_EQ, RLIMIT_NPROC),
+	};
+	if (add_rule(ctx, SCMP_SYS(prlimit64), 2, nproc, err) < 0)
+		return -1;
+	/* ioctl only with the KVM commands above, on any fd: the only ioctl
+	 * targets the child has are /dev/kvm, the VM and its vCPUs. */
+	for (unsigned i = 0; i < vmp_jail_n_kvm_ioctls; i++) {
+		struct scmp_arg_cmp c = SCMP_A1(SCMP_CMP_EQ, vmp_jail_kvm_ioctls[i]);
+		if (add_rule(ctx, SCMP_SYS(ioctl), 1, &c, err) < 0)
+			return -1;
+	}
+
+	/* libseccomp 2.5 exports to an fd, not to memory. */
+	_cleanup_close_ int fd = (int)syscall(SYS_memfd_create, "seccomp-bpf", MFD_CLOEXEC);
+	if (fd < 0)
+		return hatch_err_set(err, E_INTERNAL, errno, "memfd_create");
+	int r = seccomp_export_bpf(ctx, fd);
+	if (r < 0)
+		return hatch_err_set(err, E_INTERNAL, -r, "seccomp_export_bpf");
+	off_t size = lseek(fd, 0, SEEK_END);
+	if (size <= 0 || size % (off_t)sizeof(struct sock_filter) ||
+	    size / (off_t)sizeof(struct sock_filter) > BPF_MAXINSNS)
+		return hatch_err_set(err, E_INTERNAL, 0,
+				     "seccomp_export_bpf: odd size %lld",
+				     (long long)size);
+	_cleanup_free_ struct sock_filter *insns = malloc((size_t)size);
+	if (!insns)
+		return hatch_err_set(err, E_INTERNAL, ENOMEM, "seccomp filter");
+	if (pread(fd, insns, (size_t)size, 0) != size)
+		return hatch_err_set(err, E_INTERNAL, errno, "read seccomp filter");
+	out->insns = steal_ptr(&insns);
+	out->len = (unsigned short)(size / (off_t)sizeof(struct sock_filter));
+	out->mode = mode;
+	return 0;
+}
+
+void vmp_jail_filter_free(struct vmp_jail_filter *f)
+{
+	free(f->insns);
+	memset(f, 0, sizeof(*f));
+}
+
+const char *vmp_jail_syscall_name(int nr, uint32_t arch, char *buf, size_t len)
+{
+	/* libseccomp's arch tokens are the AUDIT_ARCH_* values. */
+	char *name = seccomp_syscall_resolve_num_arch(arch ? arch : SCMP_ARCH_NATIVE, nr);
+	if (name)
+		snprintf(buf, len, "%s", name);
+	else
+		snprintf(buf, len, "syscall %d", nr);
+	free(name);
+	return buf;
+}
