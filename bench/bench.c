@@ -32,13 +32,30 @@ void bench_sleep_ns(uint64_t ns)
 		;
 }
 
+double bench_slowdown(void)
+{
+	static double f;
+	if (f == 0) {
+		const char *s = getenv("HATCH_BENCH_SLOWDOWN");
+		char *end = NULL;
+		double v = s ? strtod(s, &end) : 1;
+		f = (s && (end == s || *end || !(v >= 1 && v <= 1000))) ? 1 : v;
+	}
+	return f;
+}
+
+uint64_t bench_timeout_ns(uint64_t ns)
+{
+	return (uint64_t)((double)ns * bench_slowdown());
+}
+
 int bench_connect(const char *socket, unsigned wait_ms, struct hatch_client **out,
 		  struct hatch_err *err)
 {
-	uint64_t until = bench_now_ns() + (uint64_t)wait_ms * NS_PER_MS;
+	uint64_t until = bench_now_ns() + bench_timeout_ns((uint64_t)wait_ms * NS_PER_MS);
 	for (;;) {
 		if (hatch_connect(socket, out, err) == 0) {
-			hatch_set_timeout(*out, REPLY_TIMEOUT_MS);
+			hatch_set_timeout(*out, (unsigned)(REPLY_TIMEOUT_MS * bench_slowdown()));
 			return 0;
 		}
 		/* Not there yet, or there but not listening yet. */
@@ -79,6 +96,7 @@ int bench_wait_idle(struct hatch_client *c, const char *pool, unsigned idle,
 		    uint64_t timeout_ns, struct pool_counts *pc,
 		    struct hatch_err *err)
 {
+	timeout_ns = bench_timeout_ns(timeout_ns);
 	uint64_t until = bench_now_ns() + timeout_ns;
 	struct pool_counts last = { 0 };
 	if (first_ns)

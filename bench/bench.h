@@ -76,6 +76,13 @@ void bench_sleep_ns(uint64_t ns);
 
 /* Connect, retrying for up to wait_ms while the daemon is still coming up
  * (its socket may not exist yet). Sets a 5 s reply timeout on the client. */
+/* HATCH_BENCH_SLOWDOWN (>= 1, default 1): scripts/bench sets it when it
+ * measures inside scripts/vm, where everything is 5-20x slower; every
+ * timeout a phase waits with goes through bench_timeout_ns(). The figures
+ * themselves are never scaled. */
+double bench_slowdown(void);
+uint64_t bench_timeout_ns(uint64_t ns);
+
 int bench_connect(const char *socket, unsigned wait_ms, struct hatch_client **out,
 		  struct hatch_err *err);
 

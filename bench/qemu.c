@@ -30,7 +30,7 @@
 
 #define E(x) HATCHERY__V1__ERROR_CODE__##x
 
-#define STEP_TIMEOUT_NS (20 * NS_PER_S)
+#define STEP_TIMEOUT_NS bench_timeout_ns(20 * NS_PER_S)
 
 struct qproc {
 	pid_t pid;
