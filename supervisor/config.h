@@ -50,7 +50,7 @@ enum sup_cgroup_mode {
 
 struct sup_pool_config {
 	char name[SUP_POOL_NAME_MAX + 1];
-	enum sup_pool_kind kind;        /* kind = empty|booted                  */
+	enum sup_pool_kind kind;        /* kind = empty|booted|restore          */
 	char guest[256];                /* guest = PATH: absolute; kind = booted only */
 	/* The guest ELF's bytes: read and validated once by hatcheryd at
 	 * start-up (not by the parser), inherited by every child through the

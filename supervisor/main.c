@@ -179,7 +179,30 @@ static int load_snapshots(struct sup_config *cfg, const struct vmp_kvm_host *kvm
 	return 0;
 }
 
-int main(int argc, char **argv)
+/* What the config asks of this host's KVM, checked now rather than as a
+ * stream of failing children. */
+static int check_vcpus(const struct sup_config *cfg, const struct vmp_kvm_host *kvm)
+{
+	for (size_t i = 0; i < cfg->n_pools; i++) {
+		const struct sup_pool_config *p = &cfg->pools[i];
+		if ((int)p->vcpus > kvm->max_vcpus) {
+			fprintf(stderr, "hatcheryd: pool \"%s\": vcpus = %u, but this "
+					"host's KVM allows at most %d\n",
+				p->name, p->vcpus, kvm->max_vcpus);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+struct args {
+	const char *config, *sock, *kvm_path;
+	bool verbose, no_jail;
+	int kvm_fd;
+};
+
+/* Returns -1 to go on, else the exit status (usage, --help). */
+static int parse_args(int argc, char **argv, struct args *a)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
@@ -191,15 +214,13 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	const char *config = NULL, *sock = NULL, *kvm_path = "/dev/kvm";
-	bool verbose = false, no_jail = false;
-	int kvm_fd = -1;
+	*a = (struct args){ .kvm_path = "/dev/kvm", .kvm_fd = -1 };
 	int o;
 	while ((o = getopt_long(argc, argv, "c:s:vh", opts, NULL)) != -1) {
 		switch (o) {
-		case 'c': config = optarg; break;
-		case 's': sock = optarg; break;
-		case 'k': kvm_path = optarg; break;
+		case 'c': a->config = optarg; break;
+		case 's': a->sock = optarg; break;
+		case 'k': a->kvm_path = optarg; break;
 		case 'K': {
 			char *end;
 			long v = strtol(optarg, &end, 10);
@@ -208,19 +229,31 @@ int main(int argc, char **argv)
 						"number >= 3, got \"%s\"\n", optarg);
 				return 2;
 			}
-			kvm_fd = (int)v;
+			a->kvm_fd = (int)v;
 			break;
 		}
-		case 'v': verbose = true; break;
-		case 'J': no_jail = true; break;
+		case 'v': a->verbose = true; break;
+		case 'J': a->no_jail = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
-	if (!config || optind != argc) {
+	if (!a->config || optind != argc) {
 		usage(stderr);
 		return 2;
 	}
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	struct args a;
+	int pr = parse_args(argc, argv, &a);
+	if (pr >= 0)
+		return pr;
+	const char *config = a.config, *sock = a.sock, *kvm_path = a.kvm_path;
+	bool verbose = a.verbose, no_jail = a.no_jail;
+	int kvm_fd = a.kvm_fd;
 	setvbuf(stderr, NULL, _IOLBF, 0);
 
 	struct hatch_err err = { 0 };
@@ -289,19 +322,8 @@ int main(int argc, char **argv)
 	}
 	fcntl(self_pidfd, F_SETFD, FD_CLOEXEC);
 
-	/* What the config asks of this host's KVM, checked now rather than as a
-	 * stream of failing children. */
-	for (size_t i = 0; i < cfg.n_pools; i++) {
-		const struct sup_pool_config *p = &cfg.pools[i];
-		if ((int)p->vcpus > kvm.max_vcpus) {
-			fprintf(stderr, "hatcheryd: pool \"%s\": vcpus = %u, but this "
-					"host's KVM allows at most %d\n",
-				p->name, p->vcpus, kvm.max_vcpus);
-			vmp_kvm_host_close(&kvm);
-			sup_config_free(&cfg);
-			return 1;
-		}
-	}
+	if (check_vcpus(&cfg, &kvm) < 0)
+		goto out;
 
 	/* Each child costs the supervisor two fds (control socket, pidfd):
 	 * the default soft limit of 1024 would cap us near 500 children. */

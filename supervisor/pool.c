@@ -5,16 +5,70 @@
 
 #include "pool.h"
 
-/* The whole life of a child, s6 style: next state for [state][event], or
- * CHILD__NSTATES where the move is not allowed. */
-static const enum sup_child_state next_state[CHILD__NSTATES][EV__N] = {
-	/*               EV_READY        EV_LEASE        EV_KILL        EV_EXIT     EV_CRASH    EV_RESET */
-	[CHILD_SPAWNING] = { CHILD_READY, CHILD__NSTATES, CHILD_DYING, CHILD_DEAD, CHILD_DEAD, CHILD__NSTATES },
-	[CHILD_READY]    = { CHILD__NSTATES, CHILD_LEASED, CHILD_DYING, CHILD_DEAD, CHILD_DEAD, CHILD__NSTATES },
-	[CHILD_LEASED]   = { CHILD__NSTATES, CHILD__NSTATES, CHILD_DYING, CHILD_DEAD, CHILD_DEAD, CHILD_READY },
-	[CHILD_DYING]    = { CHILD__NSTATES, CHILD__NSTATES, CHILD__NSTATES, CHILD_DEAD, CHILD_DEAD, CHILD__NSTATES },
-	[CHILD_DEAD]     = { CHILD__NSTATES, CHILD__NSTATES, CHILD__NSTATES, CHILD__NSTATES, CHILD__NSTATES, CHILD__NSTATES },
+/* The whole life of a child, s6 style: for [state][event], the next state
+ * and the actions the move asks for. An entry without actions (to == 0 and
+ * actions == 0 would read as SPAWNING) is marked by `ok`. */
+struct transition {
+	bool ok;
+	enum sup_child_state to;
+	unsigned actions;
 };
+
+/* A kill: the signal, our channels closed at once (so nothing more is read
+ * from or handed out for it), and a replacement. */
+#define KILLED { true, CHILD_DYING, ACT_KILL | ACT_CLOSE | ACT_REFILL }
+/* Reaped: its last fds closed, its jail slot back, freed; a replacement. */
+#define REAPED { true, CHILD_DEAD, ACT_CLOSE | ACT_RELEASE | ACT_REFILL }
+/* Ready (first time or again after a reset): health checks, waiters. */
+#define BECOMES_READY { true, CHILD_READY, ACT_HEALTH | ACT_SERVE | ACT_REFILL }
+/* A hangup where it changes nothing but the fds: a spawning child is not
+ * leasable and its reap judges the failure; a leased one's VM is the
+ * client's and its reap tells a clean end from a crash. */
+#define HUNG_UP(s) { true, s, ACT_CLOSE }
+
+static const struct transition table[CHILD__NSTATES][EV__N] = {
+	[CHILD_SPAWNING] = {
+		[EV_READY] = BECOMES_READY,
+		[EV_HANGUP] = HUNG_UP(CHILD_SPAWNING),
+		[EV_KILL_HEALTH] = KILLED, [EV_KILL_SPAWN_TIMEOUT] = KILLED,
+		[EV_KILL_PROTOCOL] = KILLED, [EV_KILL_SHUTDOWN] = KILLED,
+		[EV_EXIT] = REAPED, [EV_CRASH] = REAPED, [EV_SECCOMP] = REAPED,
+	},
+	[CHILD_READY] = {
+		[EV_LEASE] = { true, CHILD_LEASED, ACT_WAKE | ACT_REFILL_LATER },
+		/* The bug this row ends: an idle child whose channel closed
+		 * stayed on the ready list until its reap and was handed out
+		 * with a closed VM socket. Now it leaves the list at once; the
+		 * kill makes sure the reap comes. */
+		[EV_HANGUP] = { true, CHILD_DYING, ACT_KILL | ACT_CLOSE | ACT_REFILL },
+		[EV_KILL_HEALTH] = KILLED, [EV_KILL_SPAWN_TIMEOUT] = KILLED,
+		[EV_KILL_PROTOCOL] = KILLED, [EV_KILL_SHUTDOWN] = KILLED,
+		[EV_EXIT] = REAPED, [EV_CRASH] = REAPED, [EV_SECCOMP] = REAPED,
+	},
+	[CHILD_LEASED] = {
+		[EV_RESET] = BECOMES_READY,
+		[EV_HANGUP] = HUNG_UP(CHILD_LEASED),
+		[EV_KILL_HEALTH] = KILLED, [EV_KILL_SPAWN_TIMEOUT] = KILLED,
+		[EV_KILL_PROTOCOL] = KILLED, [EV_KILL_SHUTDOWN] = KILLED,
+		[EV_EXIT] = REAPED, [EV_CRASH] = REAPED, [EV_SECCOMP] = REAPED,
+	},
+	[CHILD_DYING] = {
+		[EV_HANGUP] = HUNG_UP(CHILD_DYING),
+		[EV_EXIT] = REAPED, [EV_CRASH] = REAPED, [EV_SECCOMP] = REAPED,
+	},
+	/* DEAD: nothing; the child is freed by its own actions. */
+};
+
+static enum sup_kill_reason kill_reason(enum sup_child_event ev)
+{
+	switch (ev) {
+	case EV_KILL_HEALTH: return KILL_HEALTH;
+	case EV_KILL_SPAWN_TIMEOUT: return KILL_SPAWN_TIMEOUT;
+	case EV_KILL_PROTOCOL: return KILL_PROTOCOL;
+	case EV_KILL_SHUTDOWN: return KILL_SHUTDOWN;
+	default: return KILL_NONE;
+	}
+}
 
 static const char *const state_names[CHILD__NSTATES] = {
 	[CHILD_SPAWNING] = "spawning", [CHILD_READY] = "ready",
@@ -109,39 +163,33 @@ static void spawn_failed(struct sup_pool *p, uint64_t now)
 	p->next_spawn_at = now + delay;
 }
 
-enum sup_action sup_child_event(struct sup_child *c, enum sup_child_event ev,
-				uint64_t now, enum sup_kill_reason reason)
+/* Every counter a transition moves, in one place. */
+static void count(struct sup_child *c, enum sup_child_state to,
+		  enum sup_child_event ev, uint64_t now)
 {
-	if (ev >= EV__N || c->state >= CHILD__NSTATES)
-		return ACT_INVALID;
-	enum sup_child_state from = c->state, to = next_state[from][ev];
-	if (to == CHILD__NSTATES)
-		return ACT_INVALID;
 	struct sup_pool *p = c->pool;
-	/* Only a pool that asked for reuse gets a used child back. */
-	if (ev == EV_RESET && p->cfg->reuse != SUP_REUSE_SNAPSHOT)
-		return ACT_INVALID;
-
-	/* Bookkeeping for the move, in one place. */
-	switch (from) {
+	bool reaped = ev == EV_EXIT || ev == EV_CRASH || ev == EV_SECCOMP;
+	if (ev == EV_SECCOMP)
+		p->stats.seccomp_kills++;
+	switch (c->state) {
 	case CHILD_SPAWNING:
 		if (to == CHILD_READY) {
 			lat_record(&p->stats.spawn_to_ready, now - c->t_fork);
 			p->consecutive_failures = 0;
 			p->next_spawn_at = 0;
-		} else if (!(ev == EV_KILL && reason == KILL_SHUTDOWN)) {
+		} else if (to != CHILD_SPAWNING && ev != EV_KILL_SHUTDOWN) {
 			spawn_failed(p, now);
 		}
 		break;
 	case CHILD_READY:
-		if (ev == EV_KILL && reason == KILL_HEALTH)
+		if (ev == EV_KILL_HEALTH)
 			p->stats.health_failures++;
-		else if (ev == EV_EXIT || ev == EV_CRASH)
+		else if (reaped || ev == EV_HANGUP)
 			p->stats.unexpected_exits++;
 		break;
 	case CHILD_LEASED:
 		/* A clean exit is the end of a lease; a crash is not. */
-		if (ev == EV_CRASH)
+		if (ev == EV_CRASH || ev == EV_SECCOMP)
 			p->stats.unexpected_exits++;
 		else if (ev == EV_RESET)
 			p->stats.resets++;
@@ -149,14 +197,53 @@ enum sup_action sup_child_event(struct sup_child *c, enum sup_child_event ev,
 	default:
 		break;
 	}
+}
 
-	list_remove(p, c);
-	c->state = to;
-	c->t_state = now;
-	list_append(p, c);
-	if (to != CHILD_READY)
+unsigned sup_child_event(struct sup_child *c, enum sup_child_event ev, uint64_t now)
+{
+	if (ev >= EV__N || c->state >= CHILD__NSTATES)
+		return ACT_INVALID;
+	const struct transition *t = &table[c->state][ev];
+	if (!t->ok)
+		return ACT_INVALID;
+	struct sup_pool *p = c->pool;
+	/* Only a pool that asked for reuse gets a used child back. */
+	if (ev == EV_RESET && p->cfg->reuse != SUP_REUSE_SNAPSHOT)
+		return ACT_INVALID;
+
+	count(c, t->to, ev, now);
+	if (kill_reason(ev) != KILL_NONE)
+		c->killed = kill_reason(ev);
+	if (t->to != c->state) {
+		list_remove(p, c);
+		c->prev_state = c->state;
+		c->state = t->to;
+		c->t_state = now;
+		list_append(p, c);
+	}
+	if (t->to != CHILD_READY)
 		c->ping_sent_at = 0;
-	return ACT_NONE;
+	return t->actions;
+}
+
+enum sup_child_state sup_child_life_state(const struct sup_child *c)
+{
+	return c->state == CHILD_DYING ? c->prev_state : c->state;
+}
+
+void sup_pool_count_acquire(struct sup_pool *p, bool hit, uint64_t wait_ns)
+{
+	p->stats.acquisitions++;
+	if (hit)
+		p->stats.hits++;
+	else
+		p->stats.misses++;
+	lat_record(&p->stats.acquire, wait_ns);
+}
+
+void sup_pool_count_refusal(struct sup_pool *p)
+{
+	p->stats.misses++;
 }
 
 unsigned sup_pool_total(const struct sup_pool *p)

@@ -1,20 +1,26 @@
 /* pool.h - pools of children and the child state machine (pure code).
  *
  * The supervisor's view of one child is an explicit state machine, s6 style:
- * every transition goes through sup_child_event(), which looks the move up in
- * one table, keeps the per-state lists and counts, and does the bookkeeping
- * (stats, spawn-failure backoff). Nothing here makes a syscall: the server
- * feeds events in and carries out the actions that come back, so the whole
+ * every transition goes through sup_child_event(), which looks the move up
+ * in one table, actions[state][event], keeps the per-state lists and
+ * counts, does the bookkeeping (every pool counter, the spawn-failure
+ * backoff) and returns the set of actions the move asks for (enum
+ * sup_action). Nothing here makes a syscall: the server's
+ * sup_child_apply() (children.c) carries the actions out, so the whole
  * life cycle is unit-tested without fork or KVM.
  *
  *   SPAWNING --ready--> READY --lease--> LEASED
  *      |                  ^                 |
  *      |                  +-----reset-------+  (reuse = snapshot only)
  *      |                  |                 |
- *      |         health timeout/kill        |
- *      |                  v                 |
- *      |                DYING               |
- *      +--- exit/crash ----+--- exit/crash ---+--> DEAD (reaped, freed)
+ *      |      kill (any reason), hangup     | kill
+ *      |                  v                 v
+ *      +----- kill ---> DYING <-------------+
+ *      |                  |
+ *      +--- exit/crash ---+--- exit/crash (from any live state) --> DEAD
+ *
+ * DEAD is transient: its actions close the child's last fds, give back its
+ * jail slot and free it.
  *
  * Ownership: a pool owns its children (sup_child_new/sup_child_free);
  * the fds inside a child are the server's to open and close.
@@ -41,22 +47,50 @@ enum sup_child_state {
 enum sup_child_event {
 	EV_READY,       /* child reported Ready on its control channel    */
 	EV_LEASE,       /* handed to a client                             */
-	EV_KILL,        /* we killed it (health timeout, shutdown)        */
-	EV_EXIT,        /* it exited with status 0                         */
-	EV_CRASH,       /* it died by a signal or with a non-zero status   */
 	EV_RESET,       /* reuse = snapshot: the lease ended cleanly and the
 	                 * child restored the snapshot over itself; it got a
 	                 * new VM socket and is idle again. Refused (ACT_INVALID)
 	                 * in a pool whose reuse is not snapshot. */
+	EV_HANGUP,      /* its control channel or the VM socket we hold for
+	                 * it closed before its pidfd was reaped: it is dying
+	                 * (the reap follows). An idle child leaves the ready
+	                 * list at once, so it is never handed out. */
+	/* We kill it; the reason is part of the event (it decides the stats). */
+	EV_KILL_HEALTH,        /* it missed a health check */
+	EV_KILL_SPAWN_TIMEOUT, /* it never reported ready */
+	EV_KILL_PROTOCOL,      /* it spoke garbage or made an odd claim */
+	EV_KILL_SHUTDOWN,      /* hatcheryd is stopping */
+	/* Reaped (its pidfd fired). */
+	EV_EXIT,        /* it exited with status 0                         */
+	EV_CRASH,       /* it died by a signal or with a non-zero status   */
+	EV_SECCOMP,     /* it died by SIGSYS: the seccomp filter killed it */
 	EV__N
 };
 
-/* Why a child was killed, for the stats (carried with EV_KILL). */
+/* Why a child was killed (recorded in the child by the kill events). */
 enum sup_kill_reason {
+	KILL_NONE,      /* not killed by us */
 	KILL_HEALTH,
 	KILL_SHUTDOWN,
 	KILL_PROTOCOL,  /* it spoke garbage on its control channel */
 	KILL_SPAWN_TIMEOUT, /* it never reported ready */
+};
+
+/* What a transition asks the server to do, as a set of bits. One function
+ * performs them, in this order: sup_child_apply() in children.c. */
+enum sup_action {
+	ACT_INVALID = 1u << 0,  /* the event makes no sense in this state:
+	                         * nothing changed, nothing to do */
+	ACT_KILL = 1u << 1,     /* SIGKILL through the pidfd */
+	ACT_CLOSE = 1u << 2,    /* close its control channel and our end of
+	                         * its VM socket (if not handed out) */
+	ACT_WAKE = 1u << 3,     /* send SupLeased (a wake-up hint) */
+	ACT_HEALTH = 1u << 4,   /* schedule its next health check */
+	ACT_RELEASE = 1u << 5,  /* close its pidfd, give back its jail slot
+	                         * and cgroup, free it */
+	ACT_SERVE = 1u << 6,    /* a child became ready: serve queued Acquires */
+	ACT_REFILL = 1u << 7,   /* counts changed: replenish the pool (now) */
+	ACT_REFILL_LATER = 1u << 8, /* a lease: replenish after refill_delay */
 };
 
 struct sup_pool;
@@ -76,6 +110,8 @@ struct sup_child {
 	uint64_t ping_seq;           /* last health ping sent */
 	uint64_t ping_sent_at;       /* 0: no ping outstanding */
 	uint64_t next_health_at;
+	enum sup_child_state prev_state; /* the state it left last */
+	enum sup_kill_reason killed; /* set by the kill events */
 	bool spawn_failed_msg;       /* child reported ChildFailed before exit */
 	int slot;                    /* jail slot (uid = jail_uid_base + slot), -1: none */
 	bool in_cgroup;              /* has a cgroup of its own to remove when reaped */
@@ -89,7 +125,7 @@ struct sup_child {
 struct sup_pool_stats {
 	uint64_t acquisitions, hits, misses;
 	uint64_t spawned, spawn_failures, unexpected_exits, health_failures;
-	uint64_t seccomp_kills;      /* died by SIGSYS (server-counted) */
+	uint64_t seccomp_kills;      /* died by SIGSYS (EV_SECCOMP) */
 	uint64_t resets;             /* leased children reset to idle (EV_RESET) */
 	struct lat_hist acquire;
 	struct lat_hist spawn_to_ready;
@@ -121,16 +157,20 @@ struct sup_child *sup_child_new(struct sup_pool *p, uint64_t id, uint64_t now);
 /* Remove a DEAD child from its pool and free it. */
 void sup_child_free(struct sup_child *c);
 
-/* What the server must do after a transition. */
-enum sup_action {
-	ACT_NONE,
-	ACT_INVALID,          /* the event makes no sense in this state: ignored */
-};
+/* Apply `ev` at time `now`: move the child, count, and return the set of
+ * actions (enum sup_action) the server must perform. Returns ACT_INVALID
+ * alone (and changes nothing) for a move the table does not allow. */
+unsigned sup_child_event(struct sup_child *c, enum sup_child_event ev, uint64_t now);
 
-/* Apply `ev` at time `now`. Returns ACT_INVALID (and changes nothing) for a
- * move the table does not allow. `reason` is only read for EV_KILL. */
-enum sup_action sup_child_event(struct sup_child *c, enum sup_child_event ev,
-				uint64_t now, enum sup_kill_reason reason);
+/* The state a child lived in before it started dying: its state, or for a
+ * DYING child the one it left. What the logs name. */
+enum sup_child_state sup_child_life_state(const struct sup_child *c);
+
+/* Acquire bookkeeping that no child transition carries. */
+/* A request answered with a VM; `hit`: a ready child was there at once. */
+void sup_pool_count_acquire(struct sup_pool *p, bool hit, uint64_t wait_ns);
+/* A request refused for want of a VM (POOL_EXHAUSTED). */
+void sup_pool_count_refusal(struct sup_pool *p);
 
 /* Record why the latest spawn failed (shown in status). */
 void sup_pool_set_error(struct sup_pool *p, const char *msg);

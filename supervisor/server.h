@@ -54,7 +54,7 @@ int sup_spawn(struct sup_child *c, const struct sup_server_opts *o,
  * naming the first such process. */
 int sup_jail_check_uids(uid_t base, unsigned n, struct hatch_err *err);
 
-/* log.c-style helpers live in server.c. */
+/* log.c: one line to stderr; sup_debug only with -v. */
 void sup_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void sup_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

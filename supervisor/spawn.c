@@ -108,7 +108,8 @@ int sup_spawn(struct sup_child *c, const struct sup_server_opts *o,
 			return -1;
 		c->in_cgroup = true;
 	}
-	int pidfd = -1;
+	/* Killed and waited for on every failure below. */
+	_cleanup_pid_ int pidfd = -1;
 	enum vmp_jail_kind kind = o->no_jail  ? VMP_JAIL_NONE
 				  : o->rootless ? VMP_JAIL_ROOTLESS
 						: VMP_JAIL_ROOT;
@@ -125,19 +126,15 @@ int sup_spawn(struct sup_child *c, const struct sup_server_opts *o,
 		/* The child waits for SupHello before it changes credentials,
 		 * so the maps are in place by then. */
 		int r = vmp_jail_map_ids(pid, uid, gid);
-		if (r < 0) {
-			syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-			waitid(P_PIDFD, (id_t)pidfd, &(siginfo_t){ 0 }, WEXITED);
-			close(pidfd);
+		if (r < 0)
 			return hatch_err_set(err, E_INTERNAL, -r,
 					     "map uid %u/gid %u into child %d's user "
 					     "namespace", uid, gid, pid);
-		}
 	}
 	int fl = fcntl(mine, F_GETFL);
 	fcntl(mine, F_SETFL, fl | O_NONBLOCK);
 	c->pid = pid;
-	c->pidfd = pidfd;
+	c->pidfd = steal_fd(&pidfd);
 	/* The child reads this before it reports ready. The socket is new
 	 * and empty, so the send cannot block. */
 	Hatchery__V1__SupMsg m = HATCHERY__V1__SUP_MSG__INIT;

@@ -8,7 +8,10 @@
 #define HATCHERY_CLEANUP_H
 
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static inline void hatch_closep(int *fd)
@@ -26,7 +29,24 @@ static inline void hatch_freep(void *p)
 	free(*(void **)p);
 }
 
+/* A child process held by its pidfd (we are its parent): SIGKILL, wait
+ * for it so no zombie is left, close the pidfd. */
+static inline void hatch_pidfd_killp(int *pidfd)
+{
+	if (*pidfd >= 0) {
+		int saved = errno;
+		syscall(SYS_pidfd_send_signal, *pidfd, SIGKILL, NULL, 0);
+		while (waitid(P_PIDFD, (id_t)*pidfd, &(siginfo_t){ 0 }, WEXITED) < 0 &&
+		       errno == EINTR)
+			;
+		close(*pidfd);
+		errno = saved;
+	}
+	*pidfd = -1;
+}
+
 #define _cleanup_close_ __attribute__((cleanup(hatch_closep)))
+#define _cleanup_pid_ __attribute__((cleanup(hatch_pidfd_killp)))
 #define _cleanup_free_ __attribute__((cleanup(hatch_freep)))
 
 /* Hand an fd out of a _cleanup_close_ variable. */
