@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "hatchery/clock.h"
 #include "bench.h"
 
 #define E(x) HATCHERY__V1__ERROR_CODE__##x
@@ -17,12 +18,6 @@
  * while, but never this long. */
 #define REPLY_TIMEOUT_MS 5000u
 
-uint64_t bench_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
-}
 
 void bench_sleep_ns(uint64_t ns)
 {
@@ -52,7 +47,7 @@ uint64_t bench_timeout_ns(uint64_t ns)
 int bench_connect(const char *socket, unsigned wait_ms, struct hatch_client **out,
 		  struct hatch_err *err)
 {
-	uint64_t until = bench_now_ns() + bench_timeout_ns((uint64_t)wait_ms * NS_PER_MS);
+	uint64_t until = hatch_now_ns() + bench_timeout_ns((uint64_t)wait_ms * NS_PER_MS);
 	for (;;) {
 		if (hatch_connect(socket, out, err) == 0) {
 			hatch_set_timeout(*out, (unsigned)(REPLY_TIMEOUT_MS * bench_slowdown()));
@@ -60,7 +55,7 @@ int bench_connect(const char *socket, unsigned wait_ms, struct hatch_client **ou
 		}
 		/* Not there yet, or there but not listening yet. */
 		bool early = err->sys_errno == ENOENT || err->sys_errno == ECONNREFUSED;
-		if (!early || bench_now_ns() > until)
+		if (!early || hatch_now_ns() > until)
 			return -1;
 		bench_sleep_ns(5 * NS_PER_MS);
 	}
@@ -97,7 +92,7 @@ int bench_wait_idle(struct hatch_client *c, const char *pool, unsigned idle,
 		    struct hatch_err *err)
 {
 	timeout_ns = bench_timeout_ns(timeout_ns);
-	uint64_t until = bench_now_ns() + timeout_ns;
+	uint64_t until = hatch_now_ns() + timeout_ns;
 	struct pool_counts last = { 0 };
 	if (first_ns)
 		bench_sleep_ns(first_ns);
@@ -107,7 +102,7 @@ int bench_wait_idle(struct hatch_client *c, const char *pool, unsigned idle,
 		if (last.idle >= idle &&
 		    (!settled || (last.spawning == 0 && last.leased == 0)))
 			break;
-		if (bench_now_ns() > until)
+		if (hatch_now_ns() > until)
 			return hatch_err_set(err, E(UNAVAILABLE), 0,
 					     "pool \"%s\" did not reach %u idle within %llu ms "
 					     "(idle %u, spawning %u, leased %u)",

@@ -71,7 +71,6 @@ static inline void bench_client_closep(struct hatch_client **c)
 }
 #define _cleanup_client_ __attribute__((cleanup(bench_client_closep)))
 
-uint64_t bench_now_ns(void);
 void bench_sleep_ns(uint64_t ns);
 
 /* Connect, retrying for up to wait_ms while the daemon is still coming up

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "hatchery/clock.h"
 #include "bench.h"
 #include "host_sha256.h"
 
@@ -244,12 +245,12 @@ int bench_sha256(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 	const unsigned warm = 3;
 	for (unsigned i = 0; i < o->count + warm; i++) {
 		uint64_t run = 0;
-		uint64_t t0 = bench_now_ns();
+		uint64_t t0 = hatch_now_ns();
 		if (guest_call(vm, "sha256_heap", NULL, 0, 10000, dg, &run, err) < 0)
 			return -1;
-		uint64_t t1 = bench_now_ns();
+		uint64_t t1 = hatch_now_ns();
 		host_sha256(buf, n, dh);
-		uint64_t t2 = bench_now_ns();
+		uint64_t t2 = hatch_now_ns();
 		if (memcmp(dg, dh, 32) != 0) {
 			char a[65], b[65];
 			hex(dg, a);
@@ -274,9 +275,9 @@ int bench_sha256(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 		uint64_t run = 0;
 		if (guest_call(vm, "sha256", buf, np, 10000, dg, &run, err) < 0)
 			return -1;
-		uint64_t t1 = bench_now_ns();
+		uint64_t t1 = hatch_now_ns();
 		host_sha256(buf, np, dh);
-		uint64_t t2 = bench_now_ns();
+		uint64_t t2 = hatch_now_ns();
 		if (memcmp(dg, dh, 32) != 0)
 			return hatch_err_set(err, E(INTERNAL), 0,
 					     "sha256 of a %llu-byte payload: guest and host differ",

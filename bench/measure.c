@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "hatchery/clock.h"
 #include "bench.h"
 
 #define E(x) HATCHERY__V1__ERROR_CODE__##x
@@ -123,7 +124,7 @@ int bench_lease_loop(struct hatch_client *c, const struct bench_opts *o,
 		     const struct lease_loop *l, struct lease_samples *ls,
 		     struct hatch_err *err)
 {
-	uint64_t t_start = bench_now_ns();
+	uint64_t t_start = hatch_now_ns();
 	for (unsigned i = 0; i < o->count + l->warmup;) {
 		/* Untimed: every timed acquisition is the path the phase
 		 * names, on a pool in the state it asks for (see the
@@ -140,15 +141,15 @@ int bench_lease_loop(struct hatch_client *c, const struct bench_opts *o,
 		Hatchery__V1__AcquireReply *info = NULL;
 		int fd = -1;
 		uint64_t run[2] = { 0, 0 };
-		uint64_t t0 = bench_now_ns();
+		uint64_t t0 = hatch_now_ns();
 		int r = hatch_acquire(c, o->pool, l->acquire_ms, &fd, &info, err);
-		uint64_t t1 = bench_now_ns();
+		uint64_t t1 = hatch_now_ns();
 		if (r == 0)
 			r = l->call(fd, l->ctx, &run[0], err);
-		uint64_t t2 = bench_now_ns(), t3 = t2;
+		uint64_t t2 = hatch_now_ns(), t3 = t2;
 		if (r == 0 && l->calls > 1) {
 			r = l->call(fd, l->ctx, &run[1], err);
-			t3 = bench_now_ns();
+			t3 = hatch_now_ns();
 		}
 		if (r < 0) {
 			fprintf(stderr, "hatch-bench: %s %u: %s\n", l->what, i, err->msg);
@@ -161,7 +162,7 @@ int bench_lease_loop(struct hatch_client *c, const struct bench_opts *o,
 		}
 		struct hatch_err rerr = { 0 };
 		int rr = hatch_vm_release(fd, &rerr);
-		uint64_t t4 = bench_now_ns();
+		uint64_t t4 = hatch_now_ns();
 		if (rr < 0)
 			fprintf(stderr, "hatch-bench: release %u: %s\n", i, rerr.msg);
 		if (i >= l->warmup) {
@@ -185,7 +186,7 @@ int bench_lease_loop(struct hatch_client *c, const struct bench_opts *o,
 		hatch_free(info);
 		i++;
 	}
-	ls->wall_s = (double)(bench_now_ns() - t_start) / (double)NS_PER_S;
+	ls->wall_s = (double)(hatch_now_ns() - t_start) / (double)NS_PER_S;
 	return 0;
 }
 
@@ -238,13 +239,13 @@ static int ping_baselines(struct hatch_client *c, unsigned n, struct samples *id
 		/* As in the acquire loop: the client has slept, the daemon
 		 * sits in epoll_wait, both CPUs may be idle. */
 		bench_sleep_ns(NS_PER_MS);
-		uint64_t t0 = bench_now_ns();
+		uint64_t t0 = hatch_now_ns();
 		if (hatch_ping(c, NULL, err) < 0)
 			return hatch_err_wrap(err, "ping");
-		uint64_t t1 = bench_now_ns();
+		uint64_t t1 = hatch_now_ns();
 		if (hatch_ping(c, NULL, err) < 0)
 			return hatch_err_wrap(err, "ping");
-		uint64_t t2 = bench_now_ns();
+		uint64_t t2 = hatch_now_ns();
 		if (i < WARMUP)
 			continue;
 		int e = samples_add(idle, t1 - t0);
@@ -350,7 +351,7 @@ int bench_respawn(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 		}
 		if (hatch_vm_release(fd, err) < 0)
 			return hatch_err_wrap(err, "release, cycle %u", i);
-		uint64_t t0 = bench_now_ns(), seen = 0, t2;
+		uint64_t t0 = hatch_now_ns(), seen = 0, t2;
 		/* With max = 1 the replacement is forked only once the old
 		 * child is reaped, so the cycle is: old child exits (its VM torn
 		 * down) -> reaped -> fork -> new VM built -> Ready. */
@@ -358,7 +359,7 @@ int bench_respawn(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 			struct pool_counts pc;
 			if (bench_pool_counts(c, o->pool, &pc, err) < 0)
 				return -1;
-			uint64_t t = bench_now_ns();
+			uint64_t t = hatch_now_ns();
 			if (pc.idle >= 1) {
 				t2 = t;
 				break;
@@ -421,14 +422,14 @@ int bench_refill(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 	 * fill time (to within the 2 ms poll). */
 	struct pool_counts pc;
 	bool first = true, late = false;
-	uint64_t until = bench_now_ns() + 120 * NS_PER_S;
+	uint64_t until = hatch_now_ns() + 120 * NS_PER_S;
 	for (;;) {
 		if (bench_pool_counts(c, o->pool, &pc, err) < 0)
 			return -1;
 		if (pc.idle >= o->idle)
 			break;
 		first = false;
-		if (bench_now_ns() > until)
+		if (hatch_now_ns() > until)
 			return hatch_err_set(err, E(UNAVAILABLE), 0,
 					     "cold fill: %u idle of %u after 120 s", pc.idle,
 					     o->idle);
@@ -466,13 +467,13 @@ int bench_refill(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 		uint64_t spawned0 = ps->spawned;
 		hatch_free(st);
 
-		uint64_t t0 = bench_now_ns();
+		uint64_t t0 = hatch_now_ns();
 		unsigned n = 0;
 		for (; n < o->idle; n++) {
 			if (hatch_acquire(c, o->pool, 0, &fds[n], NULL, err) < 0)
 				break;
 		}
-		uint64_t t_leased = bench_now_ns();
+		uint64_t t_leased = hatch_now_ns();
 		for (unsigned k = 0; k < n; k++)
 			close(fds[k]);
 		if (n < o->idle)
@@ -480,7 +481,7 @@ int bench_refill(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 		if (bench_wait_idle(c, o->pool, o->idle, false, NS_PER_MS, NS_PER_MS,
 				    60 * NS_PER_S, NULL, err) < 0)
 			return hatch_err_wrap(err, "round %u: refill", r);
-		uint64_t t1 = bench_now_ns();
+		uint64_t t1 = hatch_now_ns();
 		if (bench_pool_stats(c, o->pool, &st, &ps, err) < 0)
 			return -1;
 		uint64_t spawned = ps->spawned - spawned0;

@@ -26,6 +26,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "hatchery/clock.h"
 #include "bench.h"
 
 #define E(x) HATCHERY__V1__ERROR_CODE__##x
@@ -126,7 +127,7 @@ static int pump(struct qproc *q, uint64_t deadline)
 		return -EPIPE;
 	struct pollfd p[2] = { { .fd = q->out, .events = POLLIN },
 			       { .fd = q->err, .events = POLLIN } };
-	uint64_t now = bench_now_ns();
+	uint64_t now = hatch_now_ns();
 	if (now >= deadline)
 		return -ETIMEDOUT;
 	int ms = (int)((deadline - now) / NS_PER_MS) + 1;
@@ -183,7 +184,7 @@ static void finish(struct qproc *q, struct qrun *r, bool kill_it)
 		kill(q->pid, SIGKILL);
 	close_fd(&q->in);
 	/* Collect the rest of stderr: it holds the reason when QEMU failed. */
-	uint64_t deadline = bench_now_ns() + 2 * NS_PER_S;
+	uint64_t deadline = hatch_now_ns() + 2 * NS_PER_S;
 	while (pump(q, deadline) == 0)
 		;
 	close_fd(&q->out);
@@ -205,7 +206,7 @@ static bool start(const char *const *argv, struct qproc *q, struct qrun *r, uint
 {
 	*r = (struct qrun){ 0 };
 	*q = (struct qproc){ .in = -1, .out = -1, .err = -1 };
-	*t0 = bench_now_ns();
+	*t0 = hatch_now_ns();
 	int e = spawn(argv, q);
 	if (e < 0) {
 		snprintf(q->ebuf, sizeof(q->ebuf), "fork: %s", strerror(-e));
@@ -250,15 +251,15 @@ static void qmp_once(const struct bench_opts *o, struct qproc *q, struct qrun *r
 		fail(q, r, "waiting for the QMP greeting");
 		return;
 	}
-	r->greeting_ns = bench_now_ns() - t0;
-	uint64_t t = bench_now_ns();
+	r->greeting_ns = hatch_now_ns() - t0;
+	uint64_t t = hatch_now_ns();
 	if (send_line(q, "{\"execute\":\"qmp_capabilities\"}\n") < 0 ||
 	    wait_line(q, "\"return\"", &pos, t + STEP_TIMEOUT_NS) < 0) {
 		fail(q, r, "qmp_capabilities");
 		return;
 	}
-	r->caps_ns = bench_now_ns() - t0;
-	t = bench_now_ns();
+	r->caps_ns = hatch_now_ns() - t0;
+	t = hatch_now_ns();
 	if (send_line(q, "{\"execute\":\"quit\"}\n") < 0) {
 		fail(q, r, "quit");
 		return;
@@ -271,7 +272,7 @@ static void qmp_once(const struct bench_opts *o, struct qproc *q, struct qrun *r
 		}
 	}
 	finish(q, r, false);
-	r->exit_ns = bench_now_ns() - t0;
+	r->exit_ns = hatch_now_ns() - t0;
 	if (!WIFEXITED(r->wstatus) || WEXITSTATUS(r->wstatus) != 0)
 		r->failed = "exit status after quit";
 }
@@ -300,7 +301,7 @@ static void boot_once(const struct bench_opts *o, struct qproc *q, struct qrun *
 			return;
 		}
 	}
-	r->greeting_ns = bench_now_ns() - t0;
+	r->greeting_ns = hatch_now_ns() - t0;
 	finish(q, r, true);
 	if (q->obuf[0] != '!')
 		r->failed = "the guest's byte (expected '!')";
@@ -538,7 +539,7 @@ static int wait_running(struct qproc *q, size_t *pos, uint64_t deadline, bool *s
 			*sent_cont = true;
 			continue;
 		}
-		if (bench_now_ns() > deadline)
+		if (hatch_now_ns() > deadline)
 			return -ETIMEDOUT;
 		bench_sleep_ns(100 * NS_PER_US);
 	}
@@ -607,7 +608,7 @@ static void restore_once(const struct bench_opts *o, struct qproc *q, struct qru
 		fail(q, r, "waiting for the QMP greeting");
 		return;
 	}
-	r->caps_ns = bench_now_ns() - t0;
+	r->caps_ns = hatch_now_ns() - t0;
 	if (send_line(q, "{\"execute\":\"qmp_capabilities\"}\n") < 0 ||
 	    wait_line(q, "\"return\"", &pos, t0 + STEP_TIMEOUT_NS) < 0) {
 		fail(q, r, "qmp_capabilities");
@@ -618,7 +619,7 @@ static void restore_once(const struct bench_opts *o, struct qproc *q, struct qru
 		fail(q, r, "waiting for query-status running");
 		return;
 	}
-	r->greeting_ns = bench_now_ns() - t0;
+	r->greeting_ns = hatch_now_ns() - t0;
 	finish(q, r, true);
 	r->exit_ns = 0;
 }

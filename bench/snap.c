@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hatchery/clock.h"
 #include "bench.h"
 
 #define E(x) HATCHERY__V1__ERROR_CODE__##x
@@ -97,10 +98,10 @@ int bench_save(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 		if (r == 0 && sfd < 0)
 			r = hatch_err_set(err, E(INTERNAL), errno, "open %s", tmp);
 		Hatchery__V1__VmSaveReply *rep = NULL;
-		uint64_t t0 = bench_now_ns();
+		uint64_t t0 = hatch_now_ns();
 		if (r == 0)
 			r = hatch_vm_save(fd, sfd, &rep, err);
-		uint64_t t1 = bench_now_ns();
+		uint64_t t1 = hatch_now_ns();
 		struct stat st = { 0 };
 		if (r == 0 && fstat(sfd, &st) < 0)
 			r = hatch_err_set(err, E(INTERNAL), errno, "fstat");
@@ -192,7 +193,7 @@ int bench_density(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 		return hatch_err_set(err, E(INTERNAL), ENOMEM, "fds");
 	unsigned leased = 0;
 	int r = 0;
-	uint64_t t0 = bench_now_ns();
+	uint64_t t0 = hatch_now_ns();
 	for (; leased < o->idle; leased++) {
 		if ((r = hatch_acquire(c, o->pool, 5000, &fds[leased], NULL, err)) < 0) {
 			hatch_err_wrap(err, "acquire %u", leased);
@@ -203,7 +204,7 @@ int bench_density(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 			break;
 		}
 	}
-	uint64_t t1 = bench_now_ns();
+	uint64_t t1 = hatch_now_ns();
 	uint64_t pss = 0, pd = 0, rss = 0, avail = 0;
 	unsigned counted = 0, others = 0;
 	uint64_t others_pss = 0;

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "hatchery/clock.h"
 #include "hatchery/cleanup.h"
 #include "hatchctl.h"
 
@@ -293,23 +294,23 @@ int cmd_acquire(const struct hx_ctx *cx, int argc, char **argv)
 		r = hx_fail(&err);
 		goto out;
 	}
-	uint64_t t0 = hx_now_ns();
+	uint64_t t0 = hatch_now_ns();
 	r = hatch_vm_ping(vm_fd, &err);
-	tm.ping = hx_now_ns() - t0;
+	tm.ping = hatch_now_ns() - t0;
 	if (r < 0) {
 		r = vm_step_failed(&err, "VM ping", a, cx->timeout_ms, tm.ping);
 		goto out;
 	}
-	t0 = hx_now_ns();
+	t0 = hatch_now_ns();
 	r = hatch_vm_info(vm_fd, &vi, &err);
-	tm.info = hx_now_ns() - t0;
+	tm.info = hatch_now_ns() - t0;
 	if (r < 0) {
 		r = vm_step_failed(&err, "VM info", a, cx->timeout_ms, tm.info);
 		goto out;
 	}
-	t0 = hx_now_ns();
+	t0 = hatch_now_ns();
 	r = hatch_vm_release(steal_fd(&vm_fd), &err); /* closes the fd */
-	tm.release = hx_now_ns() - t0;
+	tm.release = hatch_now_ns() - t0;
 	if (r < 0) {
 		r = vm_step_failed(&err, "VM release", a, cx->timeout_ms,
 				   tm.release);

@@ -2,6 +2,7 @@
  * itself, each printed as text for people or as one JSON object. */
 #include <stdio.h>
 
+#include "hatchery/clock.h"
 #include "hatchery/cleanup.h"
 #include "hatchctl.h"
 
@@ -24,9 +25,9 @@ int cmd_ping(const struct hx_ctx *cx, int argc, char **argv)
 	if (hx_connect(cx, &c, &err) < 0)
 		return hx_fail(&err);
 	Hatchery__V1__PingReply *rep = NULL;
-	uint64_t t0 = hx_now_ns();
+	uint64_t t0 = hatch_now_ns();
 	r = hatch_ping(c, &rep, &err);
-	uint64_t rtt = hx_now_ns() - t0;
+	uint64_t rtt = hatch_now_ns() - t0;
 	hatch_close(c);
 	if (r < 0)
 		return hx_fail(&err);

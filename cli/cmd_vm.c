@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hatchery/clock.h"
 #include "hatchery/cleanup.h"
 #include "hatchctl.h"
 
@@ -78,9 +79,9 @@ int cmd_run(const struct hx_ctx *cx, int argc, char **argv)
 	if (vm_fd < 0)
 		return hx_fail(&err);
 	Hatchery__V1__VmCallReply *rep = NULL;
-	uint64_t t0 = hx_now_ns();
+	uint64_t t0 = hatch_now_ns();
 	int r = hatch_vm_call(vm_fd, args[1], payload, len, deadline, &rep, &err);
-	uint64_t t_call = hx_now_ns() - t0;
+	uint64_t t_call = hatch_now_ns() - t0;
 	if (r < 0) {
 		hatch_err_wrap(&err, "%s", args[1]);
 		return hx_fail(&err);
@@ -98,9 +99,9 @@ int cmd_run(const struct hx_ctx *cx, int argc, char **argv)
 	}
 	uint64_t run_ns = rep->run_ns;
 	hatch_free(rep);
-	t0 = hx_now_ns();
+	t0 = hatch_now_ns();
 	hatch_vm_release(steal_fd(&vm_fd), &err);
-	uint64_t t_release = hx_now_ns() - t0;
+	uint64_t t_release = hatch_now_ns() - t0;
 	/* The result first, then the times: in this order on a terminal. */
 	int rc = hx_finish_stdout();
 	if (timing)
@@ -156,10 +157,10 @@ static int parse_snap_args(const char *cmd, int argc, char **argv, struct snap_a
 static int snap_call(int vm_fd, const struct snap_args *sa, struct hatch_err *err)
 {
 	Hatchery__V1__VmCallReply *rep = NULL;
-	uint64_t t0 = hx_now_ns();
+	uint64_t t0 = hatch_now_ns();
 	if (hatch_vm_call(vm_fd, sa->fn, sa->payload, strlen(sa->payload), 0, &rep, err) < 0)
 		return hatch_err_wrap(err, "%s", sa->fn);
-	uint64_t t = hx_now_ns() - t0;
+	uint64_t t = hatch_now_ns() - t0;
 	if (rep->log.len)
 		fprintf(stderr, "%.*s", (int)rep->log.len, (const char *)rep->log.data);
 	printf("call %s: %zu bytes in %.1f µs (guest %.1f µs): ", sa->fn, rep->result.len,
@@ -195,12 +196,12 @@ int cmd_snapshot(const struct hx_ctx *cx, int argc, char **argv)
 	if (sa.fn && snap_call(vm_fd, &sa, &err) < 0)
 		return hx_fail(&err);
 	Hatchery__V1__VmSaveReply *sr = NULL;
-	uint64_t t0 = hx_now_ns();
+	uint64_t t0 = hatch_now_ns();
 	if (hatch_vm_save(vm_fd, file, &sr, &err) < 0) {
 		hatch_err_wrap(&err, "save to %s", sa.file);
 		return hx_fail(&err);
 	}
-	uint64_t t = hx_now_ns() - t0;
+	uint64_t t = hatch_now_ns() - t0;
 	struct stat st;
 	if (fstat(file, &st) < 0) {
 		hatch_free(sr);
@@ -238,12 +239,12 @@ int cmd_restore(const struct hx_ctx *cx, int argc, char **argv)
 	if (vm_fd < 0)
 		return hx_fail(&err);
 	Hatchery__V1__VmRestoreReply *rr = NULL;
-	uint64_t t0 = hx_now_ns();
+	uint64_t t0 = hatch_now_ns();
 	if (hatch_vm_restore(vm_fd, file, &rr, &err) < 0) {
 		hatch_err_wrap(&err, "restore %s", sa.file);
 		return hx_fail(&err);
 	}
-	uint64_t t = hx_now_ns() - t0;
+	uint64_t t = hatch_now_ns() - t0;
 	printf("restored %s: %zu functions\n"
 	       "restore %.1f µs: map %.1f µs, vm state %.1f µs, vcpu state %.1f µs\n",
 	       sa.file, rr->n_functions, hx_ns_to_us(t), hx_ns_to_us(rr->map_ns),

@@ -4,6 +4,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "hatchery/clock.h"
 #include "hatchctl.h"
 
 int hx_connect(const struct hx_ctx *cx, struct hatch_client **out,
@@ -37,10 +38,10 @@ int hx_lease_vm(const struct hx_ctx *cx, const char *pool, uint32_t deadline_ms,
 	if (hx_connect(cx, &c, err) < 0)
 		return -1;
 	int vm_fd = -1;
-	uint64_t t0 = hx_now_ns();
+	uint64_t t0 = hatch_now_ns();
 	int r = hatch_acquire(c, pool, deadline_ms, &vm_fd, a, err);
 	if (t_acquire)
-		*t_acquire = hx_now_ns() - t0;
+		*t_acquire = hatch_now_ns() - t0;
 	hatch_close(c);
 	if (r < 0)
 		return hatch_err_wrap(err, "acquire from pool %s", pool);

@@ -68,7 +68,6 @@ int hx_finish_stdout(void);
 int hx_parse_ms(const char *s, unsigned *out);
 
 /* CLOCK_MONOTONIC in nanoseconds. */
-uint64_t hx_now_ns(void);
 double hx_ns_to_us(uint64_t ns);
 
 /* Long options of the commands that use hx_parse_cmd(). */

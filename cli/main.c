@@ -126,12 +126,6 @@ int hx_parse_ms(const char *s, unsigned *out)
 	return 0;
 }
 
-uint64_t hx_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 double hx_ns_to_us(uint64_t ns)
 {

@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "hatchery/clock.h"
 #include "hatchery/cleanup.h"
 #include "hatchery/v1/control.pb-c.h"
 #include "loop.h"
@@ -88,7 +89,7 @@ static void apply(struct server *s, struct sup_child *c, unsigned act)
 	if (act & ACT_WAKE)
 		wake(c);
 	if (act & ACT_HEALTH)
-		c->next_health_at = sup_now_ns() +
+		c->next_health_at = hatch_now_ns() +
 				    (uint64_t)cfg->health_interval_ms * 1000000ull;
 	if (act & ACT_REFILL)
 		sp->dirty = true;
@@ -99,7 +100,7 @@ static void apply(struct server *s, struct sup_child *c, unsigned act)
 	 * leases cannot postpone it further). refill_due() decides. */
 	if (act & ACT_REFILL_LATER) {
 		if (!sp->refill_at)
-			sp->refill_at = sup_now_ns() + (uint64_t)cfg->refill_delay_us * 1000u;
+			sp->refill_at = hatch_now_ns() + (uint64_t)cfg->refill_delay_us * 1000u;
 		sp->dirty = true;
 	}
 	if (act & ACT_RELEASE)
@@ -112,7 +113,7 @@ static void apply(struct server *s, struct sup_child *c, unsigned act)
 
 void child_event(struct server *s, struct sup_child *c, enum sup_child_event ev)
 {
-	unsigned act = sup_child_event(c, ev, sup_now_ns());
+	unsigned act = sup_child_event(c, ev, hatch_now_ns());
 	if (act & ACT_INVALID) {
 		sup_debug("child %llu: event %d ignored in state %s",
 			  (unsigned long long)c->id, ev, sup_child_state_name(c->state));
@@ -144,7 +145,7 @@ static int slot_alloc(struct server *s, struct sup_child *c)
 
 static int spawn_one(struct server *s, struct spool *sp)
 {
-	struct sup_child *c = sup_child_new(&sp->p, ++s->next_child_id, sup_now_ns());
+	struct sup_child *c = sup_child_new(&sp->p, ++s->next_child_id, hatch_now_ns());
 	if (!c)
 		return -ENOMEM;
 	struct hatch_err err = { 0 };
@@ -176,7 +177,7 @@ static void replenish(struct server *s, struct spool *sp)
 {
 	if (s->stopping)
 		return;
-	unsigned n = sup_pool_spawn_needed(&sp->p, sup_now_ns());
+	unsigned n = sup_pool_spawn_needed(&sp->p, hatch_now_ns());
 	for (unsigned i = 0; i < n; i++)
 		if (spawn_one(s, sp) < 0)
 			break;
@@ -189,7 +190,7 @@ static bool refill_due(struct server *s, struct spool *sp)
 {
 	if (!sp->refill_at || sp->p.count[CHILD_READY] == 0 || sp->p.waiting)
 		return true;
-	if (sup_now_ns() >= sp->refill_at)
+	if (hatch_now_ns() >= sp->refill_at)
 		return true;
 	arm_timer(s, sp->refill_at);
 	return false;
@@ -378,13 +379,13 @@ static void child_says(struct server *s, struct sup_child *c,
 	switch (msg->body_case) {
 	case HATCHERY__V1__CHILD_MSG__BODY_READY:
 		sup_debug("pool %s: child %d ready in %.3f ms", p->cfg->name, c->pid,
-			  (double)(sup_now_ns() - c->t_fork) / 1e6);
+			  (double)(hatch_now_ns() - c->t_fork) / 1e6);
 		child_event(s, c, EV_READY);
 		break;
 	case HATCHERY__V1__CHILD_MSG__BODY_PONG:
 		if (c->ping_sent_at && msg->pong->seq == c->ping_seq) {
 			c->ping_sent_at = 0;
-			c->next_health_at = sup_now_ns() +
+			c->next_health_at = hatch_now_ns() +
 					    (uint64_t)p->cfg->health_interval_ms * 1000000ull;
 		}
 		break;

@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "hatchery/clock.h"
 #include "hatchery/cleanup.h"
 #include "loop.h"
 
@@ -128,7 +129,7 @@ static int lease(struct server *s, struct conn *cn, struct sup_child *c,
 	ar.child_pid = (uint32_t)c->pid;
 	ar.child_id = c->id;
 	ar.hit = hit;
-	ar.wait_ns = sup_now_ns() - t_recv;
+	ar.wait_ns = hatch_now_ns() - t_recv;
 	rep.id = req_id;
 	rep.body_case = HATCHERY__V1__REPLY__BODY_ACQUIRE;
 	rep.acquire = &ar;
@@ -136,7 +137,7 @@ static int lease(struct server *s, struct conn *cn, struct sup_child *c,
 		return 0; /* the fd never left: the child is still pristine */
 	hatch_closep(&c->vm_fd);
 	child_event(s, c, EV_LEASE);
-	sup_pool_count_acquire(p, hit, sup_now_ns() - t_recv);
+	sup_pool_count_acquire(p, hit, hatch_now_ns() - t_recv);
 	return 0;
 }
 
@@ -354,7 +355,7 @@ void handle_conn(struct server *s, struct conn *cn, uint32_t events)
 			conn_close(s, cn);
 		return;
 	}
-	uint64_t t_recv = sup_now_ns();
+	uint64_t t_recv = hatch_now_ns();
 	struct ipc_msg m = { .buf = s->rx };
 	int r = ipc_recv(cn->fd, &m, true);
 	if (r == -EAGAIN)

@@ -14,12 +14,6 @@ void sup_log_set_verbose(bool on)
 	verbose = on;
 }
 
-uint64_t sup_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void vlog(const char *fmt, va_list ap)
 {

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hatchery/clock.h"
 #include "hatchery/cleanup.h"
 #include "loop.h"
 
@@ -51,7 +52,7 @@ void ep_mod(struct server *s, int fd, uint32_t events, void *p, enum tag t)
 /* Arm the timerfd to fire at `at` (CLOCK_MONOTONIC ns). */
 static void set_timer(struct server *s, uint64_t at)
 {
-	uint64_t now = sup_now_ns();
+	uint64_t now = hatch_now_ns();
 	uint64_t d = at > now ? at - now : 1;
 	struct itimerspec its = { 0 };
 	its.it_value.tv_sec = (time_t)(d / 1000000000ull);
@@ -74,7 +75,7 @@ void arm_timer(struct server *s, uint64_t at)
 
 static void health_and_deadlines(struct server *s)
 {
-	uint64_t now = sup_now_ns();
+	uint64_t now = hatch_now_ns();
 	uint64_t next = now + s->tick_ns;
 	for (size_t i = 0; i < s->n_pools; i++) {
 		struct spool *sp = &s->pools[i];
@@ -185,7 +186,7 @@ static int setup(struct server *s, struct hatch_err *err)
 	    ep_add(s, s->sfd, EPOLLIN, s, TAG_SIGNAL) < 0 ||
 	    ep_add(s, s->tfd, EPOLLIN, s, TAG_TIMER) < 0)
 		return hatch_err_set(err, E(INTERNAL), errno, "epoll_ctl");
-	arm_timer(s, sup_now_ns() + s->tick_ns);
+	arm_timer(s, hatch_now_ns() + s->tick_ns);
 	return 0;
 }
 
@@ -193,7 +194,7 @@ static void begin_shutdown(struct server *s, int sig)
 {
 	sup_log("%s: shutting down", strsignal(sig));
 	s->stopping = true;
-	s->stop_deadline = sup_now_ns() + SHUTDOWN_REAP_NS;
+	s->stop_deadline = hatch_now_ns() + SHUTDOWN_REAP_NS;
 	/* Stop accepting first, so no new client races the teardown. */
 	epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->lfd, NULL);
 	close(s->lfd);
@@ -250,7 +251,7 @@ int sup_server_run(const struct sup_server_opts *o, struct hatch_err *err)
 		return hatch_err_set(err, E(INTERNAL), ENOMEM, "server");
 	s->o = o;
 	s->epfd = s->lfd = s->sfd = s->tfd = -1;
-	s->t_start = sup_now_ns();
+	s->t_start = hatch_now_ns();
 	if (setup(s, err) < 0) {
 		teardown(s);
 		free(s);
@@ -263,7 +264,7 @@ int sup_server_run(const struct sup_server_opts *o, struct hatch_err *err)
 	struct epoll_event evs[64];
 	for (;;) {
 		refill_pools(s);
-		if (s->stopping && (live_children(s) == 0 || sup_now_ns() > s->stop_deadline))
+		if (s->stopping && (live_children(s) == 0 || hatch_now_ns() > s->stop_deadline))
 			break;
 		int n = epoll_wait(s->epfd, evs, HATCH_ARRAY_SIZE(evs), s->stopping ? 100 : -1);
 		if (n < 0) {

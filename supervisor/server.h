@@ -58,6 +58,5 @@ int sup_jail_check_uids(uid_t base, unsigned n, struct hatch_err *err);
 void sup_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void sup_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-uint64_t sup_now_ns(void);
 
 #endif

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "hatchery/clock.h"
 #include "hatchery/cleanup.h"
 #include "loop.h"
 
@@ -71,7 +72,7 @@ void handle_status(struct server *s, struct conn *cn, uint64_t id)
 		send_error(s, cn, id, E(INTERNAL), "out of memory");
 		return;
 	}
-	uint64_t now = sup_now_ns();
+	uint64_t now = hatch_now_ns();
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++) {
 		const struct sup_pool *p = &s->pools[i].p;

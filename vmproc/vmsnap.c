@@ -6,7 +6,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "clock.h"
+#include "hatchery/clock.h"
 #include "hatchery/cleanup.h"
 #include "hatchery/v1/common.pb-c.h"
 #include "vmsnap.h"
@@ -102,7 +102,7 @@ int vmp_snap_save(struct vmp_vm *vm, const struct vmp_kvm_host *h,
 {
 	memset(st, 0, sizeof(*st));
 	struct snap_state s = { 0 };
-	uint64_t t0 = vmp_now_ns();
+	uint64_t t0 = hatch_now_ns();
 	vmp_snap_host_cpu(h, &s.cpu);
 	s.mem_size = vm->mem_size;
 	s.mem = vm->mem;
@@ -111,7 +111,7 @@ int vmp_snap_save(struct vmp_vm *vm, const struct vmp_kvm_host *h,
 	for (unsigned i = 0; i < vm->nvcpus; i++)
 		if (get_vcpu(vm, h, i, &vcpu_buf[i], err) < 0)
 			return -1;
-	uint64_t t1 = vmp_now_ns();
+	uint64_t t1 = hatch_now_ns();
 	if (get_irqchip(vm->vm_fd, KVM_IRQCHIP_PIC_MASTER, &s.vm.pic_master, err) < 0 ||
 	    get_irqchip(vm->vm_fd, KVM_IRQCHIP_PIC_SLAVE, &s.vm.pic_slave, err) < 0 ||
 	    get_irqchip(vm->vm_fd, KVM_IRQCHIP_IOAPIC, &s.vm.ioapic, err) < 0)
@@ -123,10 +123,10 @@ int vmp_snap_save(struct vmp_vm *vm, const struct vmp_kvm_host *h,
 	static uint8_t rt[VMP_GUEST_RT_MAX];
 	s.runtime = rt;
 	s.runtime_len = (uint32_t)vmp_guest_runtime_save(g, rt);
-	uint64_t t2 = vmp_now_ns();
+	uint64_t t2 = hatch_now_ns();
 	if (snap_write_fd(fd, &s, err) < 0)
 		return -1;
-	uint64_t t3 = vmp_now_ns();
+	uint64_t t3 = hatch_now_ns();
 	off_t size = lseek(fd, 0, SEEK_END);
 	st->vcpu_ns = t1 - t0;
 	st->vm_ns = t2 - t1;
@@ -208,7 +208,7 @@ int vmp_snap_restore(struct vmp_vm *vm, const struct vmp_kvm_host *h, int fd,
 {
 	memset(st, 0, sizeof(*st));
 	*touched = false;
-	uint64_t t0 = vmp_now_ns();
+	uint64_t t0 = hatch_now_ns();
 	/* snapshot/ maps and checks the header and sections (never the
 	 * memory data, mapped per extent below). */
 	struct snap_expect want = { .mem_size = vm->mem_size, .nvcpus = vm->nvcpus };
@@ -233,7 +233,7 @@ int vmp_snap_restore(struct vmp_vm *vm, const struct vmp_kvm_host *h, int fd,
 	}
 	if (vmp_guest_runtime_restore(vm, img.st.runtime, img.st.runtime_len, g, err) < 0)
 		goto out;
-	uint64_t t1 = vmp_now_ns();
+	uint64_t t1 = hatch_now_ns();
 	struct kvm_irqchip chips[3] = { img.st.vm.pic_master, img.st.vm.pic_slave,
 					img.st.vm.ioapic };
 	static const uint32_t ids[3] = { KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE,
@@ -257,11 +257,11 @@ int vmp_snap_restore(struct vmp_vm *vm, const struct vmp_kvm_host *h, int fd,
 		hatch_err_set(err, E(VM_ERROR), errno, "KVM_SET_PIT2");
 		goto out;
 	}
-	uint64_t t2 = vmp_now_ns();
+	uint64_t t2 = hatch_now_ns();
 	for (unsigned i = 0; i < vm->nvcpus; i++)
 		if (set_vcpu(vm, i, &img.st.vcpu[i], err) < 0)
 			goto out;
-	uint64_t t3 = vmp_now_ns();
+	uint64_t t3 = hatch_now_ns();
 	st->map_ns = t1 - t0;
 	st->vm_ns = t2 - t1;
 	st->vcpu_ns = t3 - t2;

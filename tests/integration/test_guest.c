@@ -15,6 +15,7 @@
 #include "runtime/runtime.h"
 #include "sha256_ref.h"
 #include "testing.h"
+#include "hatchery/clock.h"
 
 static struct vmp_kvm_host host = { .kvm_fd = -1 };
 static uint8_t *elf;
@@ -65,13 +66,6 @@ static void boot(struct booted *b, unsigned mib)
 	cr_assert_eq(r, 0, "%s", err.msg);
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 Test(guest, boots_and_lists_functions)
 {
 	struct booted b;
@@ -106,10 +100,10 @@ Test(guest, echo_and_heartbeat)
 	cr_assert_eq(vmp_guest_call(&b.g, "echo", "x", 1, 100, &res), 0, "%s", res.message);
 
 	/* Round trip of a small echo, for the record. */
-	uint64_t t0 = now_ns();
+	uint64_t t0 = hatch_now_ns();
 	for (int i = 0; i < 1000; i++)
 		vmp_guest_call(&b.g, "echo", msg, sizeof(msg), 0, &res);
-	cr_log_info("echo call (1000x, in process): %.1f us each", (now_ns() - t0) / 1e3 / 1000);
+	cr_log_info("echo call (1000x, in process): %.1f us each", (hatch_now_ns() - t0) / 1e3 / 1000);
 	vmp_vm_destroy(&b.vm);
 }
 
@@ -131,14 +125,14 @@ Test(guest, sha256_matches_host)
 	}
 	/* 1 MiB in the guest against the same C code on the host. */
 	uint8_t d[32];
-	uint64_t t0 = now_ns();
+	uint64_t t0 = hatch_now_ns();
 	for (int i = 0; i < 10; i++)
 		vmp_guest_call(&b.g, "sha256", buf, 1 << 20, 1000, &res);
-	uint64_t tg = (now_ns() - t0) / 10;
-	t0 = now_ns();
+	uint64_t tg = (hatch_now_ns() - t0) / 10;
+	t0 = hatch_now_ns();
 	for (int i = 0; i < 10; i++)
 		sha256_ref(buf, 1 << 20, d);
-	uint64_t th = (now_ns() - t0) / 10;
+	uint64_t th = (hatch_now_ns() - t0) / 10;
 	cr_log_info("sha256 of 1 MiB: guest %.2f ms (incl. copy in), host (same C) %.2f ms, ratio %.2f",
 		    tg / 1e6, th / 1e6, (double)tg / (double)th);
 	free(buf);
@@ -223,9 +217,9 @@ Test(guest, spin_hits_the_deadline)
 	struct booted b;
 	boot(&b, 64);
 	struct vmp_guest_result res;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = hatch_now_ns();
 	cr_assert_eq(vmp_guest_call(&b.g, "spin", NULL, 0, 50, &res), -1);
-	uint64_t ms = (now_ns() - t0) / 1000000;
+	uint64_t ms = (hatch_now_ns() - t0) / 1000000;
 	cr_assert(ms >= 50 && ms < 1000, "deadline of 50 ms took %llu ms", (unsigned long long)ms);
 	expect_dead(&b, &res, VMP_GUEST_DEADLINE);
 	vmp_vm_destroy(&b.vm);

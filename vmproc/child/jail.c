@@ -29,7 +29,7 @@
 #include "hatchery/cleanup.h"
 #include "hatchery/v1/common.pb-c.h"
 #include "child/jail.h"
-#include "clock.h"
+#include "hatchery/clock.h"
 
 #define E_INTERNAL HATCHERY__V1__ERROR_CODE__INTERNAL
 
@@ -262,20 +262,20 @@ int vmp_jail_enter(const struct vmp_jail_config *cfg, struct vmp_jail_info *info
 		   struct hatch_err *err)
 {
 	memset(info, 0, sizeof(*info));
-	uint64_t t0 = vmp_now_ns();
+	uint64_t t0 = hatch_now_ns();
 	/* The supervisor's environment is none of the guest's business. */
 	clearenv();
 
 	uint64_t vm_bytes = 0;
 	if (capture_proc(info, &vm_bytes, err) < 0)
 		return -1;
-	uint64_t t1 = vmp_now_ns();
+	uint64_t t1 = hatch_now_ns();
 	if (pivot_to_empty(err) < 0)
 		return -1;
-	uint64_t t2 = vmp_now_ns();
+	uint64_t t2 = hatch_now_ns();
 	if (drop_privileges(cfg, err) < 0)
 		return -1;
-	info->creds_ns = vmp_now_ns() - t2;
+	info->creds_ns = hatch_now_ns() - t2;
 	/* A change of euid clears PR_SET_PDEATHSIG: arm it again, then make
 	 * sure the supervisor did not die in between (it would never come). */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
@@ -308,7 +308,7 @@ int vmp_jail_enter(const struct vmp_jail_config *cfg, struct vmp_jail_info *info
 		return hatch_err_set(err, E_INTERNAL, errno, "PR_SET_NO_NEW_PRIVS");
 	if (capture_self(info, err) < 0)
 		return -1;
-	uint64_t t3 = vmp_now_ns();
+	uint64_t t3 = hatch_now_ns();
 	info->proc_ns = t1 - t0;
 	info->pivot_ns = t2 - t1;
 	info->limits_ns = t3 - t2 - info->creds_ns;
@@ -330,7 +330,7 @@ int vmp_jail_enter(const struct vmp_jail_config *cfg, struct vmp_jail_info *info
 	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0)
 		return hatch_err_set(err, E_INTERNAL, errno, "load seccomp filter");
 	info->seccomp_mode = SECCOMP_MODE_FILTER;
-	info->seccomp_ns = vmp_now_ns() - t3;
+	info->seccomp_ns = hatch_now_ns() - t3;
 	return 0;
 }
 

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "child/child.h"
-#include "clock.h"
+#include "hatchery/clock.h"
 #include "hatchery/cleanup.h"
 #include "hatchery/v1/control.pb-c.h"
 #include "hatchery/v1/vm.pb-c.h"
@@ -290,7 +290,7 @@ static void serve_lease(struct child *ch)
 
 void vmp_child_main(const struct vmp_spawn *s)
 {
-	uint64_t t_start = vmp_now_ns();
+	uint64_t t_start = hatch_now_ns();
 	child_init_or_die(s);
 	/* fd_hygiene moved the kvm fd; point our copy of the host at it. */
 	struct vmp_kvm_host kvm = *s->kvm;
@@ -303,13 +303,13 @@ void vmp_child_main(const struct vmp_spawn *s)
 	ch.s = &me;
 	ch.client_fd = VM_FD;
 	ch.t_start = t_start;
-	ch.t_init = vmp_now_ns();
+	ch.t_init = hatch_now_ns();
 	build_or_die(&ch);
 	prefault_request_path();
 
 	Hatchery__V1__ChildMsg out = HATCHERY__V1__CHILD_MSG__INIT;
 	Hatchery__V1__ChildReady ready = HATCHERY__V1__CHILD_READY__INIT;
-	ch.t_ready = vmp_now_ns();
+	ch.t_ready = hatch_now_ns();
 	ready.setup_ns = ch.t_ready - s->t_fork;
 	out.body_case = HATCHERY__V1__CHILD_MSG__BODY_READY;
 	out.ready = &ready;

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "child/child.h"
-#include "clock.h"
+#include "hatchery/clock.h"
 #include "hatchery/v1/common.pb-c.h"
 #include "hatchery/v1/control.pb-c.h"
 #include "vmsnap.h"
@@ -81,22 +81,22 @@ void vmp_child_restore_on_lease(struct child *ch)
  * here: whatever the last client still sends is dropped with it. */
 int vmp_child_reset_for_next_lease(struct child *ch, struct hatch_err *err)
 {
-	uint64_t t0 = vmp_now_ns();
+	uint64_t t0 = hatch_now_ns();
 	if (vmp_child_restore_pool_snapshot(ch, true, err) < 0)
 		return -1;
 	Hatchery__V1__ChildMsg out = HATCHERY__V1__CHILD_MSG__INIT;
 	Hatchery__V1__ChildReset rst = HATCHERY__V1__CHILD_RESET__INIT;
-	rst.reset_ns = vmp_now_ns() - t0;
+	rst.reset_ns = hatch_now_ns() - t0;
 	out.body_case = HATCHERY__V1__CHILD_MSG__BODY_RESET;
 	out.reset = &rst;
 	if (ipc_send_pb(CTRL_FD, &out.base, NULL, 0, false) < 0)
 		return hatch_err_set(err, E(INTERNAL), 0, "reset: send ChildReset");
 	/* SupLeased of the lease just ended may still be queued ahead of the
 	 * answer: skip it. Nothing else is sent to a leased child. */
-	uint64_t until = vmp_now_ns() + 5000000000ull;
+	uint64_t until = hatch_now_ns() + 5000000000ull;
 	for (;;) {
 		struct pollfd p = { .fd = CTRL_FD, .events = POLLIN };
-		int64_t left = (int64_t)(until - vmp_now_ns()) / 1000000;
+		int64_t left = (int64_t)(until - hatch_now_ns()) / 1000000;
 		if (left <= 0)
 			return hatch_err_set(err, E(INTERNAL), 0, "reset: no SupVmSocket within 5 s");
 		int n = poll(&p, 1, (int)left);

@@ -6,7 +6,7 @@
 #include <sys/ioctl.h>
 #include <time.h>
 
-#include "clock.h"
+#include "hatchery/clock.h"
 #include "hatchery/cleanup.h"
 #include "hatchery/v1/common.pb-c.h"
 #include "kvm/vcpu.h"
@@ -85,7 +85,7 @@ enum vmp_guest_outcome vmp_vcpu_run(struct vmp_vm *vm, unsigned i,
 {
 	struct kvm_run *kr = vm->run[i];
 	int fd = vm->vcpu_fd[i];
-	uint64_t t0 = vmp_now_ns();
+	uint64_t t0 = hatch_now_ns();
 	int r = deadline_arm(kr, deadline_ms);
 	if (r < 0) {
 		snprintf(res->message, sizeof(res->message), "deadline timer: %s", strerror(-r));
@@ -157,7 +157,7 @@ enum vmp_guest_outcome vmp_vcpu_run(struct vmp_vm *vm, unsigned i,
 		}
 	}
 	deadline_disarm(kr, deadline_ms);
-	res->run_ns = vmp_now_ns() - t0;
+	res->run_ns = hatch_now_ns() - t0;
 	return res->outcome;
 }
 

@@ -8,7 +8,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "clock.h"
+#include "hatchery/clock.h"
 #include "hatchery/cleanup.h"
 #include "hatchery/v1/common.pb-c.h"
 #include "kvm/kvm.h"
@@ -42,11 +42,11 @@ int vmp_vm_create(const struct vmp_kvm_host *h, size_t mem_size,
 		return hatch_err_set(err, HATCHERY__V1__ERROR_CODE__INVALID_ARGUMENT,
 				     0, "vcpus must be 1..%d", VMP_MAX_VCPUS);
 
-	uint64_t t0 = vmp_now_ns();
+	uint64_t t0 = hatch_now_ns();
 	vm->vm_fd = ioctl(h->kvm_fd, KVM_CREATE_VM, 0);
 	if (vm->vm_fd < 0)
 		return hatch_err_set(err, E_VM, errno, "KVM_CREATE_VM");
-	uint64_t t1 = vmp_now_ns();
+	uint64_t t1 = hatch_now_ns();
 
 	/* Guest RAM. MAP_NORESERVE: a pool of idle VMs must not commit memory
 	 * its guests have not touched. */
@@ -65,7 +65,7 @@ int vmp_vm_create(const struct vmp_kvm_host *h, size_t mem_size,
 	for (unsigned i = 0; i < nslots; i++)
 		if (set_slot(vm, i, slot[i].gpa, slot[i].len, vm->mem + slot[i].offset, err) < 0)
 			return -1;
-	uint64_t t2 = vmp_now_ns();
+	uint64_t t2 = hatch_now_ns();
 
 	/* Only now the irqchip: see the header for why the order matters. */
 	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
@@ -75,7 +75,7 @@ int vmp_vm_create(const struct vmp_kvm_host *h, size_t mem_size,
 	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
 		return hatch_err_set(err, E_VM, errno, "KVM_CREATE_PIT2");
 	vm->pit = true;
-	uint64_t t3 = vmp_now_ns();
+	uint64_t t3 = hatch_now_ns();
 
 	vm->run_size = (size_t)h->vcpu_mmap_size;
 	for (unsigned i = 0; i < nvcpus; i++) {
@@ -94,7 +94,7 @@ int vmp_vm_create(const struct vmp_kvm_host *h, size_t mem_size,
 	}
 	vm->cpuid_entries = h->cpuid->nent;
 	vm->tr_type = h->tr_type;
-	uint64_t t4 = vmp_now_ns();
+	uint64_t t4 = hatch_now_ns();
 	vm->t = (struct vmp_vm_timings){ t1 - t0, t2 - t1, t3 - t2, t4 - t3 };
 	return 0;
 }

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "clock.h"
+#include "hatchery/clock.h"
 #include "hatchery/cleanup.h"
 #include "hatchery/v1/common.pb-c.h"
 #include "runtime/runtime.h"
@@ -166,7 +166,7 @@ int vmp_guest_boot(struct vmp_vm *vm, const struct vmp_guest_image *img,
 		   uint32_t deadline_ms, struct vmp_guest *g,
 		   struct vmp_guest_result *res, struct hatch_err *err)
 {
-	uint64_t t0 = vmp_now_ns();
+	uint64_t t0 = hatch_now_ns();
 	result_init(res);
 	if (setup(vm, g, err) < 0)
 		return -1;
@@ -194,7 +194,7 @@ int vmp_guest_boot(struct vmp_vm *vm, const struct vmp_guest_image *img,
 	}
 	g->n_fn = n;
 	g->ready = true;
-	g->boot_ns = vmp_now_ns() - t0;
+	g->boot_ns = hatch_now_ns() - t0;
 	return 0;
 }
 
