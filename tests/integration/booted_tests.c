@@ -14,15 +14,10 @@
 
 #include "booted_tests.h"
 #include "harness.h"
+#include "hatchery/ipc.h"
 
 const char *const default_fns[N_DEFAULT_FNS] = { "echo",  "sha256", "alloc", "fault",
 						 "spin",  "ports",  "log",   "random" };
-#include "hatchery/ipc.h"
-#include "sha256_ref.h"
-
-#ifndef HATCH_DEFAULT_GUEST
-#error "HATCH_DEFAULT_GUEST must name the default guest ELF (build/guest/default.elf)"
-#endif
 
 int acquire_vm(struct harness *h, const char *pool, pid_t *pid)
 {

@@ -12,18 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "booted_tests.h"
 #include "harness.h"
 #include "hatchery/ipc.h"
-#include "sha256_ref.h"
-
-#ifndef HATCH_DEFAULT_GUEST
-#error "HATCH_DEFAULT_GUEST must name the default guest ELF (build/guest/default.elf)"
-#endif
 
 /* ---- 8: Load into an empty VM -------------------------------------------------------- */
 
