@@ -341,6 +341,40 @@ static int fail_pair(struct parse_state *st, size_t pool, const char *a,
 		       name, a, a_rel, b, b_val, where, a_val);
 }
 
+/* kind = linux: kernel and initrd default to what the build made; the
+ * keys of a Linux pool are refused on other kinds. */
+static int check_linux(struct parse_state *st, size_t i)
+{
+	struct sup_pool_config *p = &st->cfg.pools[i];
+	const struct pool_meta *m = &st->pool_meta[i];
+	static const char *const linux_keys[] = { "kernel", "initrd", "cmdline",
+						  "boot_timeout_ms" };
+	if (p->kind != SUP_POOL_LINUX) {
+		for (size_t k = 0; k < HATCH_ARRAY_SIZE(linux_keys); k++)
+			if (pool_key_line(m, linux_keys[k]))
+				return fail_at(st, pool_key_line(m, linux_keys[k]),
+					       "[pool \"%s\"] %s: only for kind = linux",
+					       p->name, linux_keys[k]);
+		return 0;
+	}
+	if (!p->kernel[0])
+		snprintf(p->kernel, sizeof(p->kernel), "%s", HATCH_DEFAULT_KERNEL);
+	if (!p->initrd[0])
+		snprintf(p->initrd, sizeof(p->initrd), "%s", HATCH_DEFAULT_INITRD);
+	if (!p->kernel[0] || !p->initrd[0])
+		return fail_at(st, pool_key_line(m, "kind"),
+			       "[pool \"%s\"] kind: linux needs kernel = PATH and initrd = "
+			       "PATH (this build found no Debian kernel to default to: "
+			       "see docs/guest-linux.md)", p->name);
+	if (p->memory_mib < SUP_LINUX_MIN_MEMORY_MIB)
+		return fail_at(st, pool_key_line(m, "memory_mib") ?
+				   pool_key_line(m, "memory_mib") : m->section_line,
+			       "[pool \"%s\"] memory_mib: a linux pool needs at least "
+			       "%u, got \"%u\"", p->name, SUP_LINUX_MIN_MEMORY_MIB,
+			       p->memory_mib);
+	return 0;
+}
+
 static int check(struct parse_state *st)
 {
 	if (st->cfg.n_pools == 0)
@@ -367,6 +401,8 @@ static int check(struct parse_state *st)
 			return fail_at(st, pool_key_line(&st->pool_meta[i], "guest"),
 				       "[pool \"%s\"] guest: only for kind = booted "
 				       "(an empty pool's client Loads its own)", p->name);
+		if (check_linux(st, i) < 0)
+			return -1;
 		if (p->kind == SUP_POOL_RESTORE && !p->snapshot[0])
 			return fail_at(st, pool_key_line(&st->pool_meta[i], "kind"),
 				       "[pool \"%s\"] kind: restore needs snapshot = PATH "
@@ -499,6 +535,8 @@ void sup_config_free(struct sup_config *c)
 		return;
 	for (size_t i = 0; i < c->n_pools; i++) {
 		free(c->pools[i].guest_elf);
+		free(c->pools[i].kernel_img);
+		free(c->pools[i].initrd_img);
 		if (c->pools[i].snap_fd >= 0)
 			close(c->pools[i].snap_fd);
 	}

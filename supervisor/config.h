@@ -32,7 +32,11 @@ enum sup_pool_kind {
 	SUP_POOL_BOOTED,    /* the same, with `guest` booted to its ready point */
 	SUP_POOL_RESTORE,   /* an empty VM that restores `snapshot` (copy-on-write
 	                     * from the one file) before it is ready, or on lease */
+	SUP_POOL_LINUX,     /* a Linux kernel booted with hatchery's initramfs to
+	                     * its agent's ready (docs/guest-linux.md) */
 };
+
+#define SUP_LINUX_MIN_MEMORY_MIB 96 /* Debian's kernel + the initramfs in RAM */
 
 #define SUP_GUEST_MIN_MEMORY_MIB 32 /* HATCH_MIN_MEMORY of the guest ABI */
 
@@ -59,6 +63,18 @@ struct sup_pool_config {
 	unsigned char *guest_elf;
 	size_t guest_elf_len;
 	char snapshot[256];             /* snapshot = PATH: absolute; kind = restore only */
+	/* kind = linux: the kernel (a bzImage) and the initramfs with the
+	 * agent, default the ones the build made (HATCH_DEFAULT_KERNEL/INITRD);
+	 * extra words for the kernel's command line; how long a boot to the
+	 * agent's ready may take. */
+	char kernel[256];
+	char initrd[256];
+	char cmdline[512];
+	unsigned boot_timeout_ms;       /* 100..600000, default 60000 */
+	/* Their bytes, read once at start-up like guest_elf; inherited by
+	 * every child through the fork. Freed by sup_config_free(). */
+	unsigned char *kernel_img, *initrd_img;
+	size_t kernel_len, initrd_len;
 	bool prerestore;                /* prerestore = true|false, default false:
 	                                 * restore before ready (true) or on lease */
 	enum sup_reuse_mode reuse;      /* reuse = never|snapshot, default never;

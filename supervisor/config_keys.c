@@ -5,6 +5,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@ static const char *const kind_names[] = {
 	[SUP_POOL_EMPTY] = "empty",
 	[SUP_POOL_BOOTED] = "booted",
 	[SUP_POOL_RESTORE] = "restore",
+	[SUP_POOL_LINUX] = "linux",
 };
 static const char *const seccomp_names[] = {
 	[VMP_SECCOMP_KILL] = "kill",
@@ -119,6 +121,24 @@ static int parse_abs_path(const struct key_spec *k, const char *value,
 	if (value[0] != '/' || len > k->max) {
 		snprintf(exp, exp_len, "an absolute path of at most %lu bytes",
 			 k->max);
+		return -1;
+	}
+	memcpy(field_of(k, base), value, len + 1);
+	return 0;
+}
+
+/* Printable ASCII (blanks allowed), k->min..k->max bytes: words for a
+ * kernel's command line, which must not carry control characters. */
+static int parse_string(const struct key_spec *k, const char *value,
+			void *base, char *exp, size_t exp_len)
+{
+	size_t len = strlen(value);
+	bool ok = len >= k->min && len <= k->max;
+	for (size_t i = 0; ok && i < len; i++)
+		ok = value[i] >= 0x20 && value[i] < 0x7f;
+	if (!ok) {
+		snprintf(exp, exp_len, "%lu..%lu printable ASCII characters",
+			 k->min, k->max);
 		return -1;
 	}
 	memcpy(field_of(k, base), value, len + 1);
@@ -257,6 +277,13 @@ static const struct key_spec pool_rows[] = {
 	  1, STR_FIELD_MAX(struct sup_pool_config, guest) },
 	{ "snapshot", parse_abs_path, STR_FIELD(struct sup_pool_config, snapshot),
 	  1, STR_FIELD_MAX(struct sup_pool_config, snapshot) },
+	{ "kernel", parse_abs_path, STR_FIELD(struct sup_pool_config, kernel),
+	  1, STR_FIELD_MAX(struct sup_pool_config, kernel) },
+	{ "initrd", parse_abs_path, STR_FIELD(struct sup_pool_config, initrd),
+	  1, STR_FIELD_MAX(struct sup_pool_config, initrd) },
+	{ "cmdline", parse_string, STR_FIELD(struct sup_pool_config, cmdline),
+	  1, STR_FIELD_MAX(struct sup_pool_config, cmdline) },
+	{ "boot_timeout_ms", parse_uint, POOL(boot_timeout_ms), 100, 600000 },
 	{ "prerestore", parse_bool, BOOL_FIELD(struct sup_pool_config, prerestore), 0, 0 },
 	{ "reuse", parse_reuse_mode, REUSE_FIELD(struct sup_pool_config, reuse), 0, 0 },
 	{ "min_idle", parse_uint, POOL(min_idle), 0, SUP_MAX_CHILDREN_PER_POOL },
@@ -314,6 +341,7 @@ void cfg_pool_defaults(struct sup_pool_config *p)
 	p->memory_max_mib = 0; /* memory_mib + 64 unless set: see check() */
 	p->pids_max = 16;
 	p->cpu_max_pct = 100;
+	p->boot_timeout_ms = 60000;
 }
 
 const char *sup_pool_kind_name(enum sup_pool_kind k)

@@ -46,7 +46,7 @@ static void usage(FILE *f)
  * kernel that gives us a user namespace per child; cgroup v2 (or cgroup =
  * optional) and the seccomp filters, compiled once here. */
 static int start_jail(const struct sup_config *cfg, bool no_jail, bool rootless,
-		      struct vmp_jail_filter *filters, struct sup_cgroup *cg,
+		      struct vmp_jail_filter (*filters)[VMP_SECCOMP__N], struct sup_cgroup *cg,
 		      struct hatch_err *err)
 {
 	if (no_jail) {
@@ -89,9 +89,12 @@ static int start_jail(const struct sup_config *cfg, bool no_jail, bool rootless,
 			cg->reason,
 			rootless ? " (without root, cgroup_root must be a subtree "
 				   "delegated to our uid)" : "");
-	for (int m = 0; m < VMP_SECCOMP__N; m++)
-		if (vmp_jail_filter_build((enum vmp_seccomp_mode)m, &filters[m], err) < 0)
-			return hatch_err_wrap(err, "seccomp");
+	for (int p = 0; p < VMP_FILTER__N; p++)
+		for (int m = 0; m < VMP_SECCOMP__N; m++)
+			if (vmp_jail_filter_build((enum vmp_seccomp_mode)m,
+						  (enum vmp_filter_profile)p,
+						  &filters[p][m], err) < 0)
+				return hatch_err_wrap(err, "seccomp");
 	return 0;
 }
 
@@ -124,6 +127,72 @@ static int load_guests(struct sup_config *cfg, struct hatch_err *err)
 		struct vmp_guest_image img;
 		if (vmp_guest_elf_parse(p->guest_elf, p->guest_elf_len, &img, err) < 0)
 			return hatch_err_wrap(err, "[pool \"%s\"] %s", p->name, p->guest);
+	}
+	return 0;
+}
+
+/* Read a whole regular file of at most `max` bytes into *out (malloc'd,
+ * the caller's). */
+static int read_whole(const char *pool, const char *what, const char *path,
+		      size_t max, unsigned char **out, size_t *len,
+		      struct hatch_err *err)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return hatch_err_set(err, HATCHERY__V1__ERROR_CODE__INVALID_ARGUMENT, errno,
+				     "[pool \"%s\"] %s %s", pool, what, path);
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
+	    (uint64_t)st.st_size > max)
+		return hatch_err_set(err, HATCHERY__V1__ERROR_CODE__INVALID_ARGUMENT, 0,
+				     "[pool \"%s\"] %s %s: not a regular file of 1 to %zu bytes",
+				     pool, what, path, max);
+	unsigned char *buf = malloc((size_t)st.st_size);
+	if (!buf)
+		return hatch_err_set(err, HATCHERY__V1__ERROR_CODE__INTERNAL, ENOMEM, "%s", what);
+	size_t got = 0;
+	while (got < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+		if (n <= 0) {
+			free(buf);
+			return hatch_err_set(err, HATCHERY__V1__ERROR_CODE__INVALID_ARGUMENT,
+					     n < 0 ? errno : 0, "[pool \"%s\"] read %s %s%s",
+					     pool, what, path, n == 0 ? ": shorter than its size" : "");
+		}
+		got += (size_t)n;
+	}
+	*out = buf;
+	*len = got;
+	return 0;
+}
+
+#define LINUX_KERNEL_MAX (64u << 20)
+#define LINUX_INITRD_MAX (512u << 20)
+
+/* Each linux pool's kernel and initramfs, read once (children inherit the
+ * bytes through the fork and copy them into guest RAM) and the kernel's
+ * boot header checked, so a wrong file fails start-up with one message. */
+static int load_linux(struct sup_config *cfg, const struct vmp_kvm_host *kvm,
+		      struct hatch_err *err)
+{
+	bool probed = false;
+	for (size_t i = 0; i < cfg->n_pools; i++) {
+		struct sup_pool_config *p = &cfg->pools[i];
+		if (p->kind != SUP_POOL_LINUX)
+			continue;
+		if (!probed) {
+			if (vmp_kvm_probe_kernel_mode(kvm, NULL, err) < 0)
+				return hatch_err_wrap(err, "[pool \"%s\"] kind = linux: this "
+						      "host's KVM cannot boot a Linux kernel "
+						      "(run hatchery in a VM with hardware "
+						      "virtualisation, or scripts/vm)", p->name);
+			probed = true;
+		}
+		if (read_whole(p->name, "kernel", p->kernel, LINUX_KERNEL_MAX,
+			       &p->kernel_img, &p->kernel_len, err) < 0 ||
+		    read_whole(p->name, "initrd", p->initrd, LINUX_INITRD_MAX,
+			       &p->initrd_img, &p->initrd_len, err) < 0)
+			return -1;
 	}
 	return 0;
 }
@@ -197,7 +266,7 @@ static int check_vcpus(const struct sup_config *cfg, const struct vmp_kvm_host *
 
 struct args {
 	const char *config, *sock, *kvm_path;
-	bool verbose, no_jail;
+	bool verbose, no_jail, probe_linux;
 	int kvm_fd;
 };
 
@@ -210,6 +279,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 		{ "kvm", required_argument, NULL, 'k' },
 		{ "kvm-fd", required_argument, NULL, 'K' },
 		{ "no-jail", no_argument, NULL, 'J' },
+		{ "probe-linux", no_argument, NULL, 'P' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -234,15 +304,40 @@ static int parse_args(int argc, char **argv, struct args *a)
 		}
 		case 'v': a->verbose = true; break;
 		case 'J': a->no_jail = true; break;
+		case 'P': a->probe_linux = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
-	if (!a->config || optind != argc) {
+	if ((!a->config && !a->probe_linux) || optind != argc) {
 		usage(stderr);
 		return 2;
 	}
 	return -1;
+}
+
+/* hatcheryd --probe-linux: can this host boot kind = linux pools? For
+ * scripts (scripts/test decides from it where the Linux suites run). */
+static int probe_linux(const struct args *a)
+{
+	struct hatch_err err = { 0 };
+	struct vmp_kvm_host kvm;
+	int kr = a->kvm_fd >= 0 ? vmp_kvm_host_open_fd(&kvm, a->kvm_fd, "--kvm-fd", &err)
+				: vmp_kvm_host_open(&kvm, a->kvm_path, &err);
+	if (kr < 0) {
+		printf("no: cannot use KVM: %s\n", err.msg);
+		return 1;
+	}
+	uint64_t ns = 0;
+	int r = vmp_kvm_probe_kernel_mode(&kvm, &ns, &err);
+	vmp_kvm_host_close(&kvm);
+	if (r < 0) {
+		printf("no: %s\n", err.msg);
+		return 1;
+	}
+	printf("yes: 400k guest kernel-mode instructions in %llu us\n",
+	       (unsigned long long)(ns / 1000));
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -251,6 +346,8 @@ int main(int argc, char **argv)
 	int pr = parse_args(argc, argv, &a);
 	if (pr >= 0)
 		return pr;
+	if (a.probe_linux)
+		return probe_linux(&a);
 	const char *config = a.config, *sock = a.sock, *kvm_path = a.kvm_path;
 	bool verbose = a.verbose, no_jail = a.no_jail;
 	int kvm_fd = a.kvm_fd;
@@ -291,14 +388,14 @@ int main(int argc, char **argv)
 		sup_config_free(&cfg);
 		return 1;
 	}
-	if (load_snapshots(&cfg, &kvm, &err) < 0) {
+	if (load_snapshots(&cfg, &kvm, &err) < 0 || load_linux(&cfg, &kvm, &err) < 0) {
 		fprintf(stderr, "hatcheryd: %s\n", err.msg);
 		vmp_kvm_host_close(&kvm);
 		sup_config_free(&cfg);
 		return 1;
 	}
 	int rc = 1;
-	struct vmp_jail_filter filters[VMP_SECCOMP__N] = { 0 };
+	struct vmp_jail_filter filters[VMP_FILTER__N][VMP_SECCOMP__N] = { 0 };
 	struct sup_cgroup cgroup = { 0 };
 	int devnull = -1, self_pidfd = -1;
 	/* A second daemon on a live socket would also collide with the first
@@ -351,8 +448,9 @@ out:
 		close(devnull);
 	if (self_pidfd >= 0)
 		close(self_pidfd);
-	for (int i = 0; i < VMP_SECCOMP__N; i++)
-		vmp_jail_filter_free(&filters[i]);
+	for (int p = 0; p < VMP_FILTER__N; p++)
+		for (int i = 0; i < VMP_SECCOMP__N; i++)
+			vmp_jail_filter_free(&filters[p][i]);
 	vmp_kvm_host_close(&kvm);
 	sup_config_free(&cfg);
 	return rc;

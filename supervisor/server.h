@@ -26,8 +26,9 @@ struct sup_server_opts {
 	/* Not root: every child gets a user namespace too, mapping only our
 	 * own uid/gid, and all children run as that one uid. */
 	bool rootless;
-	/* Compiled once at start-up, one per seccomp mode; not owned. */
-	const struct vmp_jail_filter *filters; /* [VMP_SECCOMP__N] */
+	/* Compiled once at start-up, one per guest kind's profile and
+	 * seccomp mode; not owned. */
+	const struct vmp_jail_filter (*filters)[VMP_SECCOMP__N]; /* [VMP_FILTER__N] */
 	const struct sup_cgroup *cgroup;  /* not owned */
 	int devnull_fd;                   /* /dev/null, the children's stdin/stdout */
 	int self_pidfd;                   /* our own pidfd, inherited by children */

@@ -23,6 +23,9 @@
 #include "vmproc.h"
 
 #define E_INTERNAL HATCHERY__V1__ERROR_CODE__INTERNAL
+/* A Linux child's device model: per virtio queue an ioeventfd and per
+ * device an irqfd, the vCPU threads' "VM ended" eventfd. */
+#define LINUX_EXTRA_FDS 16
 #define E_PRECOND HATCHERY__V1__ERROR_CODE__FAILED_PRECONDITION
 
 /* Room in RLIMIT_AS above the supervisor's own size (inherited by the
@@ -68,13 +71,14 @@ int sup_spawn(struct sup_child *c, const struct sup_server_opts *o,
 		/* 0-2, control, /dev/kvm, supervisor pidfd, the VM, its
 		 * vCPUs, the client's socket, the snapshot, fds of a
 		 * rejected packet. */
-		.nofile = 16 + cfg->vcpus,
+		.nofile = 16 + cfg->vcpus + (cfg->kind == SUP_POOL_LINUX ? LINUX_EXTRA_FDS : 0),
+		.nproc = cfg->kind == SUP_POOL_LINUX ? VMP_JAIL_NPROC_LINUX(cfg->vcpus) : 0,
 		.as_extra = ((uint64_t)cfg->memory_mib << 20) +
 			    (uint64_t)cfg->vcpus * (uint64_t)o->kvm->vcpu_mmap_size +
 			    AS_HEADROOM + VMP_GUEST_MAX_ELF, /* a Load maps the ELF */
 		/* A snapshot: guest RAM plus its state sections. */
 		.fsize = ((uint64_t)cfg->memory_mib << 20) + SNAP_FSIZE_HEADROOM,
-		.filter = &o->filters[cfg->seccomp],
+		.filter = &o->filters[cfg->kind == SUP_POOL_LINUX ? VMP_FILTER_LINUX : VMP_FILTER_KERNELLESS][cfg->seccomp],
 		.flags = JAIL_SANITIZER_FLAGS | (o->rootless ? VMP_JAIL_USERNS : 0),
 		.report_fd = -1,
 		.parent_pidfd = -1,

@@ -5,6 +5,7 @@
  *
  *   host side, in hatcheryd (host/):
  *     once at start-up    vmp_kvm_host_open()        probe /dev/kvm (host/kvm.c)
+ *                         vmp_kvm_probe_kernel_mode() with a linux pool (host/probe.c)
  *                         vmp_jail_filter_build()    per seccomp mode (host/seccomp.c)
  *                         vmp_jail_drop_bounding()   with root, or
  *                         vmp_jail_probe_rootless()  without (host/jail.c)
@@ -90,6 +91,15 @@ int vmp_kvm_host_open_fd(struct vmp_kvm_host *h, int fd, const char *path,
 			 struct hatch_err *err);
 void vmp_kvm_host_close(struct vmp_kvm_host *h);
 
+/* Can guest kernel code (CPL 0) run here at hardware speed, as a Linux
+ * guest needs? Runs 400k real-mode instructions in a throwaway VM in a
+ * forked process (host/probe.c says why not a name check). Returns 0 (and
+ * the run's time in *run_ns if not NULL), or -1 with err saying what this
+ * host's KVM did instead (refused, emulation failure, far too slow).
+ * FAILED_PRECONDITION. */
+int vmp_kvm_probe_kernel_mode(const struct vmp_kvm_host *h, uint64_t *run_ns,
+			      struct hatch_err *err);
+
 /* The host CPU as a snapshot records it: CPUID vendor and signature, and
  * the hash of the supervisor-probed supported CPUID (h->cpuid). */
 void vmp_snap_host_cpu(const struct vmp_kvm_host *h, struct snap_cpu *c);
@@ -119,11 +129,30 @@ enum vmp_jail_kind {
  * maps must be written before vmp_jail_enter (the child waits for them). */
 #define VMP_JAIL_USERNS 0x2u
 
+/* RLIMIT_NPROC in the jail, in two steps. vmp_jail_enter sets 2: the child
+ * and the worker task that KVM creates at the VM's first KVM_RUN (see
+ * vmp_vm_first_run in kvm/kvm.h), which kernels >= 6.13 (a vhost_task)
+ * charge to the caller's uid and check against this limit. Older kernels
+ * (6.1 LTS) make a kthread instead, charged to nobody, so there the uid
+ * holds one process and 2 would let it fork once. Hence
+ * vmp_jail_lower_nproc right after the first run: 1, soft and hard, and a
+ * fork fails with EAGAIN on both (the check is count >= limit: 2 >= 1,
+ * 1 >= 1). */
+#define VMP_JAIL_NPROC 2
+#define VMP_JAIL_NPROC_RUNNING 1
+/* A Linux child also runs a thread per vCPU, each a task of its uid. */
+#define VMP_JAIL_NPROC_LINUX(vcpus) (VMP_JAIL_NPROC + (vcpus))
+
 /* What the child's jail is to be, filled by the supervisor per child. */
 struct vmp_jail_config {
 	uid_t uid;                /* jail_uid_base + slot; rootless: our euid */
 	gid_t gid;                /* same number as uid; rootless: our egid */
 	unsigned nofile;          /* RLIMIT_NOFILE, soft = hard */
+	/* RLIMIT_NPROC until the child's tasks exist (its threads and, on new
+	 * kernels, KVM's worker), then vmp_jail_lower_nproc makes it 1.
+	 * 0: VMP_JAIL_NPROC (a one-thread child). A Linux child has a thread
+	 * per vCPU: VMP_JAIL_NPROC_LINUX(vcpus). */
+	unsigned nproc;
 	uint64_t as_extra;        /* RLIMIT_AS = current size + this */
 	uint64_t fsize;           /* RLIMIT_FSIZE: a Save's file at most */
 	const struct vmp_jail_filter *filter; /* NULL: no seccomp (tests of the

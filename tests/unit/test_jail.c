@@ -17,6 +17,8 @@
 #include <linux/kvm.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
+#include <linux/sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -39,7 +41,7 @@
 
 #define UID_BASE 290000u /* away from hatcheryd's default 200000 */
 
-static struct vmp_jail_filter filter_kill, filter_log;
+static struct vmp_jail_filter filter_kill, filter_log, filter_linux;
 static int kvm_fd = -1;
 static struct vmp_kvm_host host = { .kvm_fd = -1 }; /* for a real VM in the jail */
 
@@ -52,16 +54,19 @@ static void setup(void)
 		t_skip("no usable /dev/kvm: %s", strerror(errno));
 	struct hatch_err err = { 0 };
 	cr_assert_eq(vmp_kvm_host_open(&host, "/dev/kvm", &err), 0, "%s", err.msg);
-	cr_assert_eq(vmp_jail_filter_build(VMP_SECCOMP_KILL, &filter_kill, &err), 0,
-		     "%s", err.msg);
-	cr_assert_eq(vmp_jail_filter_build(VMP_SECCOMP_LOG, &filter_log, &err), 0,
-		     "%s", err.msg);
+	cr_assert_eq(vmp_jail_filter_build(VMP_SECCOMP_KILL, VMP_FILTER_KERNELLESS,
+					   &filter_kill, &err), 0, "%s", err.msg);
+	cr_assert_eq(vmp_jail_filter_build(VMP_SECCOMP_LOG, VMP_FILTER_KERNELLESS,
+					   &filter_log, &err), 0, "%s", err.msg);
+	cr_assert_eq(vmp_jail_filter_build(VMP_SECCOMP_KILL, VMP_FILTER_LINUX,
+					   &filter_linux, &err), 0, "%s", err.msg);
 }
 
 static void teardown(void)
 {
 	vmp_jail_filter_free(&filter_kill);
 	vmp_jail_filter_free(&filter_log);
+	vmp_jail_filter_free(&filter_linux);
 	vmp_kvm_host_close(&host);
 	if (kvm_fd >= 0)
 		close(kvm_fd);
@@ -69,7 +74,9 @@ static void teardown(void)
 
 TestSuite(jail, .init = setup, .fini = teardown, .timeout = 20);
 
-enum layer { FULL, NO_SECCOMP, LOG };
+/* FULL: a kernel-less child's jail; LINUX: a Linux child's (its
+ * allowlist has threads and the device model's calls). */
+enum layer { FULL, NO_SECCOMP, LOG, LINUX };
 
 struct ctx {
 	int kvm;          /* /dev/kvm, inherited */
@@ -104,7 +111,9 @@ static pid_t spawn_jailed(unsigned slot, enum layer l, attempt_fn fn,
 			.gid = UID_BASE + slot,
 			.nofile = 32,
 			.as_extra = 256ull << 20,
-			.filter = l == FULL ? &filter_kill : l == LOG ? &filter_log : NULL,
+			.filter = l == FULL ? &filter_kill : l == LOG ? &filter_log :
+				  l == LINUX ? &filter_linux : NULL,
+			.nproc = l == LINUX ? VMP_JAIL_NPROC_LINUX(2) : 0,
 #if defined(__SANITIZE_ADDRESS__)
 			.flags = VMP_JAIL_NO_AS_LIMIT,
 #endif
@@ -326,6 +335,15 @@ static int do_fork(const struct ctx *cx)
 	return p;
 }
 
+static int do_plain_fork(const struct ctx *cx)
+{
+	(void)cx;
+	pid_t p = fork();
+	if (p == 0)
+		_exit(0);
+	return p;
+}
+
 Test(jail, fork)
 {
 	struct ctx cx = { .kvm = kvm_fd };
@@ -335,6 +353,75 @@ Test(jail, fork)
 	 * process (and on new kernels KVM's worker), so count >= limit
 	 * either way. On 6.1 with the old NPROC 2 this fork succeeded. */
 	expect_errno(run(NO_SECCOMP, do_fork, &cx), EAGAIN, "fork");
+}
+
+/* A Linux child's vCPU threads: pthread_create must work under its
+ * filter, and nothing else that clone can do. */
+static void *thread_fn(void *arg)
+{
+	return arg;
+}
+
+static int two_threads(const struct ctx *cx)
+{
+	(void)cx;
+	pthread_t t[2];
+	for (int i = 0; i < 2; i++) {
+		int r = pthread_create(&t[i], NULL, thread_fn, NULL);
+		if (r) {
+			errno = r;
+			return -1;
+		}
+	}
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	return 0;
+}
+
+/* A process-sharing clone that is not a thread: the flags differ from
+ * pthread's by CLONE_THREAD | CLONE_SIGHAND alone. */
+static int clone_not_thread(const struct ctx *cx)
+{
+	(void)cx;
+	return (int)syscall(SYS_clone, (unsigned long)(VMP_JAIL_THREAD_CLONE_FLAGS &
+				       ~(unsigned long)(CLONE_THREAD | CLONE_SIGHAND)),
+			    NULL, NULL, NULL, 0);
+}
+
+static int clone3_call(const struct ctx *cx)
+{
+	(void)cx;
+	struct clone_args a = { .flags = 0, .exit_signal = SIGCHLD };
+	return (int)syscall(SYS_clone3, &a, sizeof(a));
+}
+
+static int threads_then_fork(const struct ctx *cx)
+{
+	if (two_threads(cx) < 0)
+		return -1;
+	pid_t p = fork();
+	if (p == 0)
+		_exit(0);
+	return p;
+}
+
+Test(jail, linux_threads_only)
+{
+	struct ctx cx = { .kvm = kvm_fd };
+	/* Threads work in a Linux child's jail... */
+	expect_errno(run(LINUX, two_threads, &cx), X_SUCCEEDED, "two pthreads");
+	/* ...and in a kernel-less one they are a violation (which call
+	 * trips first is glibc's business: the stack's mprotect today). */
+	struct outcome o = run(FULL, two_threads, &cx);
+	cr_assert(o.sigsys, "pthread_create in a kernel-less jail: exit %d, not SIGSYS",
+		  o.exit_code);
+	/* A plain fork still dies, also after threads were made. */
+	expect_sigsys(run(LINUX, do_plain_fork, &cx), SYS_clone, "clone");
+	expect_sigsys(run(LINUX, threads_then_fork, &cx), SYS_clone, "clone");
+	expect_sigsys(run(LINUX, clone_not_thread, &cx), SYS_clone, "clone");
+	/* clone3's flags are out of seccomp's sight: refused with ENOSYS
+	 * (glibc then uses clone, whose flags it can check). */
+	expect_errno(run(LINUX, clone3_call, &cx), ENOSYS, "clone3");
 }
 
 /* The allowlist's prlimit64 entry is for lowering our own NPROC and

@@ -296,7 +296,7 @@ int vmp_jail_enter(const struct vmp_jail_config *cfg, struct vmp_jail_info *info
 	 * FSIZE: no file grows beyond a snapshot of this VM (a Save writes
 	 * the client's file; 0 when the pool gives none). */
 	if (set_limit(RLIMIT_NOFILE, "NOFILE", cfg->nofile, err) < 0 ||
-	    set_limit(RLIMIT_NPROC, "NPROC", VMP_JAIL_NPROC, err) < 0 ||
+	    set_limit(RLIMIT_NPROC, "NPROC", cfg->nproc ? cfg->nproc : VMP_JAIL_NPROC, err) < 0 ||
 	    set_limit(RLIMIT_FSIZE, "FSIZE", cfg->fsize, err) < 0 ||
 	    set_limit(RLIMIT_CORE, "CORE", 0, err) < 0)
 		return -1;

@@ -23,17 +23,8 @@
 #ifndef HATCHERY_VMP_JAIL_H
 #define HATCHERY_VMP_JAIL_H
 
-/* RLIMIT_NPROC in the jail, in two steps. vmp_jail_enter sets 2: the child
- * and the worker task that KVM creates at the VM's first KVM_RUN (see
- * vmp_vm_first_run in kvm/kvm.h), which kernels >= 6.13 (a vhost_task)
- * charge to the caller's uid and check against this limit. Older kernels
- * (6.1 LTS) make a kthread instead, charged to nobody, so there the uid
- * holds one process and 2 would let it fork once. Hence
- * vmp_jail_lower_nproc right after the first run: 1, soft and hard, and a
- * fork fails with EAGAIN on both (the check is count >= limit: 2 >= 1,
- * 1 >= 1). */
-#define VMP_JAIL_NPROC 2
-#define VMP_JAIL_NPROC_RUNNING 1
+/* VMP_JAIL_NPROC and VMP_JAIL_NPROC_RUNNING: vmproc.h (the supervisor
+ * sizes a Linux child's limit from them). */
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -7,6 +7,7 @@
  * for what it stops and how the list was derived. */
 #include <errno.h>
 #include <linux/kvm.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +87,39 @@ static const struct {
 			       "bytes; no fd, no path)" },
 };
 
+/* Linux guests (profile VMP_FILTER_LINUX) also need these: a thread per
+ * vCPU (see the clone rule in vmp_jail_filter_build) and a device model
+ * driven by eventfds. */
+static const struct {
+	int nr;
+	const char *why;
+} linux_extra[] = {
+	{ SCMP_SYS(futex), "pthread mutexes: the device-model lock shared by the vCPU "
+			   "threads and the main thread; pthread_join" },
+	{ SCMP_SYS(set_robust_list), "a new thread's first call (glibc's start_thread)" },
+	{ SCMP_SYS(rseq), "a new thread registers its restartable-sequence area (glibc 2.35+)" },
+	{ SCMP_SYS(rt_sigprocmask), "pthread_create blocks signals around clone and the "
+				    "new thread restores its mask" },
+	{ SCMP_SYS(madvise), "glibc frees a thread's stack and malloc arenas' pages with "
+			     "MADV_DONTNEED" },
+	{ SCMP_SYS(exit), "a vCPU thread ends (the process ends with exit_group)" },
+	{ SCMP_SYS(eventfd2), "the ioeventfds and irqfds of virtio queues, the vCPU threads' "
+			      "\"VM ended\" signal (no path, no socket)" },
+	{ SCMP_SYS(read), "read an eventfd's counter (queue notify, VM ended)" },
+	{ SCMP_SYS(write), "signal an eventfd (a virtio interrupt through its irqfd, VM ended)" },
+	{ SCMP_SYS(ppoll), "glibc's poll() on some builds" },
+	{ SCMP_SYS(sched_yield), "glibc's spin paths in mutexes under contention" },
+	{ SCMP_SYS(gettid), "glibc's pthread bookkeeping" },
+};
+
+/* The Linux profile's KVM ioctls beyond the kernel-less list. */
+static const unsigned long linux_kvm_ioctls[] = {
+	KVM_IOEVENTFD,   /* a virtio queue's notify register as an eventfd      */
+	KVM_IRQFD,       /* a virtio device's interrupt line as an eventfd      */
+	KVM_IRQ_LINE,    /* the UART's IRQ 4                                     */
+	KVM_GET_REGS,    /* already above for Save; boot sets registers too      */
+};
+
 #if defined(__SANITIZE_ADDRESS__)
 /* Sanitizer builds only (compiled out of release builds): what the
  * ASan/UBSan runtime itself calls in a jailed child, found with strace
@@ -115,13 +149,45 @@ static int add_rule(scmp_filter_ctx ctx, int nr, unsigned n,
 	return 0;
 }
 
+static int add_linux_rules(scmp_filter_ctx ctx, struct hatch_err *err)
+{
+	for (size_t i = 0; i < HATCH_ARRAY_SIZE(linux_extra); i++)
+		if (add_rule(ctx, linux_extra[i].nr, 0, NULL, err) < 0)
+			return -1;
+	for (size_t i = 0; i < HATCH_ARRAY_SIZE(linux_kvm_ioctls); i++) {
+		/* KVM_GET_REGS is on the kernel-less list already. */
+		bool dup = false;
+		for (unsigned j = 0; j < vmp_jail_n_kvm_ioctls; j++)
+			dup |= vmp_jail_kvm_ioctls[j] == linux_kvm_ioctls[i];
+		struct scmp_arg_cmp c = SCMP_A1(SCMP_CMP_EQ, linux_kvm_ioctls[i]);
+		if (!dup && add_rule(ctx, SCMP_SYS(ioctl), 1, &c, err) < 0)
+			return -1;
+	}
+	/* Threads, and nothing else: clone only with exactly the flags
+	 * pthread_create passes (a new thread in this process: same memory,
+	 * fds, signal handlers, this filter). A fork, a vfork, a clone into
+	 * new namespaces all carry other flags and hit the default action.
+	 * clone3 passes its flags in memory, where seccomp cannot look: it
+	 * fails with ENOSYS, and glibc then falls back to clone. */
+	struct scmp_arg_cmp thread = SCMP_A0(SCMP_CMP_EQ, VMP_JAIL_THREAD_CLONE_FLAGS);
+	if (add_rule(ctx, SCMP_SYS(clone), 1, &thread, err) < 0)
+		return -1;
+	int r = seccomp_rule_add_exact(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+	if (r < 0)
+		return hatch_err_set(err, E_INTERNAL, -r, "seccomp rule for clone3");
+	/* mprotect: pthread_create's stack guard page (PROT_NONE) and malloc
+	 * arenas growing; never to make a page executable. */
+	struct scmp_arg_cmp noexec = SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0);
+	return add_rule(ctx, SCMP_SYS(mprotect), 1, &noexec, err);
+}
+
 static void seccomp_releasep(scmp_filter_ctx *c)
 {
 	if (*c)
 		seccomp_release(*c);
 }
 
-int vmp_jail_filter_build(enum vmp_seccomp_mode mode,
+int vmp_jail_filter_build(enum vmp_seccomp_mode mode, enum vmp_filter_profile profile,
 			  struct vmp_jail_filter *out, struct hatch_err *err)
 {
 	memset(out, 0, sizeof(*out));
@@ -171,6 +237,8 @@ int vmp_jail_filter_build(enum vmp_seccomp_mode mode,
 		if (add_rule(ctx, SCMP_SYS(ioctl), 1, &c, err) < 0)
 			return -1;
 	}
+	if (profile == VMP_FILTER_LINUX && add_linux_rules(ctx, err) < 0)
+		return -1;
 
 	/* libseccomp 2.5 exports to an fd, not to memory. */
 	_cleanup_close_ int fd = (int)syscall(SYS_memfd_create, "seccomp-bpf", MFD_CLOEXEC);
@@ -193,6 +261,7 @@ int vmp_jail_filter_build(enum vmp_seccomp_mode mode,
 	out->insns = steal_ptr(&insns);
 	out->len = (unsigned short)(size / (off_t)sizeof(struct sock_filter));
 	out->mode = mode;
+	out->profile = profile;
 	return 0;
 }
 

@@ -16,6 +16,7 @@
 #define HATCHERY_VMP_SECCOMP_H
 
 #include <linux/filter.h>
+#include <linux/sched.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,15 +28,34 @@ enum vmp_seccomp_mode {
 	VMP_SECCOMP__N
 };
 
+/* Which allowlist: a kernel-less child is one thread that runs its guest
+ * in calls; a Linux child runs a vCPU thread per vCPU and a device model
+ * (eventfds, irqfd/ioeventfd, the i8042 and UART lines), so its list is
+ * the kernel-less one plus the lines of `linux_extra` in seccomp.c. Each
+ * child loads the filter of its guest kind only. */
+enum vmp_filter_profile {
+	VMP_FILTER_KERNELLESS = 0,
+	VMP_FILTER_LINUX,
+	VMP_FILTER__N
+};
+
 /* A compiled classic-BPF program, ready for SECCOMP_SET_MODE_FILTER. */
 struct vmp_jail_filter {
 	struct sock_filter *insns; /* owned */
 	unsigned short len;
 	enum vmp_seccomp_mode mode;
+	enum vmp_filter_profile profile;
 };
 
-/* Compile the allowlist. Returns 0, or -1 with err. */
-int vmp_jail_filter_build(enum vmp_seccomp_mode mode,
+/* The clone(2) flags glibc's pthread_create passes: the only clone the
+ * Linux profile allows (a thread in our own process, nothing else). */
+#define VMP_JAIL_THREAD_CLONE_FLAGS                                            \
+	(CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |    \
+	 CLONE_SYSVSEM | CLONE_SETTLS | CLONE_PARENT_SETTID |                  \
+	 CLONE_CHILD_CLEARTID)
+
+/* Compile the allowlist of `profile`. Returns 0, or -1 with err. */
+int vmp_jail_filter_build(enum vmp_seccomp_mode mode, enum vmp_filter_profile profile,
 			  struct vmp_jail_filter *out, struct hatch_err *err);
 void vmp_jail_filter_free(struct vmp_jail_filter *f);
 
