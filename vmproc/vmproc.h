@@ -218,6 +218,14 @@ struct vmp_spawn {
 	 * at start-up; the child has it through the fork. NULL otherwise. */
 	const uint8_t *guest_elf;
 	size_t guest_elf_len;
+	/* kind "linux": the kernel (bzImage) and initramfs, read by the
+	 * supervisor at start-up (the child has them through the fork and
+	 * copies them into guest RAM), words to append to the kernel's
+	 * command line, and the boot's deadline. NULL/0 otherwise. */
+	const uint8_t *kernel, *initrd;
+	size_t kernel_len, initrd_len;
+	const char *cmdline_extra;
+	unsigned boot_timeout_ms;
 	/* kind "restore": the snapshot, opened and checked by the supervisor
 	 * at start-up (inherited, at SNAP_FD in the child), its path for
 	 * messages, its header CRC32C and size then (a file changed since is

@@ -4,6 +4,8 @@
  *   main.c      vmp_child_main: init, fd hygiene, jail, build the VM, ready,
  *               the control channel, the serve loop, what ends it
  *   requests.c  the VM socket: one client packet, each VmRequest's reply
+ *   linux.c     kind = linux: boot to the agent's hello, health pings
+ *               through the agent, the client <-> agent relay
  *   restore.c   restore pools: the pool snapshot before ready, on lease,
  *               and over a used VM for the next lease (reuse = snapshot)
  *   jail.c      entering the jail (jail.h)
@@ -17,7 +19,10 @@
 #include "child/jail.h"
 #include "hatchery/error.h"
 #include "hatchery/ipc.h"
+#include "hatchery/v1/vm.pb-c.h"
 #include "kvm/kvm.h"
+#include "linux/machine.h"
+#include "linux/relay.h"
 #include "runtime/runtime.h"
 #include "vmproc.h"
 
@@ -66,6 +71,14 @@ struct child {
 	uint64_t resets;          /* how many times this child was reset */
 	int restore_err_code;
 	char restore_err[HATCH_ERR_MSG_MAX];
+	/* kind = linux (linux.c): the machine, the relay's state, what the
+	 * agent's hello said, the boot's time, the health ping's seq. */
+	struct vmp_linux *lm;
+	struct vmp_relay relay;
+	char kernel_release[65];
+	uint32_t guest_nproc;
+	uint64_t linux_boot_ns;
+	uint64_t health_seq;
 };
 
 /* Send ChildFailed{msg} on the control channel (the supervisor logs it and
@@ -75,6 +88,20 @@ void vmp_child_send_failed(const char *msg);
 /* requests.c: serve one packet from the client. Returns 1 to go on, 0 to
  * end the lease. */
 int vmp_child_serve_client(struct child *ch);
+/* requests.c: one decoded request and the fds its packet carried (all
+ * closed). Returns 1 to go on, 0 to end the lease. */
+int vmp_child_serve_request(struct child *ch, const Hatchery__V1__VmRequest *req,
+			    struct ipc_msg *m);
+
+/* linux.c, kind = linux: build the machine (vCPU threads parked: before
+ * NPROC drops), boot it to the agent's hello within boot_timeout_ms, and
+ * serve: health pings through the agent, then the lease's relay. Build and
+ * boot return 0 or -1 with err (the message has the console's last lines);
+ * serve returns when the lease is over and exits itself when the VM
+ * ended. */
+int vmp_child_linux_build(struct child *ch, struct hatch_err *err);
+int vmp_child_linux_boot(struct child *ch, struct hatch_err *err);
+void vmp_child_linux_serve(struct child *ch);
 
 /* restore.c: restore the pool's snapshot (inherited at SNAP_FD) into our
  * VM; `reset`: over a VM that has run (vmp_snap_reset). Returns 0, or -1

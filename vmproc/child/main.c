@@ -226,8 +226,12 @@ static void build_or_die(struct child *ch)
 	if (vmp_vm_create(s->kvm, (size_t)s->memory_mib << 20, s->vcpus, &ch->vm, &err) < 0 ||
 	    vmp_vm_first_run(&ch->vm, &err) < 0)
 		fail_or_die("%s", err.msg);
-	/* KVM's worker exists now (on kernels that make one): no task is
-	 * created after this, so NPROC can drop to 1 for good (child/jail.h). */
+	/* A Linux guest's vCPU threads are tasks too: made now, parked. */
+	if (s->kernel && vmp_child_linux_build(ch, &err) < 0)
+		fail_or_die("linux: %s", err.msg);
+	/* KVM's worker exists now (on kernels that make one), and the vCPU
+	 * threads: no task is created after this, so NPROC can drop to 1 for
+	 * good (child/jail.h). */
 	if (s->jail && vmp_jail_lower_nproc(&ch->jail, &err) < 0)
 		fail_or_die("jail: %s", err.msg);
 	/* The child needs /dev/kvm no more: only its VM fds. */
@@ -240,6 +244,8 @@ static void build_or_die(struct child *ch)
 		    vmp_guest_boot(&ch->vm, &img, BOOT_DEADLINE_MS, &ch->guest, &ch->res, &err) < 0)
 			fail_or_die("guest: %s", err.msg);
 	}
+	if (s->kernel && vmp_child_linux_boot(ch, &err) < 0)
+		fail_or_die("linux: %s", err.msg);
 	if (s->snap_fd >= 0) {
 		if (s->prerestore) {
 			/* Acquire hands out a VM that is already running. Its
@@ -316,6 +322,11 @@ void vmp_child_main(const struct vmp_spawn *s)
 	if (ipc_send_pb(CTRL_FD, &out.base, NULL, 0, false) < 0)
 		_exit(1);
 
+	if (ch.lm) {
+		/* Single use: a Linux VM's lease ends the child. */
+		vmp_child_linux_serve(&ch);
+		_exit(0);
+	}
 	/* Serve a lease; with reuse = snapshot, reset and serve the next.
 	 * Only a lease that ended the ordinary way (Release or EOF) with the
 	 * guest alive leaves a VM we can reset. Anything else — a fault or

@@ -284,6 +284,14 @@ static int serve_info(struct child *ch, uint64_t id)
 	info.fork_ns = ch->t_start - s->t_fork;
 	info.child_init_ns = ch->t_init - ch->t_start;
 	info.ready_ns = ch->t_ready - s->t_fork;
+	char tail[2048];
+	if (ch->lm) {
+		info.kernel_release = ch->kernel_release;
+		info.guest_nproc = ch->guest_nproc;
+		info.linux_boot_ns = ch->linux_boot_ns;
+		vmp_linux_console_tail(ch->lm, tail, sizeof(tail), 20);
+		info.console_tail = tail;
+	}
 	if (ch->guest.ready) {
 		info.n_guest_functions = guest_functions(ch, fns);
 		info.guest_functions = fns;
@@ -296,10 +304,8 @@ static int serve_info(struct child *ch, uint64_t id)
 	return 1;
 }
 
-/* One decoded request and the fds its packet carried (all closed here).
- * Returns 1 to go on, 0 to end the lease. */
-static int serve_request(struct child *ch, const Hatchery__V1__VmRequest *req,
-			 struct ipc_msg *m)
+int vmp_child_serve_request(struct child *ch, const Hatchery__V1__VmRequest *req,
+			    struct ipc_msg *m)
 {
 	/* Load, Save and Restore carry exactly one fd; nothing else any. */
 	const char *fd_what = NULL;
@@ -323,6 +329,13 @@ static int serve_request(struct child *ch, const Hatchery__V1__VmRequest *req,
 		send_error(ch->client_fd, req->id, E(UNEXPECTED_FDS),
 			   fd_what ? fd_what
 				   : "VM requests other than Load, Save and Restore carry no file descriptors");
+		return 1;
+	}
+	if (ch->lm && (fd_what || req->body_case == HATCHERY__V1__VM_REQUEST__BODY_CALL)) {
+		ipc_msg_close_fds(m);
+		send_error(ch->client_fd, req->id, E(FAILED_PRECONDITION),
+			   "a Linux VM runs programs (Exec) and files; Call, Load, Save and "
+			   "Restore are for kernel-less guests");
 		return 1;
 	}
 	if (fd_what) {
@@ -399,7 +412,7 @@ int vmp_child_serve_client(struct child *ch)
 			   "packet did not decode as hatchery.v1.VmRequest");
 		return 1;
 	}
-	int go = serve_request(ch, req, &m);
+	int go = vmp_child_serve_request(ch, req, &m);
 	hatchery__v1__vm_request__free_unpacked(req, NULL);
 	return go;
 }

@@ -1,0 +1,273 @@
+/* linux.c - a Linux child's life between the jail and the exit: boot the
+ * kernel to the agent's hello, answer health pings through the agent, and
+ * relay a lease's operations between the client and the agent
+ * (linux/relay.h has the rules, linux/machine.h the machine).
+ *
+ * One thread here (the child's main thread) polls the control channel,
+ * the client's socket and the machine's eventfds; the vCPUs run in their
+ * own threads. Every packet is relayed as it came (the agent speaks the
+ * VM protocol's Linux subset), after it was decoded and checked here.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "child/child.h"
+#include "hatchery/clock.h"
+#include "hatchery/v1/control.pb-c.h"
+#include "hatchery/v1/vm.pb-c.h"
+
+#define E(x) HATCHERY__V1__ERROR_CODE__##x
+
+/* Until the agent's hello, and for the hello itself: how it failed. */
+static void boot_failure(struct child *ch, struct hatch_err *err, const char *what)
+{
+	char tail[1024];
+	vmp_linux_console_tail(ch->lm, tail, sizeof(tail), 8);
+	hatch_err_set(err, err->code ? err->code : E(GUEST_FAULT), 0,
+		      "%s%s%s", what, tail[0] ? "; console's last lines:\n" : "", tail);
+}
+
+/* The agent's hello: VmReply{id 0, agent_ready}. */
+static int take_hello(struct child *ch, const uint8_t *frame, size_t len,
+		      struct hatch_err *err)
+{
+	Hatchery__V1__VmReply *rep = hatchery__v1__vm_reply__unpack(NULL, len, frame);
+	if (!rep || rep->id != 0 || rep->body_case != HATCHERY__V1__VM_REPLY__BODY_AGENT_READY) {
+		if (rep)
+			hatchery__v1__vm_reply__free_unpacked(rep, NULL);
+		return hatch_err_set(err, E(GUEST_FAULT), 0,
+				     "agent protocol: the first frame is not the agent's hello");
+	}
+	snprintf(ch->kernel_release, sizeof(ch->kernel_release), "%s",
+		 rep->agent_ready->kernel_release ? rep->agent_ready->kernel_release : "");
+	ch->guest_nproc = rep->agent_ready->nproc;
+	hatchery__v1__vm_reply__free_unpacked(rep, NULL);
+	return 0;
+}
+
+int vmp_child_linux_build(struct child *ch, struct hatch_err *err)
+{
+	const struct vmp_spawn *s = ch->s;
+	struct vmp_linux_config cfg = {
+		.kernel = s->kernel, .kernel_len = s->kernel_len,
+		.initrd = s->initrd, .initrd_len = s->initrd_len,
+		.cmdline_extra = s->cmdline_extra,
+	};
+	return vmp_linux_create(&ch->vm, &cfg, &ch->lm, err);
+}
+
+int vmp_child_linux_boot(struct child *ch, struct hatch_err *err)
+{
+	uint64_t t0 = hatch_now_ns();
+	uint64_t deadline = t0 + (uint64_t)ch->s->boot_timeout_ms * 1000000ull;
+	if (vmp_linux_start(ch->lm, err) < 0)
+		return -1;
+	for (;;) {
+		const uint8_t *frame;
+		size_t len;
+		int r = vmp_linux_agent_recv(ch->lm, &frame, &len, err);
+		if (r < 0) {
+			boot_failure(ch, err, err->msg);
+			return -1;
+		}
+		if (r > 0) {
+			if (take_hello(ch, frame, len, err) < 0)
+				return -1;
+			ch->linux_boot_ns = hatch_now_ns() - t0;
+			return 0;
+		}
+		uint64_t now = hatch_now_ns();
+		if (now >= deadline) {
+			char what[128];
+			snprintf(what, sizeof(what),
+				 "the guest's agent was not ready within boot_timeout_ms (%u ms)",
+				 ch->s->boot_timeout_ms);
+			err->code = E(DEADLINE_EXCEEDED);
+			boot_failure(ch, err, what);
+			return -1;
+		}
+		struct pollfd p[VMP_LINUX_MAX_POLLFDS];
+		size_t n = vmp_linux_pollfds(ch->lm, p);
+		int ms = (int)((deadline - now) / 1000000ull) + 1;
+		if (poll(p, n, ms) < 0 && errno != EINTR)
+			return hatch_err_set(err, E(INTERNAL), errno, "poll");
+		if (vmp_linux_process(ch->lm, p, n, err) < 0)
+			return -1; /* the machine's message has the console */
+	}
+}
+
+static void send_vm_error(int fd, uint64_t id, int code, const char *msg)
+{
+	Hatchery__V1__VmReply rep = HATCHERY__V1__VM_REPLY__INIT;
+	Hatchery__V1__Error e = HATCHERY__V1__ERROR__INIT;
+	e.code = code;
+	e.message = (char *)msg;
+	rep.id = id;
+	rep.error = &e;
+	ipc_send_pb(fd, &rep.base, NULL, 0, false);
+}
+
+static void send_pong(uint64_t seq)
+{
+	Hatchery__V1__ChildMsg out = HATCHERY__V1__CHILD_MSG__INIT;
+	Hatchery__V1__ChildPong pong = HATCHERY__V1__CHILD_PONG__INIT;
+	pong.seq = seq;
+	out.body_case = HATCHERY__V1__CHILD_MSG__BODY_PONG;
+	out.pong = &pong;
+	ipc_send_pb(CTRL_FD, &out.base, NULL, 0, false);
+}
+
+/* The supervisor's health ping of an idle VM goes to the agent; the pong
+ * follows its answer. A busy or dead agent never answers: the supervisor's
+ * health timeout then replaces us. */
+static void health_ping(struct child *ch, uint64_t seq)
+{
+	static const uint8_t ping[] = {
+		/* VmRequest{id: UINT64_MAX, ping: {}} */
+		0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x52, 0x00,
+	};
+	if (ch->relay.health || ch->relay.id)
+		return;
+	if (vmp_linux_agent_send(ch->lm, ping, sizeof(ping)) == 0) {
+		vmp_relay_health_start(&ch->relay);
+		ch->health_seq = seq;
+	}
+}
+
+/* One agent frame during a lease or idle. Returns 0, or -1 when the agent
+ * broke the protocol (err). */
+static int agent_frame(struct child *ch, const uint8_t *frame, size_t len, struct hatch_err *err)
+{
+	Hatchery__V1__VmReply *rep = hatchery__v1__vm_reply__unpack(NULL, len, frame);
+	if (!rep)
+		return hatch_err_set(err, E(GUEST_FAULT), 0,
+				     "agent protocol: a frame of %zu bytes that is no VmReply", len);
+	enum vmp_relay_verdict v = vmp_relay_agent(&ch->relay, rep, err);
+	hatchery__v1__vm_reply__free_unpacked(rep, NULL);
+	switch (v) {
+	case VMP_RELAY_HEALTH:
+		send_pong(ch->health_seq);
+		return 0;
+	case VMP_RELAY_PASS:
+	case VMP_RELAY_DONE:
+		/* A client that went away mid-operation loses the rest. */
+		ipc_send(ch->client_fd, frame, len, NULL, 0, false);
+		return 0;
+	default:
+		return -1;
+	}
+}
+
+/* One client packet. Returns 1 to go on, 0 when the lease is over. */
+static int client_packet(struct child *ch)
+{
+	struct ipc_msg m = { .buf = vmp_child_rx_buf };
+	int r = ipc_recv(ch->client_fd, &m, false);
+	if (r == 0 || (r < 0 && r != -EMSGSIZE && r != -ETOOMANYREFS)) {
+		ch->lease_clean = r == 0 || r == -ECONNRESET;
+		return 0;
+	}
+	if (r < 0) {
+		send_vm_error(ch->client_fd, 0,
+			      r == -EMSGSIZE ? E(MESSAGE_TOO_LARGE) : E(UNEXPECTED_FDS),
+			      ipc_strerror(r));
+		return 1;
+	}
+	Hatchery__V1__VmRequest *req = hatchery__v1__vm_request__unpack(NULL, m.len, m.buf);
+	if (!req) {
+		ipc_msg_close_fds(&m);
+		send_vm_error(ch->client_fd, 0, E(MALFORMED),
+			      "packet did not decode as hatchery.v1.VmRequest");
+		return 1;
+	}
+	struct hatch_err err = { 0 };
+	enum vmp_relay_verdict v = vmp_relay_client(&ch->relay, req, &err);
+	int go = 1;
+	if (v == VMP_RELAY_LOCAL) {
+		/* Ping, Info, Release; Call/Load/Save/Restore refused there. */
+		go = vmp_child_serve_request(ch, req, &m);
+	} else if (m.nfds) {
+		ipc_msg_close_fds(&m);
+		send_vm_error(ch->client_fd, req->id, E(UNEXPECTED_FDS),
+			      "Linux guest requests carry no file descriptors");
+		if (v == VMP_RELAY_FORWARD)
+			ch->relay.id = 0; /* never reached the agent */
+	} else if (v == VMP_RELAY_REJECT) {
+		send_vm_error(ch->client_fd, req->id, err.code, err.msg);
+	} else {
+		/* FORWARD: the room was there when we chose to read (see
+		 * serve_lease's poll), a packet is at most one frame. */
+		int s = vmp_linux_agent_send(ch->lm, m.buf, m.len);
+		if (s < 0) {
+			send_vm_error(ch->client_fd, req->id, E(INTERNAL),
+				      "the agent channel's outbox is full");
+			go = 0;
+		}
+	}
+	hatchery__v1__vm_request__free_unpacked(req, NULL);
+	return go;
+}
+
+/* Control packets while a Linux VM is idle or leased. Returns 1 to go on. */
+static int ctrl_packet(struct child *ch)
+{
+	struct ipc_msg m = { .buf = vmp_child_rx_buf };
+	int r = ipc_recv(CTRL_FD, &m, false);
+	if (r <= 0)
+		return 0;
+	ipc_msg_close_fds(&m);
+	Hatchery__V1__SupMsg *msg = hatchery__v1__sup_msg__unpack(NULL, m.len, m.buf);
+	if (!msg)
+		return 0;
+	if (msg->body_case == HATCHERY__V1__SUP_MSG__BODY_PING)
+		health_ping(ch, msg->ping->seq);
+	hatchery__v1__sup_msg__free_unpacked(msg, NULL);
+	return 1;
+}
+
+void vmp_child_linux_serve(struct child *ch)
+{
+	struct hatch_err err = { 0 };
+	for (;;) {
+		struct pollfd p[2 + VMP_LINUX_MAX_POLLFDS];
+		p[0] = (struct pollfd){ .fd = CTRL_FD, .events = POLLIN };
+		/* Read the client only when its next packet can go somewhere:
+		 * no operation in flight (or a WriteFile's data), and room in
+		 * the agent's outbox for a whole packet. Otherwise it waits in
+		 * the socket: that is the client's back-pressure. */
+		bool want = vmp_relay_wants_client(&ch->relay) &&
+			    vmp_linux_agent_room(ch->lm) >= IPC_MAX_MSG + 4;
+		p[1] = (struct pollfd){ .fd = want ? ch->client_fd : -1, .events = POLLIN };
+		size_t n = vmp_linux_pollfds(ch->lm, p + 2);
+		if (poll(p, 2 + n, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			_exit(1);
+		}
+		if (vmp_linux_process(ch->lm, p + 2, n, &err) < 0)
+			break;
+		const uint8_t *frame;
+		size_t len;
+		int r;
+		while ((r = vmp_linux_agent_recv(ch->lm, &frame, &len, &err)) > 0)
+			if (agent_frame(ch, frame, len, &err) < 0) {
+				r = -1;
+				break;
+			}
+		if (r < 0)
+			break;
+		if (p[1].revents && !client_packet(ch))
+			return;
+		if (p[0].revents && !ctrl_packet(ch))
+			return;
+	}
+	/* The VM ended under a lease or while idle: say why to whoever
+	 * holds it (the operation in flight gets the error with its id),
+	 * and to the supervisor. */
+	send_vm_error(ch->client_fd, ch->relay.id, err.code ? err.code : E(GUEST_FAULT), err.msg);
+	vmp_child_send_failed(err.msg);
+	_exit(1);
+}

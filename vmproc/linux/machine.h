@@ -1,0 +1,78 @@
+/* machine.h - a Linux guest's machine in one child: the kernel and
+ * initramfs loaded by the 64-bit boot protocol, the ACPI tables, the
+ * devices (COM1, i8042, a virtio-console as the agent channel) on one bus,
+ * a thread per vCPU, and the agent channel's frames. docs/guest-linux.md
+ * has the machine map.
+ *
+ * Lifecycle, in a freshly forked, jailed child (child/linux.c):
+ *   vmp_linux_create()   after vmp_vm_create: guest RAM filled, devices
+ *                        built, vCPU threads created but parked (before
+ *                        the jail lowers RLIMIT_NPROC: threads are tasks)
+ *   vmp_linux_start()    the vCPUs run
+ *   poll vmp_linux_pollfds(), then vmp_linux_process() for what is ready;
+ *   the agent's frames with vmp_linux_agent_recv()/_send()
+ *   the VM ends when the guest resets (reboot, panic=1), triple-faults,
+ *   a KVM call fails, or the agent channel breaks its framing:
+ *   vmp_linux_process() then returns -1 with the reason and the last
+ *   console lines; the child reports it and exits (a VM is never reused
+ *   after that).
+ *
+ * Ownership: the machine borrows the struct vmp_vm and the kernel and
+ * initrd bytes (copied into guest RAM at create); it owns its devices,
+ * eventfds and threads, and lives until the child exits (no destroy: the
+ * process's exit is the teardown, as for the kernel-less runtime).
+ * Locking: all device state is behind the bus's one mutex; the functions
+ * here are for the child's main thread only.
+ */
+#ifndef HATCHERY_VMP_LINUX_MACHINE_H
+#define HATCHERY_VMP_LINUX_MACHINE_H
+
+#include <poll.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hatchery/error.h"
+#include "kvm/kvm.h"
+
+struct vmp_linux_config {
+	const uint8_t *kernel;       /* a bzImage, not owned */
+	size_t kernel_len;
+	const uint8_t *initrd;       /* a (compressed) cpio, not owned */
+	size_t initrd_len;
+	const char *cmdline_extra;   /* appended to the default command line; may be NULL */
+};
+
+struct vmp_linux;
+
+#define VMP_LINUX_MAX_POLLFDS 8
+
+int vmp_linux_create(struct vmp_vm *vm, const struct vmp_linux_config *cfg,
+		     struct vmp_linux **out, struct hatch_err *err);
+int vmp_linux_start(struct vmp_linux *m, struct hatch_err *err);
+
+/* The fds the main thread must poll (POLLIN), at most
+ * VMP_LINUX_MAX_POLLFDS. Returns how many were written. */
+size_t vmp_linux_pollfds(struct vmp_linux *m, struct pollfd *fds);
+
+/* Handle what poll reported on those fds (and move queued agent frames
+ * in and out of the guest's buffers). Returns 0, or -1 once the VM has
+ * ended (err: code GUEST_FAULT or VM_ERROR, the reason, the console's
+ * last lines). */
+int vmp_linux_process(struct vmp_linux *m, const struct pollfd *fds, size_t n,
+		      struct hatch_err *err);
+
+/* Queue one frame (a packed VmRequest) for the agent. 0, -EAGAIN when the
+ * outbox has no room for it now (try after the next process), -EMSGSIZE
+ * over 65,536 bytes. */
+int vmp_linux_agent_send(struct vmp_linux *m, const void *frame, size_t len);
+/* Bytes the outbox takes now. */
+size_t vmp_linux_agent_room(const struct vmp_linux *m);
+/* The next whole frame from the agent: 1 (*frame valid until the next
+ * call), 0 none yet, -1 the agent broke the framing (err). */
+int vmp_linux_agent_recv(struct vmp_linux *m, const uint8_t **frame, size_t *len,
+			 struct hatch_err *err);
+
+/* The console's last `lines` lines into buf (NUL-terminated). */
+size_t vmp_linux_console_tail(struct vmp_linux *m, char *buf, size_t len, unsigned lines);
+
+#endif
