@@ -79,6 +79,7 @@ struct child {
 	uint32_t guest_nproc;
 	uint64_t linux_boot_ns;
 	uint64_t health_seq;
+	uint64_t op_deadline;     /* CLOCK_MONOTONIC ns; 0: no operation waits */
 };
 
 /* Send ChildFailed{msg} on the control channel (the supervisor logs it and

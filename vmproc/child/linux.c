@@ -21,6 +21,15 @@
 
 #define E(x) HATCHERY__V1__ERROR_CODE__##x
 
+/* How long the child waits for the agent before it gives the VM up
+ * (DEADLINE_EXCEEDED; the VM ends): an Exec's own timeout plus a grace for
+ * the kill and the last output, or for any other operation this long
+ * without a frame from the agent. A guest that stole the agent's channel,
+ * or a hung agent, then costs one VM and no client waits forever. */
+#define AGENT_GRACE_NS (10ull * 1000000000ull)
+#define AGENT_IDLE_NS (30ull * 1000000000ull)
+#define EXEC_DEFAULT_TIMEOUT_MS 60000u
+
 /* Until the agent's hello, and for the hello itself: how it failed. */
 static void boot_failure(struct child *ch, struct hatch_err *err, const char *what)
 {
@@ -152,7 +161,12 @@ static int agent_frame(struct child *ch, const uint8_t *frame, size_t len, struc
 		send_pong(ch->health_seq);
 		return 0;
 	case VMP_RELAY_PASS:
+		if (ch->relay.body != HATCHERY__V1__VM_REQUEST__BODY_EXEC)
+			ch->op_deadline = hatch_now_ns() + AGENT_IDLE_NS;
+		ipc_send(ch->client_fd, frame, len, NULL, 0, false);
+		return 0;
 	case VMP_RELAY_DONE:
+		ch->op_deadline = 0;
 		/* A client that went away mid-operation loses the rest. */
 		ipc_send(ch->client_fd, frame, len, NULL, 0, false);
 		return 0;
@@ -201,6 +215,14 @@ static int client_packet(struct child *ch)
 		/* FORWARD: the room was there when we chose to read (see
 		 * serve_lease's poll), a packet is at most one frame. */
 		int s = vmp_linux_agent_send(ch->lm, m.buf, m.len);
+		uint64_t now = hatch_now_ns();
+		if (req->body_case == HATCHERY__V1__VM_REQUEST__BODY_EXEC) {
+			uint32_t t = req->exec->timeout_ms ? req->exec->timeout_ms
+							   : EXEC_DEFAULT_TIMEOUT_MS;
+			ch->op_deadline = now + (uint64_t)t * 1000000ull + AGENT_GRACE_NS;
+		} else {
+			ch->op_deadline = now + AGENT_IDLE_NS;
+		}
 		if (s < 0) {
 			send_vm_error(ch->client_fd, req->id, E(INTERNAL),
 				      "the agent channel's outbox is full");
@@ -242,7 +264,19 @@ void vmp_child_linux_serve(struct child *ch)
 			    vmp_linux_agent_room(ch->lm) >= IPC_MAX_MSG + 4;
 		p[1] = (struct pollfd){ .fd = want ? ch->client_fd : -1, .events = POLLIN };
 		size_t n = vmp_linux_pollfds(ch->lm, p + 2);
-		if (poll(p, 2 + n, -1) < 0) {
+		int ms = -1;
+		if (ch->op_deadline) {
+			uint64_t now = hatch_now_ns();
+			if (now >= ch->op_deadline) {
+				hatch_err_set(&err, E(DEADLINE_EXCEEDED), 0,
+					      "the guest's agent did not answer in time (operation %llu); "
+					      "the VM is given up",
+					      (unsigned long long)ch->relay.id);
+				break;
+			}
+			ms = (int)((ch->op_deadline - now) / 1000000ull) + 1;
+		}
+		if (poll(p, 2 + n, ms) < 0) {
 			if (errno == EINTR)
 				continue;
 			_exit(1);
