@@ -38,6 +38,16 @@ enum hx_exit {
 	HX_DENIED = 5,      /* PERMISSION_DENIED */
 };
 
+/* `hatchctl exec` exits with the program's status, so its own failures
+ * need numbers a program rarely uses: those of timeout(1) and env(1)
+ * (exec_status.c). */
+enum hx_exec_exit {
+	HX_EXEC_TIMEOUT = 124,    /* the program ran past --timeout */
+	HX_EXEC_FAILED = 125,     /* hatchctl, the daemon or the VM failed */
+	HX_EXEC_CANNOT_RUN = 126, /* found but could not be started */
+	HX_EXEC_NOT_FOUND = 127,  /* no such program (or --cwd) in the guest */
+};
+
 #define DEFAULT_TIMEOUT_MS 5000u
 #define DEFAULT_DEADLINE_MS 1000u
 /* Bound both so timeout + deadline still fits poll()'s int milliseconds. */
@@ -87,6 +97,16 @@ struct hx_opts {
  * Returns HX_OK, or HX_USAGE with the message printed. */
 int hx_parse_cmd(int argc, char **argv, const struct option *long_opts,
 		 int nargs_want, const char *args_name, struct hx_opts *o);
+
+/* --- exec_status.c: exec's exit status (pure) ---------------------------- */
+
+/* The program's outcome as an exit status: its code, 128+signal, or 124
+ * when it was killed at its timeout. */
+int hx_exec_status(const Hatchery__V1__VmExecReply *r);
+/* The exit status for an Exec that failed with *err (the message is
+ * printed elsewhere): 126/127 when the guest could not start the program,
+ * else 125. */
+int hx_exec_fail_status(const struct hatch_err *err);
 
 /* --- connect.c ------------------------------------------------------------ */
 
