@@ -7,6 +7,10 @@
  *   cmd_daemon.c   ping, status, stats: requests the daemon answers itself
  *   cmd_acquire.c  acquire: lease, ping, info, release, and its two views
  *   cmd_vm.c       run, snapshot, restore: work done inside a leased VM
+ *   cmd_exec.c     exec: a program in a Linux VM, with uploads/downloads
+ *   exec_status.c  exec's exit status from the program's outcome (pure)
+ *   cmd_files.c    cp, ls, stat, console: one-shot leases of a Linux VM,
+ *                  and the upload/download that exec shares
  *   out_table.c    text output: aligned tables and sanitised strings
  *   out_json.c     JSON output: one compact object on stdout
  * Each command parses its own options before connecting, so a usage error
@@ -124,6 +128,32 @@ int hx_lease_vm(const struct hx_ctx *cx, const char *pool, uint32_t deadline_ms,
 		unsigned vm_timeout_ms, Hatchery__V1__AcquireReply **a,
 		uint64_t *t_acquire, struct hatch_err *err);
 
+/* Bound each receive and send on a VM socket by ms (0: none), as -t does:
+ * SO_RCVTIMEO/SO_SNDTIMEO, so it applies per packet, not per operation. */
+int hx_vm_set_timeout(int vm_fd, unsigned ms, struct hatch_err *err);
+
+/* --- cmd_files.c: moving files to and from a leased Linux VM ---------------- */
+
+/* Upload `local` ("-": stdin) to `remote` in the guest. A regular file goes
+ * straight from its fd; anything else (stdin, a pipe) is spooled to an
+ * unlinked temporary file first, since WriteFile announces the size. The
+ * guest file gets the local file's permission bits (0644 when spooled),
+ * owner root. A `remote` that ends in '/' gets the local name appended.
+ * *bytes (may be NULL) gets the size. 0, or -1 with err filled. */
+int hx_upload(int vm_fd, const char *local, const char *remote, uint64_t *bytes,
+	      struct hatch_err *err);
+/* Download `remote` to `local` ("-": stdout). A local directory gets the
+ * remote name appended. A file is written to a temporary name beside it
+ * and renamed when complete, so a failure never leaves half a file where
+ * the old one was; its mode is the guest file's permission bits less the
+ * umask. max_size 0: the agent's default (64 MiB). */
+int hx_download(int vm_fd, const char *remote, const char *local, uint64_t max_size,
+		uint64_t *bytes, struct hatch_err *err);
+
+/* Parse a decimal byte count, with an optional K, M or G suffix (powers of
+ * 1024). 0, or -1. */
+int hx_parse_bytes(const char *s, uint64_t *out);
+
 /* --- the commands: (argc, argv) from the command's name on; an exit status */
 
 int cmd_ping(const struct hx_ctx *cx, int argc, char **argv);
@@ -133,6 +163,11 @@ int cmd_acquire(const struct hx_ctx *cx, int argc, char **argv);
 int cmd_run(const struct hx_ctx *cx, int argc, char **argv);
 int cmd_snapshot(const struct hx_ctx *cx, int argc, char **argv);
 int cmd_restore(const struct hx_ctx *cx, int argc, char **argv);
+int cmd_exec(const struct hx_ctx *cx, int argc, char **argv);
+int cmd_cp(const struct hx_ctx *cx, int argc, char **argv);
+int cmd_ls(const struct hx_ctx *cx, int argc, char **argv);
+int cmd_stat(const struct hx_ctx *cx, int argc, char **argv);
+int cmd_console(const struct hx_ctx *cx, int argc, char **argv);
 
 /* --- out_table.c: text output ----------------------------------------------
  * Cells are formatted first and the table printed once every width is
