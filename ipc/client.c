@@ -438,6 +438,11 @@ int hatch_vm_release(int vm_fd, struct hatch_err *err)
 
 #define WRITE_FILE_MAX ((uint64_t)1 << 30)   /* vm.proto: WriteFile at most 1 GiB */
 #define READ_FILE_DEFAULT ((uint64_t)64 << 20) /* vm.proto: max_size 0 = 64 MiB */
+/* WriteFile packets are filled to this, not to IPC_MAX_MSG: the child
+ * relays each request to the agent, and a relay that re-encodes it (with
+ * an id of its own, say) must not find it grown past the agent's 64 KiB
+ * frame. 64 bytes cover any envelope's varints. */
+#define WRITE_PKT_MAX (IPC_MAX_MSG - 64)
 
 /* A streaming operation failed in a way that leaves the socket out of step
  * with the VM (client.h, "Streaming calls"): end the lease, so that no
@@ -621,16 +626,16 @@ static int write_full(int fd, const uint8_t *p, size_t len)
 }
 
 /* Set *data's length to the most bytes, at most `want`, with which `msg`
- * (which holds *data) still packs into one packet. Shrinking a bytes field
- * by k shrinks the packed message by at least k (length varints only get
- * shorter), so one correction is exact. */
+ * (which holds *data) still packs into WRITE_PKT_MAX bytes. Shrinking a
+ * bytes field by k shrinks the packed message by at least k (length
+ * varints only get shorter), so one correction is exact. */
 static size_t fit_chunk(const ProtobufCMessage *msg, ProtobufCBinaryData *data,
 			size_t want)
 {
 	data->len = want;
 	size_t sz = protobuf_c_message_get_packed_size(msg);
-	if (sz > IPC_MAX_MSG) {
-		size_t over = sz - IPC_MAX_MSG;
+	if (sz > WRITE_PKT_MAX) {
+		size_t over = sz - WRITE_PKT_MAX;
 		data->len = over < want ? want - over : 0;
 	}
 	return data->len;
@@ -714,7 +719,7 @@ int hatch_vm_write_file(int vm_fd, const char *path, uint32_t mode,
 		}
 		bd->data = data;
 		size_t len = protobuf_c_message_get_packed_size(&req->base);
-		if (len > IPC_MAX_MSG) /* only the first packet: a long path */
+		if (len > WRITE_PKT_MAX) /* only the first packet: a long path */
 			return hatch_err_set(err, E(INVALID_ARGUMENT), 0,
 					     "%s: path too long for one packet", what);
 		protobuf_c_message_pack(&req->base, pkt);

@@ -473,6 +473,8 @@ Test(client_linux, write_file_streams_5_mib_in_full_packets_byte_exact)
 	cr_assert_gt(w->data.len, 60000, "the first packet carries data too");
 	cr_assert_not(g.f.bad_id, "a chunk with another id");
 	cr_assert_leq(g.f.max_pkt, IPC_MAX_MSG);
+	cr_assert_leq(g.f.max_pkt, IPC_MAX_MSG - 64, "no room left for a relay's envelope");
+	cr_assert_geq(g.f.max_pkt, IPC_MAX_MSG - 64 - 16, "packets not filled");
 	/* Packets are filled: no more than one beyond the minimum, plus the ping. */
 	size_t min_pkts = (n + IPC_MAX_MSG - 100 - 1) / (IPC_MAX_MSG - 100);
 	cr_assert_leq(g.f.npkts, min_pkts + 2, "%zu packets for %zu bytes", g.f.npkts, n);
@@ -825,6 +827,30 @@ Test(client_linux, read_file_refused_before_data)
 	cr_assert_eq(err.code, HATCHERY__V1__ERROR_CODE__AGENT_ERROR);
 	cr_assert(strstr(err.msg, "EFBIG"), "%s", err.msg);
 	cr_assert_eq(hatch_vm_ping(g.client, &err), 0);
+	rig_stop(&g);
+	close(dst);
+	rig_free(&g);
+}
+
+static void script_read_file_grows(struct fake *f)
+{
+	static uint8_t z[1000];
+	send_chunk(f, f->first->id, z, sizeof(z));
+	send_error(f, f->first->id, HATCHERY__V1__ERROR_CODE__AGENT_ERROR,
+		   "read /var/log/x: more than max_size 1500 bytes", EFBIG);
+	serve_pings(f);
+}
+
+Test(client_linux, read_file_error_after_some_chunks_ends_the_operation_in_step)
+{
+	struct rig g = { 0 };
+	rig_start(&g, script_read_file_grows);
+	int dst = memfd_create("dst", MFD_CLOEXEC);
+	struct hatch_err err = { 0 };
+	cr_assert_eq(hatch_vm_read_file(g.client, "/var/log/x", 1500, dst, NULL, &err), -1);
+	cr_assert_eq(err.code, HATCHERY__V1__ERROR_CODE__AGENT_ERROR);
+	cr_assert_eq(err.sys_errno, EFBIG);
+	cr_assert_eq(hatch_vm_ping(g.client, &err), 0, "in step after: %s", err.msg);
 	rig_stop(&g);
 	close(dst);
 	rig_free(&g);
