@@ -265,12 +265,13 @@ static void print_times(const struct exec_times *t)
 		(unsigned long long)t->get_bytes, ms(t->release));
 }
 
-/* Report a failure of hatchctl's (or the daemon's, or the VM's): the
- * message as everywhere, the status exec's. */
+/* Report a failure of hatchctl's (or the daemon's, or the VM's) outside
+ * the Exec itself -- the lease, a --put, a --get: the message as
+ * everywhere, and 125 (an ENOENT here is not "program not found"). */
 static int exec_fail(struct hatch_err *err)
 {
 	hx_fail(err);
-	return hx_exec_fail_status(err);
+	return HX_EXEC_FAILED;
 }
 
 /* Warnings about what the status does not say. */
@@ -326,7 +327,8 @@ static int run_exec(const struct hx_ctx *cx, struct exec_args *ea, struct hatch_
 	tm.exec = hatch_now_ns() - t0;
 	if (r < 0) {
 		hatch_err_wrap(&err, "exec %s", ea->argv[0]);
-		return exec_fail(&err);
+		hx_fail(&err);
+		return hx_exec_fail_status(&err); /* 126/127: could not start */
 	}
 	int status = hx_exec_status(rep);
 	tm.guest = rep->duration_ns;

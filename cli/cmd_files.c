@@ -94,7 +94,12 @@ int hx_upload(int vm_fd, const char *local, const char *remote, uint64_t *bytes,
 	if (S_ISDIR(st.st_mode))
 		return hatch_err_set(err, E(INVALID_ARGUMENT), 0,
 				     "%s is a directory (copy files one by one)", local);
-	uint32_t mode = st.st_mode & 07777;
+	/* stdin has no name whose mode would mean anything to the reader. */
+	uint32_t mode = from_stdin ? 0644 : st.st_mode & 07777;
+	uint64_t size = (uint64_t)st.st_size;
+	off_t at = S_ISREG(st.st_mode) ? lseek(fd, 0, SEEK_CUR) : 0;
+	if (at > 0 && (uint64_t)at <= size) /* stdin may be a file half read */
+		size -= (uint64_t)at;
 	if (!S_ISREG(st.st_mode)) {
 		int t = spool(fd, from_stdin ? "stdin" : local, err);
 		if (t < 0)
@@ -104,6 +109,7 @@ int hx_upload(int vm_fd, const char *local, const char *remote, uint64_t *bytes,
 		mode = 0644;
 		if (fstat(fd, &st) < 0)
 			return hatch_err_set(err, E(INTERNAL), errno, "stat spooled %s", local);
+		size = (uint64_t)st.st_size;
 	}
 	/* "REMOTE/": keep the local name, as cp does with a directory. */
 	char *path = NULL;
@@ -113,12 +119,11 @@ int hx_upload(int vm_fd, const char *local, const char *remote, uint64_t *bytes,
 			return hatch_err_set(err, E(INTERNAL), ENOMEM, "upload");
 	}
 	const char *dst = path ? path : remote;
-	int r = hatch_vm_write_file(vm_fd, dst, mode, 0, 0, fd, (uint64_t)st.st_size, NULL,
-				    err);
+	int r = hatch_vm_write_file(vm_fd, dst, mode, 0, 0, fd, size, NULL, err);
 	if (r < 0)
 		hatch_err_wrap(err, "put %s to %s", local, dst);
 	else if (bytes)
-		*bytes = (uint64_t)st.st_size;
+		*bytes = size;
 	free(path);
 	return r;
 }
