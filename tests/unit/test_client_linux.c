@@ -419,7 +419,8 @@ static void script_write_file(struct fake *f)
 		f->bad_packet = true;
 		return;
 	}
-	memcpy(f->file, w->data.data, w->data.len);
+	if (w->data.len)
+		memcpy(f->file, w->data.data, w->data.len);
 	f->file_len = w->data.len;
 	while (f->file_len < f->file_size) {
 		Hatchery__V1__VmRequest *c = fake_recv(f);

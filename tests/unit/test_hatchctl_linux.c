@@ -354,9 +354,15 @@ static void fake_stop(struct fake *f)
 	close(f->listen_fd);
 	unlink(f->sock);
 	rmdir(f->dir);
-	/* f->exec and f->file stay for the test to read; each test runs in a
-	 * process of its own (Criterion), which takes them along. */
+	/* f->exec and f->file stay for the test to read: fake_free(). */
 	cr_assert_not(f->bad, "the fake got a packet it could not read");
+}
+
+/* What the fake kept for the test to read. */
+static void fake_free(struct fake *f)
+{
+	hatch_free(f->exec);
+	free(f->file);
 }
 
 struct run {
@@ -430,6 +436,7 @@ Test(hatchctl_linux, exec_streams_and_exits_with_the_programs_status)
 		cr_assert_str_neq(f.exec->env[i], "HOME=/root");
 	}
 	cr_assert(path && home && lang);
+	fake_free(&f);
 }
 
 Test(hatchctl_linux, exec_without_double_dash_and_options_after_pool)
@@ -443,6 +450,7 @@ Test(hatchctl_linux, exec_without_double_dash_and_options_after_pool)
 	cr_assert_eq(f.exec->timeout_ms, 1500);
 	cr_assert_eq(f.exec->n_env, 0, "no --env: the agent's defaults");
 	cr_assert_str_eq(f.exec->argv[1], "--not-an-option-of-ours");
+	fake_free(&f);
 }
 
 Test(hatchctl_linux, exec_signal_timeout_and_start_failures)
@@ -461,6 +469,7 @@ Test(hatchctl_linux, exec_signal_timeout_and_start_failures)
 		cr_assert_eq(r.status, c[i].status, "%s: stderr: %s", c[i].prog, r.err);
 		if (c[i].says)
 			cr_assert(strstr(r.err, c[i].says), "%s: %s", c[i].prog, r.err);
+		fake_free(&f);
 	}
 }
 
@@ -481,6 +490,8 @@ Test(hatchctl_linux, exec_own_failures_are_125)
 	cr_assert_eq(r.status, 125, "a usage error: %s", r.err);
 	CTL(&g, &r, NULL, "exec", "lx");
 	cr_assert_eq(r.status, 125, "no program: %s", r.err);
+	fake_free(&f);
+	fake_free(&g);
 }
 
 Test(hatchctl_linux, exec_put_stdin_get_round_trip)
@@ -525,6 +536,7 @@ Test(hatchctl_linux, exec_put_stdin_get_round_trip)
 	unlink(local);
 	free(got);
 	free(data);
+	fake_free(&f);
 }
 
 Test(hatchctl_linux, exec_failed_get_is_125_and_leaves_no_file)
@@ -537,6 +549,7 @@ Test(hatchctl_linux, exec_failed_get_is_125_and_leaves_no_file)
 	cr_assert_eq(r.status, 125, "stderr: %s", r.err);
 	cr_assert(strstr(r.err, "ENOENT"), "%s", r.err);
 	cr_assert_neq(access("/tmp/hatchctl-test-never", F_OK), 0);
+	fake_free(&f);
 }
 
 Test(hatchctl_linux, cp_up_and_down)
@@ -569,6 +582,9 @@ Test(hatchctl_linux, cp_up_and_down)
 
 	CTL(&h, &r, NULL, "cp", "a", "b");
 	cr_assert_eq(r.status, 2, "%s", r.err);
+	fake_free(&f);
+	fake_free(&g);
+	fake_free(&h);
 }
 
 Test(hatchctl_linux, ls_stat_console)
@@ -602,6 +618,9 @@ Test(hatchctl_linux, ls_stat_console)
 	cr_assert(strstr(r.out, "Linux version 6.1.0\n"), "%s", r.out);
 	cr_assert_null(strchr(r.out, '\033'), "an escape reached the terminal");
 	cr_assert_null(strchr(r.out, '\007'));
+	fake_free(&f);
+	fake_free(&g);
+	fake_free(&h);
 }
 
 Test(hatchctl_linux, acquire_shows_the_kernel)
@@ -615,4 +634,5 @@ Test(hatchctl_linux, acquire_shows_the_kernel)
 	cr_assert(strstr(r.out, "6.1.0-28-amd64"), "%s", r.out);
 	cr_assert(strstr(r.out, "guest cpus online"), "%s", r.out);
 	cr_assert(strstr(r.out, "linux boot"), "%s", r.out);
+	fake_free(&f);
 }
