@@ -167,6 +167,12 @@ static int parse_exec(int argc, char **argv, struct exec_args *ea)
 	}
 	if (!ea->pool)
 		return hx_usage_error("exec: missing POOL");
+	/* Our stdin can be read once: by one of them. */
+	int dash = ea->stdin_path && strcmp(ea->stdin_path, "-") == 0;
+	for (size_t k = 0; k < ea->nput; k++)
+		dash += strcmp(ea->puts[k].local, "-") == 0;
+	if (dash > 1)
+		return hx_usage_error("exec: stdin (-) given to more than one of --stdin and --put");
 	if (i >= argc)
 		return hx_usage_error("exec: missing the program to run (POOL [OPTIONS] -- ARGV...)");
 	ea->argv = argv + i;
@@ -376,7 +382,7 @@ int cmd_exec(const struct hx_ctx *cx, int argc, char **argv)
 		fprintf(stderr, "%s: exec: out of memory\n", hx_prog);
 		return HX_EXEC_FAILED;
 	}
-	struct exec_args ea = { .deadline_ms = DEFAULT_DEADLINE_MS, .env = user_env,
+	struct exec_args ea = { .deadline_ms = LINUX_DEADLINE_MS, .env = user_env,
 				.puts = puts, .gets = gets };
 	/* A usage error is 125 too: 2 could be the program's own. */
 	if (parse_exec(argc, argv, &ea) != HX_OK)

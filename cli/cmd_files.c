@@ -212,7 +212,7 @@ static const struct option cp_opts[] = {
 /* cp [--deadline MS] [--max-size BYTES] SRC DST: one side POOL:PATH. */
 int cmd_cp(const struct hx_ctx *cx, int argc, char **argv)
 {
-	unsigned deadline = DEFAULT_DEADLINE_MS;
+	unsigned deadline = LINUX_DEADLINE_MS;
 	uint64_t max_size = 0;
 	const char *pos[2];
 	int npos = 0;
@@ -322,7 +322,7 @@ static void stat_json(struct json *j, const char *key, const Hatchery__V1__VmFil
 static int path_cmd(const struct hx_ctx *cx, int argc, char **argv, struct hx_opts *o,
 		    struct hatch_err *err)
 {
-	o->deadline_ms = DEFAULT_DEADLINE_MS;
+	o->deadline_ms = LINUX_DEADLINE_MS;
 	int r = hx_parse_cmd(argc, argv, path_opts, 2, "POOL PATH", o);
 	if (r != HX_OK)
 		return -r;
@@ -461,7 +461,7 @@ static const struct option deadline_opts[] = {
  * newlines and tabs pass. */
 int cmd_console(const struct hx_ctx *cx, int argc, char **argv)
 {
-	struct hx_opts o = { .deadline_ms = DEFAULT_DEADLINE_MS };
+	struct hx_opts o = { .deadline_ms = LINUX_DEADLINE_MS };
 	int r = hx_parse_cmd(argc, argv, deadline_opts, 1, "POOL", &o);
 	if (r != HX_OK)
 		return r;

@@ -54,6 +54,9 @@ enum hx_exec_exit {
 
 #define DEFAULT_TIMEOUT_MS 5000u
 #define DEFAULT_DEADLINE_MS 1000u
+/* exec, cp, ls, stat, console wait longer for a VM: when none is idle, the
+ * next is a kernel boot away, not a fork. */
+#define LINUX_DEADLINE_MS 10000u
 /* Bound both so timeout + deadline still fits poll()'s int milliseconds. */
 #define MAX_MS (24u * 3600u * 1000u)
 

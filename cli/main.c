@@ -66,7 +66,8 @@ static void usage(FILE *f)
 "        --put LOCAL:REMOTE    upload before (repeatable; LOCAL - is stdin)\n"
 "        --get REMOTE:LOCAL    download after, whatever the status\n"
 "                              (repeatable; LOCAL - is stdout)\n"
-"        --deadline MS         wait for a VM (default %u)\n"
+"        --deadline MS         wait for a VM (default %u; also for\n"
+"                              cp, ls, stat, console)\n"
 "        --time                acquire/put/exec/get/release ms on stderr\n"
 "                      Exit status: PROGRAM's; 128+N if it died of signal N;\n"
 "                      124 timed out; 125 hatchctl failed (usage errors too);\n"
@@ -103,7 +104,7 @@ static void usage(FILE *f)
 "  4  POOL_EXHAUSTED: no VM became ready before the deadline; retry later\n"
 "  5  PERMISSION_DENIED\n"
 "Errors are printed to stderr as \"hatchctl: CODE_NAME: message\".\n",
-		DEFAULT_DEADLINE_MS, RUN_PAYLOAD_MAX, DEFAULT_DEADLINE_MS, DEFAULT_TIMEOUT_MS);
+		DEFAULT_DEADLINE_MS, RUN_PAYLOAD_MAX, LINUX_DEADLINE_MS, DEFAULT_TIMEOUT_MS);
 }
 
 int hx_usage_error(const char *fmt, ...)

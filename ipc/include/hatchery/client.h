@@ -181,7 +181,9 @@ int hatch_vm_read_file_cb(int vm_fd, const char *path, uint64_t max_size,
 
 /* The same, written to dst_fd (a file, a pipe; short writes and EINTR are
  * handled; it stays the caller's). A failed write ends the call with
- * INTERNAL after the operation is drained; the VM serves on. */
+ * INTERNAL after the operation is drained; the VM serves on. A pipe whose
+ * reader has gone raises SIGPIPE as any write(2) does: the library leaves
+ * signal dispositions to the program. */
 int hatch_vm_read_file(int vm_fd, const char *path, uint64_t max_size,
 		       int dst_fd, Hatchery__V1__VmReadFileReply **out,
 		       struct hatch_err *err);
