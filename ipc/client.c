@@ -1,8 +1,8 @@
 /* client.c - synchronous client for hatcheryd and leased VMs. */
 #include <errno.h>
 #include <poll.h>
-#include <stdbool.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
