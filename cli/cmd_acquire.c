@@ -49,6 +49,9 @@ static void acquire_json(const char *pool, const Hatchery__V1__AcquireReply *a,
 		json_str(&j, NULL, vi->guest_functions[i]);
 	json_close(&j, ']');
 	json_u64(&j, "guest_boot_ns", vi->guest_boot_ns);
+	json_str(&j, "kernel_release", vi->kernel_release);
+	json_u64(&j, "guest_nproc", vi->guest_nproc);
+	json_u64(&j, "linux_boot_ns", vi->linux_boot_ns);
 	json_close(&j, '}');
 	json_open(&j, "jail", '{');
 	json_bool(&j, "jailed", vi->jailed);
@@ -126,6 +129,12 @@ static void vm_cells(struct table *t, const Hatchery__V1__VmInfoReply *vi)
 					      vi->guest_functions[i]);
 		table_cell(t, "  guest functions");
 		table_cell(t, "%s", fns);
+	}
+	if (vi->kernel_release && *vi->kernel_release) { /* a Linux guest */
+		table_cell(t, "  kernel");
+		table_cell(t, "%s", vi->kernel_release);
+		table_cell(t, "  guest cpus online");
+		table_cell(t, "%u", vi->guest_nproc);
 	}
 }
 
@@ -205,6 +214,10 @@ static int times_table(const Hatchery__V1__AcquireReply *a,
 	if (vi->guest_boot_ns) {
 		table_cell(&t, "  guest boot (ELF to READY)");
 		table_cell(&t, "%.1f", hx_ns_to_us(vi->guest_boot_ns));
+	}
+	if (vi->linux_boot_ns) {
+		table_cell(&t, "  linux boot (kernel to agent)");
+		table_cell(&t, "%.1f", hx_ns_to_us(vi->linux_boot_ns));
 	}
 	table_cell(&t, "  ready (total)");
 	table_cell(&t, "%.1f", hx_ns_to_us(vi->ready_ns));

@@ -18,7 +18,7 @@ int hx_connect(const struct hx_ctx *cx, struct hatch_client **out,
 
 /* The VM calls in the library wait forever; a wedged child must not hang a
  * script any more than a wedged daemon may, so -t is put on the socket. */
-static int vm_set_timeout(int vm_fd, unsigned ms, struct hatch_err *err)
+int hx_vm_set_timeout(int vm_fd, unsigned ms, struct hatch_err *err)
 {
 	if (!ms)
 		return 0;
@@ -45,7 +45,7 @@ int hx_lease_vm(const struct hx_ctx *cx, const char *pool, uint32_t deadline_ms,
 	hatch_close(c);
 	if (r < 0)
 		return hatch_err_wrap(err, "acquire from pool %s", pool);
-	if (vm_set_timeout(vm_fd, vm_timeout_ms, err) < 0) {
+	if (hx_vm_set_timeout(vm_fd, vm_timeout_ms, err) < 0) {
 		close(vm_fd);
 		return -1;
 	}

@@ -7,6 +7,10 @@
  *   cmd_daemon.c   ping, status, stats: requests the daemon answers itself
  *   cmd_acquire.c  acquire: lease, ping, info, release, and its two views
  *   cmd_vm.c       run, snapshot, restore: work done inside a leased VM
+ *   cmd_exec.c     exec: a program in a Linux VM, with uploads/downloads
+ *   exec_status.c  exec's exit status from the program's outcome (pure)
+ *   cmd_files.c    cp, ls, stat, console: one-shot leases of a Linux VM,
+ *                  and the upload/download that exec shares
  *   out_table.c    text output: aligned tables and sanitised strings
  *   out_json.c     JSON output: one compact object on stdout
  * Each command parses its own options before connecting, so a usage error
@@ -38,8 +42,21 @@ enum hx_exit {
 	HX_DENIED = 5,      /* PERMISSION_DENIED */
 };
 
+/* `hatchctl exec` exits with the program's status, so its own failures
+ * need numbers a program rarely uses: those of timeout(1) and env(1)
+ * (exec_status.c). */
+enum hx_exec_exit {
+	HX_EXEC_TIMEOUT = 124,    /* the program ran past --timeout */
+	HX_EXEC_FAILED = 125,     /* hatchctl, the daemon or the VM failed */
+	HX_EXEC_CANNOT_RUN = 126, /* found but could not be started */
+	HX_EXEC_NOT_FOUND = 127,  /* no such program (or --cwd) in the guest */
+};
+
 #define DEFAULT_TIMEOUT_MS 5000u
 #define DEFAULT_DEADLINE_MS 1000u
+/* exec, cp, ls, stat, console wait longer for a VM: when none is idle, the
+ * next is a kernel boot away, not a fork. */
+#define LINUX_DEADLINE_MS 10000u
 /* Bound both so timeout + deadline still fits poll()'s int milliseconds. */
 #define MAX_MS (24u * 3600u * 1000u)
 
@@ -88,6 +105,16 @@ struct hx_opts {
 int hx_parse_cmd(int argc, char **argv, const struct option *long_opts,
 		 int nargs_want, const char *args_name, struct hx_opts *o);
 
+/* --- exec_status.c: exec's exit status (pure) ---------------------------- */
+
+/* The program's outcome as an exit status: its code, 128+signal, or 124
+ * when it was killed at its timeout. */
+int hx_exec_status(const Hatchery__V1__VmExecReply *r);
+/* The exit status for an Exec that failed with *err (the message is
+ * printed elsewhere): 126/127 when the guest could not start the program,
+ * else 125. */
+int hx_exec_fail_status(const struct hatch_err *err);
+
 /* --- connect.c ------------------------------------------------------------ */
 
 /* Connect to hatcheryd (cx->socket, else the default) and apply -t. 0, or
@@ -104,6 +131,32 @@ int hx_lease_vm(const struct hx_ctx *cx, const char *pool, uint32_t deadline_ms,
 		unsigned vm_timeout_ms, Hatchery__V1__AcquireReply **a,
 		uint64_t *t_acquire, struct hatch_err *err);
 
+/* Bound each receive and send on a VM socket by ms (0: none), as -t does:
+ * SO_RCVTIMEO/SO_SNDTIMEO, so it applies per packet, not per operation. */
+int hx_vm_set_timeout(int vm_fd, unsigned ms, struct hatch_err *err);
+
+/* --- cmd_files.c: moving files to and from a leased Linux VM ---------------- */
+
+/* Upload `local` ("-": stdin) to `remote` in the guest. A regular file goes
+ * straight from its fd; anything else (stdin, a pipe) is spooled to an
+ * unlinked temporary file first, since WriteFile announces the size. The
+ * guest file gets the local file's permission bits (0644 when spooled),
+ * owner root. A `remote` that ends in '/' gets the local name appended.
+ * *bytes (may be NULL) gets the size. 0, or -1 with err filled. */
+int hx_upload(int vm_fd, const char *local, const char *remote, uint64_t *bytes,
+	      struct hatch_err *err);
+/* Download `remote` to `local` ("-": stdout). A local directory gets the
+ * remote name appended. A file is written to a temporary name beside it
+ * and renamed when complete, so a failure never leaves half a file where
+ * the old one was; its mode is the guest file's permission bits less the
+ * umask. max_size 0: the agent's default (64 MiB). */
+int hx_download(int vm_fd, const char *remote, const char *local, uint64_t max_size,
+		uint64_t *bytes, struct hatch_err *err);
+
+/* Parse a decimal byte count, with an optional K, M or G suffix (powers of
+ * 1024). 0, or -1. */
+int hx_parse_bytes(const char *s, uint64_t *out);
+
 /* --- the commands: (argc, argv) from the command's name on; an exit status */
 
 int cmd_ping(const struct hx_ctx *cx, int argc, char **argv);
@@ -113,6 +166,11 @@ int cmd_acquire(const struct hx_ctx *cx, int argc, char **argv);
 int cmd_run(const struct hx_ctx *cx, int argc, char **argv);
 int cmd_snapshot(const struct hx_ctx *cx, int argc, char **argv);
 int cmd_restore(const struct hx_ctx *cx, int argc, char **argv);
+int cmd_exec(const struct hx_ctx *cx, int argc, char **argv);
+int cmd_cp(const struct hx_ctx *cx, int argc, char **argv);
+int cmd_ls(const struct hx_ctx *cx, int argc, char **argv);
+int cmd_stat(const struct hx_ctx *cx, int argc, char **argv);
+int cmd_console(const struct hx_ctx *cx, int argc, char **argv);
 
 /* --- out_table.c: text output ----------------------------------------------
  * Cells are formatted first and the table printed once every width is

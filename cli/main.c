@@ -49,6 +49,40 @@ static void usage(FILE *f)
 "                      print the restore's phases, optionally call FUNCTION,\n"
 "                      release the VM. A call's result is printed as hex\n"
 "                      (at most 64 bytes shown), its log goes to stderr\n"
+"\n"
+"Linux pools (pool kind linux: a Debian kernel and hatchery's agent):\n"
+"  exec POOL [OPTIONS] [--] PROGRAM [ARGS...]\n"
+"                      lease a VM, upload the --put files, run PROGRAM with\n"
+"                      its stdout/stderr streamed to ours as it comes,\n"
+"                      download the --get files, release the VM, and exit\n"
+"                      with PROGRAM's status. Options:\n"
+"        --timeout MS          kill the program after MS (default 60000)\n"
+"        --env NAME=VALUE      add to PATH, HOME=/root, TERM=dumb (repeatable)\n"
+"        --cwd DIR             working directory in the guest (default /)\n"
+"        --stdin FILE|-        the program's stdin (at most ~64 KiB; else\n"
+"                              it reads EOF)\n"
+"        --output-limit BYTES  per stream (default 16M; K/M/G suffixes)\n"
+"        --user UID[:GID]      run as (default 0:0, root in the guest)\n"
+"        --put LOCAL:REMOTE    upload before (repeatable; LOCAL - is stdin)\n"
+"        --get REMOTE:LOCAL    download after, whatever the status\n"
+"                              (repeatable; LOCAL - is stdout)\n"
+"        --deadline MS         wait for a VM (default %u; also for\n"
+"                              cp, ls, stat, console)\n"
+"        --time                acquire/put/exec/get/release ms on stderr\n"
+"                      Exit status: PROGRAM's; 128+N if it died of signal N;\n"
+"                      124 timed out; 125 hatchctl failed (usage errors too);\n"
+"                      126 PROGRAM could not be started; 127 not found\n"
+"  cp SRC DST [--max-size BYTES] [--deadline MS]\n"
+"                      copy a file into or out of a fresh VM: one of SRC\n"
+"                      and DST is POOL:/PATH, the other a local path or -.\n"
+"                      The VM is discarded afterwards (use exec --put/--get\n"
+"                      for several steps in one VM). Downloads: at most\n"
+"                      --max-size (default 64M)\n"
+"  ls POOL PATH [--json]   a guest directory, as ls -l (times in UTC)\n"
+"  stat POOL PATH [--json] lstat(2) of a guest path\n"
+"  console POOL        a fresh VM's kernel release and the tail of its\n"
+"                      serial console\n"
+"\n"
 "  help                this text\n"
 "\n"
 "Options:\n"
@@ -61,7 +95,7 @@ static void usage(FILE *f)
 "Text output is for people. With --json, stdout is one JSON object; times\n"
 "in it are integer nanoseconds.\n"
 "\n"
-"Exit status:\n"
+"Exit status (exec: see above):\n"
 "  0  success\n"
 "  1  the request failed: an error reply from the server (or a local error)\n"
 "  2  usage error\n"
@@ -70,7 +104,7 @@ static void usage(FILE *f)
 "  4  POOL_EXHAUSTED: no VM became ready before the deadline; retry later\n"
 "  5  PERMISSION_DENIED\n"
 "Errors are printed to stderr as \"hatchctl: CODE_NAME: message\".\n",
-		DEFAULT_DEADLINE_MS, RUN_PAYLOAD_MAX, DEFAULT_TIMEOUT_MS);
+		DEFAULT_DEADLINE_MS, RUN_PAYLOAD_MAX, LINUX_DEADLINE_MS, DEFAULT_TIMEOUT_MS);
 }
 
 int hx_usage_error(const char *fmt, ...)
@@ -195,6 +229,11 @@ static const struct command {
 	{ "run", cmd_run },
 	{ "snapshot", cmd_snapshot },
 	{ "restore", cmd_restore },
+	{ "exec", cmd_exec },
+	{ "cp", cmd_cp },
+	{ "ls", cmd_ls },
+	{ "stat", cmd_stat },
+	{ "console", cmd_console },
 	{ "help", cmd_help },
 };
 

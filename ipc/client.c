@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -140,12 +141,29 @@ static int roundtrip(int fd, uint8_t *buf, unsigned timeout_ms,
 		hatch_free(rep);                                               \
 	} while (0)
 
+/* An Error reply as a hatch_err. AGENT_ERROR carries the guest's errno:
+ * its name goes into the message, for people (the agent's text is the
+ * guest's strerror, which a log reader cannot grep by constant), and the
+ * number into sys_errno, for programs. Linux numbers errnos the same on
+ * either side of the VM, so the host's table names the guest's. */
+static int reply_error(const Hatchery__V1__Error *e, struct hatch_err *err)
+{
+	if (e->code != E(AGENT_ERROR) || !e->guest_errno)
+		return hatch_err_set(err, e->code, 0, "%s", e->message);
+	const char *name = strerrorname_np((int)e->guest_errno);
+	hatch_err_set(err, e->code, 0, "%s (guest errno %u %s)", e->message,
+		      e->guest_errno, name ? name : "unknown");
+	if (err)
+		err->sys_errno = (int)e->guest_errno;
+	return -1;
+}
+
 /* Common reply handling: Error -> hatch_err; body case must match. */
 static int check_reply(const Hatchery__V1__Error *e, int body_case, int want_case,
 		       const char *what, struct hatch_err *err)
 {
 	if (e && e->code != E(OK))
-		return hatch_err_set(err, e->code, 0, "%s", e->message);
+		return reply_error(e, err);
 	if (body_case != want_case)
 		return hatch_err_set(err, E(MALFORMED), 0,
 				     "%s: reply carries the wrong body", what);
@@ -272,6 +290,10 @@ static uint8_t *vm_rx_buf(void)
 	return b;
 }
 
+/* Ids of VM requests, for all sockets of the process: unique per socket
+ * is all the protocol asks, and one counter is simplest to keep so. */
+static _Atomic uint64_t vm_next_id = 1;
+
 static int vm_call_fds(int vm_fd, Hatchery__V1__VmRequest *req, const int *fds,
 		       size_t nfds, int want_case, Hatchery__V1__VmReply **out,
 		       struct hatch_err *err)
@@ -279,8 +301,7 @@ static int vm_call_fds(int vm_fd, Hatchery__V1__VmRequest *req, const int *fds,
 	uint8_t *buf = vm_rx_buf();
 	if (!buf)
 		return hatch_err_set(err, E(INTERNAL), ENOMEM, "vm call");
-	static _Atomic uint64_t next_id = 1;
-	req->id = next_id++;
+	req->id = vm_next_id++;
 	Hatchery__V1__VmReply *rep = NULL;
 	if (roundtrip(vm_fd, buf, 0, &req->base, fds, nfds,
 		      &hatchery__v1__vm_reply__descriptor,
@@ -410,5 +431,440 @@ int hatch_vm_release(int vm_fd, struct hatch_err *err)
 	if (r < 0)
 		return -1;
 	hatch_free(rep);
+	return 0;
+}
+
+/* ---- Linux guests: the agent's operations -------------------------------- */
+
+#define WRITE_FILE_MAX ((uint64_t)1 << 30)   /* vm.proto: WriteFile at most 1 GiB */
+#define READ_FILE_DEFAULT ((uint64_t)64 << 20) /* vm.proto: max_size 0 = 64 MiB */
+/* WriteFile packets are filled to this, not to IPC_MAX_MSG: the child
+ * relays each request to the agent, and a relay that re-encodes it (with
+ * an id of its own, say) must not find it grown past the agent's 64 KiB
+ * frame. 64 bytes cover any envelope's varints. */
+#define WRITE_PKT_MAX (IPC_MAX_MSG - 64)
+
+/* A streaming operation failed in a way that leaves the socket out of step
+ * with the VM (client.h, "Streaming calls"): end the lease, so that no
+ * later call reads this operation's leftovers as its own reply. */
+static int vm_out_of_step(int vm_fd)
+{
+	shutdown(vm_fd, SHUT_RDWR);
+	return -1;
+}
+
+/* vm_recv()'s results besides 0. */
+enum { VM_ERROR_REPLY = -1, VM_BROKEN = -2 };
+
+/* Receive the next reply of operation `id`. 0 with *out set; VM_ERROR_REPLY
+ * when the VM answered with an Error (the operation is over, the socket in
+ * step); VM_BROKEN for anything that leaves it out of step: EOF, a packet
+ * that does not decode, a reply with another id. An id-0 error is the VM
+ * saying it could not decode one of our packets: its words are kept, but
+ * which packet it was is unknowable, so that is VM_BROKEN too. */
+static int vm_recv(int vm_fd, uint8_t *buf, uint64_t id, const char *what,
+		   Hatchery__V1__VmReply **out, struct hatch_err *err)
+{
+	struct ipc_msg m = { .buf = buf };
+	int r = ipc_recv(vm_fd, &m, false);
+	if (r == 0) {
+		hatch_err_set(err, E(UNAVAILABLE), 0,
+			      "%s: the VM closed the connection", what);
+		return VM_BROKEN;
+	}
+	if (r < 0) {
+		hatch_err_set(err, E(UNAVAILABLE), 0, "%s: receive reply: %s",
+			      what, ipc_strerror(r));
+		return VM_BROKEN;
+	}
+	ipc_msg_close_fds(&m); /* no reply of these operations carries fds */
+	Hatchery__V1__VmReply *rep = (Hatchery__V1__VmReply *)protobuf_c_message_unpack(
+		&hatchery__v1__vm_reply__descriptor, NULL, m.len, m.buf);
+	if (!rep) {
+		hatch_err_set(err, E(MALFORMED), 0,
+			      "%s: reply did not decode as hatchery.v1.VmReply", what);
+		return VM_BROKEN;
+	}
+	bool has_error = rep->error && rep->error->code != E(OK);
+	if (rep->id != id) {
+		if (rep->id == 0 && has_error) {
+			reply_error(rep->error, err);
+			hatch_err_wrap(err, "%s: the VM could not read a request", what);
+		} else {
+			hatch_err_set(err, E(MALFORMED), 0,
+				      "%s: reply id %llu does not match request %llu",
+				      what, (unsigned long long)rep->id,
+				      (unsigned long long)id);
+		}
+		hatch_free(rep);
+		return VM_BROKEN;
+	}
+	if (has_error) {
+		reply_error(rep->error, err);
+		hatch_free(rep);
+		return VM_ERROR_REPLY;
+	}
+	*out = rep;
+	return 0;
+}
+
+/* A reply whose body is not one this operation can have at this point. */
+static int vm_unexpected(int vm_fd, Hatchery__V1__VmReply *rep, const char *what,
+			 struct hatch_err *err)
+{
+	hatch_err_set(err, E(MALFORMED), 0,
+		      "%s: unexpected reply body (field %d)", what,
+		      (int)rep->body_case);
+	hatch_free(rep);
+	return vm_out_of_step(vm_fd);
+}
+
+/* Send the first packet of an operation. Nothing is in flight yet if this
+ * fails (a SOCK_SEQPACKET send is all or nothing), so the socket stays in
+ * step. */
+static int vm_send_first(int vm_fd, Hatchery__V1__VmRequest *req, const char *what,
+			 struct hatch_err *err)
+{
+	int r = ipc_send_pb(vm_fd, &req->base, NULL, 0, false);
+	if (r == -EMSGSIZE)
+		return hatch_err_set(err, E(INVALID_ARGUMENT), 0,
+				     "%s: the request packs to more than one %d-byte packet",
+				     what, IPC_MAX_MSG);
+	if (r < 0)
+		return hatch_err_set(err, E(UNAVAILABLE), -r, "%s: send request", what);
+	return 0;
+}
+
+int hatch_vm_exec(int vm_fd, const struct hatch_exec *x,
+		  hatch_output_fn *on_output, void *ctx,
+		  Hatchery__V1__VmExecReply **out, struct hatch_err *err)
+{
+	if (!x || !x->argc || !x->argv)
+		return hatch_err_set(err, E(INVALID_ARGUMENT), 0, "exec: empty argv");
+	uint8_t *buf = vm_rx_buf();
+	if (!buf)
+		return hatch_err_set(err, E(INTERNAL), ENOMEM, "exec");
+	Hatchery__V1__VmRequest req = HATCHERY__V1__VM_REQUEST__INIT;
+	Hatchery__V1__VmExecRequest body = HATCHERY__V1__VM_EXEC_REQUEST__INIT;
+	/* protobuf-c's repeated strings are char **; they are only read. */
+	body.n_argv = x->argc;
+	body.argv = (char **)x->argv;
+	body.n_env = x->env ? x->envc : 0;
+	body.env = (char **)x->env;
+	body.cwd = (char *)(x->cwd ? x->cwd : "");
+	body.stdin.data = (uint8_t *)x->stdin_data;
+	body.stdin.len = x->stdin_data ? x->stdin_len : 0;
+	body.timeout_ms = x->timeout_ms;
+	body.output_limit = x->output_limit;
+	body.uid = x->uid;
+	body.gid = x->gid;
+	req.body_case = HATCHERY__V1__VM_REQUEST__BODY_EXEC;
+	req.exec = &body;
+	req.id = vm_next_id++;
+	if (vm_send_first(vm_fd, &req, "exec", err) < 0)
+		return -1;
+
+	for (;;) {
+		Hatchery__V1__VmReply *rep = NULL;
+		int r = vm_recv(vm_fd, buf, req.id, "exec", &rep, err);
+		if (r == VM_ERROR_REPLY)
+			return -1;
+		if (r < 0)
+			return vm_out_of_step(vm_fd);
+		if (rep->body_case == HATCHERY__V1__VM_REPLY__BODY_EXEC_OUTPUT &&
+		    rep->exec_output) {
+			Hatchery__V1__VmExecOutput *o = rep->exec_output;
+			if (o->stream != HATCH_STDOUT && o->stream != HATCH_STDERR) {
+				hatch_err_set(err, E(MALFORMED), 0,
+					      "exec: output on unknown stream %d",
+					      (int)o->stream);
+				hatch_free(rep);
+				return vm_out_of_step(vm_fd);
+			}
+			if (on_output && o->data.len)
+				on_output(ctx, (int)o->stream, o->data.data, o->data.len);
+			hatch_free(rep);
+			continue;
+		}
+		if (rep->body_case == HATCHERY__V1__VM_REPLY__BODY_EXEC && rep->exec) {
+			TAKE_BODY(rep, exec, out, HATCHERY__V1__VM_REPLY__BODY__NOT_SET);
+			return 0;
+		}
+		return vm_unexpected(vm_fd, rep, "exec", err);
+	}
+}
+
+/* Read up to len bytes, fewer only at end of file. Bytes read, or -errno. */
+static ssize_t read_full(int fd, uint8_t *p, size_t len)
+{
+	size_t got = 0;
+	while (got < len) {
+		ssize_t n = read(fd, p + got, len - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	return (ssize_t)got;
+}
+
+static int write_full(int fd, const uint8_t *p, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Set *data's length to the most bytes, at most `want`, with which `msg`
+ * (which holds *data) still packs into WRITE_PKT_MAX bytes. Shrinking a
+ * bytes field by k shrinks the packed message by at least k (length
+ * varints only get shorter), so one correction is exact. */
+static size_t fit_chunk(const ProtobufCMessage *msg, ProtobufCBinaryData *data,
+			size_t want)
+{
+	data->len = want;
+	size_t sz = protobuf_c_message_get_packed_size(msg);
+	if (sz > WRITE_PKT_MAX) {
+		size_t over = sz - WRITE_PKT_MAX;
+		data->len = over < want ? want - over : 0;
+	}
+	return data->len;
+}
+
+int hatch_vm_write_file(int vm_fd, const char *path, uint32_t mode,
+			uint32_t uid, uint32_t gid, int src_fd, uint64_t size,
+			Hatchery__V1__VmWriteFileReply **out,
+			struct hatch_err *err)
+{
+	static const char what[] = "write_file";
+	if (size > WRITE_FILE_MAX)
+		return hatch_err_set(err, E(INVALID_ARGUMENT), 0,
+				     "%s %s: %llu bytes, more than 1 GiB", what, path,
+				     (unsigned long long)size);
+	uint8_t *rx = vm_rx_buf();
+	_cleanup_free_ uint8_t *data = malloc(IPC_MAX_MSG);
+	_cleanup_free_ uint8_t *pkt = malloc(IPC_MAX_MSG);
+	if (!rx || !data || !pkt)
+		return hatch_err_set(err, E(INTERNAL), ENOMEM, "%s", what);
+
+	Hatchery__V1__VmRequest first = HATCHERY__V1__VM_REQUEST__INIT;
+	Hatchery__V1__VmWriteFileRequest body = HATCHERY__V1__VM_WRITE_FILE_REQUEST__INIT;
+	body.path = (char *)path;
+	body.mode = mode;
+	body.uid = uid;
+	body.gid = gid;
+	body.size = size;
+	first.body_case = HATCHERY__V1__VM_REQUEST__BODY_WRITE_FILE;
+	first.write_file = &body;
+	first.id = vm_next_id++;
+
+	Hatchery__V1__VmRequest next = HATCHERY__V1__VM_REQUEST__INIT;
+	Hatchery__V1__VmFileChunk chunk = HATCHERY__V1__VM_FILE_CHUNK__INIT;
+	next.body_case = HATCHERY__V1__VM_REQUEST__BODY_FILE_CHUNK;
+	next.file_chunk = &chunk;
+	next.id = first.id;
+
+	/* Until the first packet is out, a failure leaves the socket in step;
+	 * after it the VM waits for `size` bytes that will not come. */
+	uint64_t sent = 0;
+	bool in_flight = false;
+	do {
+		Hatchery__V1__VmRequest *req = in_flight ? &next : &first;
+		ProtobufCBinaryData *bd = in_flight ? &chunk.data : &body.data;
+		uint64_t left = size - sent;
+		size_t n = fit_chunk(&req->base, bd, left < IPC_MAX_MSG ? (size_t)left
+									: IPC_MAX_MSG);
+		if (n == 0 && left && in_flight) { /* a chunk's envelope is tiny */
+			hatch_err_set(err, E(INTERNAL), 0, "%s: no room for data", what);
+			return vm_out_of_step(vm_fd);
+		}
+		ssize_t got = read_full(src_fd, data, n);
+		if (got < 0) {
+			hatch_err_set(err, E(INTERNAL), (int)-got, "%s %s: read the source",
+				      what, path);
+			return in_flight ? vm_out_of_step(vm_fd) : -1;
+		}
+		if ((size_t)got < n) {
+			hatch_err_set(err, E(INVALID_ARGUMENT), 0,
+				      "%s %s: the source ended after %llu of %llu bytes",
+				      what, path, (unsigned long long)(sent + (uint64_t)got),
+				      (unsigned long long)size);
+			return in_flight ? vm_out_of_step(vm_fd) : -1;
+		}
+		/* Before the last packet goes, make sure the source has no more:
+		 * a file that changed under us must not arrive as a whole one. */
+		if (sent + n == size) {
+			uint8_t extra;
+			ssize_t e = read_full(src_fd, &extra, 1);
+			if (e != 0) {
+				if (e < 0)
+					hatch_err_set(err, E(INTERNAL), (int)-e,
+						      "%s %s: read the source", what, path);
+				else
+					hatch_err_set(err, E(INVALID_ARGUMENT), 0,
+						      "%s %s: the source has more than %llu bytes",
+						      what, path, (unsigned long long)size);
+				return in_flight ? vm_out_of_step(vm_fd) : -1;
+			}
+		}
+		bd->data = data;
+		size_t len = protobuf_c_message_get_packed_size(&req->base);
+		if (len > WRITE_PKT_MAX) /* only the first packet: a long path */
+			return hatch_err_set(err, E(INVALID_ARGUMENT), 0,
+					     "%s: path too long for one packet", what);
+		protobuf_c_message_pack(&req->base, pkt);
+		int r = ipc_send(vm_fd, pkt, len, NULL, 0, false);
+		if (r < 0) {
+			hatch_err_set(err, E(UNAVAILABLE), -r, "%s %s: send", what, path);
+			return in_flight ? vm_out_of_step(vm_fd) : -1;
+		}
+		in_flight = true;
+		sent += n;
+	} while (sent < size);
+
+	Hatchery__V1__VmReply *rep = NULL;
+	int r = vm_recv(vm_fd, rx, first.id, what, &rep, err);
+	if (r == VM_ERROR_REPLY)
+		return -1;
+	if (r < 0)
+		return vm_out_of_step(vm_fd);
+	if (rep->body_case != HATCHERY__V1__VM_REPLY__BODY_WRITE_FILE || !rep->write_file)
+		return vm_unexpected(vm_fd, rep, what, err);
+	TAKE_BODY(rep, write_file, out, HATCHERY__V1__VM_REPLY__BODY__NOT_SET);
+	return 0;
+}
+
+int hatch_vm_read_file_cb(int vm_fd, const char *path, uint64_t max_size,
+			  hatch_chunk_fn *on_chunk, void *ctx,
+			  Hatchery__V1__VmReadFileReply **out,
+			  struct hatch_err *err)
+{
+	static const char what[] = "read_file";
+	uint8_t *buf = vm_rx_buf();
+	if (!buf)
+		return hatch_err_set(err, E(INTERNAL), ENOMEM, "%s", what);
+	Hatchery__V1__VmRequest req = HATCHERY__V1__VM_REQUEST__INIT;
+	Hatchery__V1__VmReadFileRequest body = HATCHERY__V1__VM_READ_FILE_REQUEST__INIT;
+	body.path = (char *)path;
+	body.max_size = max_size;
+	req.body_case = HATCHERY__V1__VM_REQUEST__BODY_READ_FILE;
+	req.read_file = &body;
+	req.id = vm_next_id++;
+	if (vm_send_first(vm_fd, &req, what, err) < 0)
+		return -1;
+
+	uint64_t limit = max_size ? max_size : READ_FILE_DEFAULT, got = 0;
+	/* The callback's failure is reported once the operation is drained:
+	 * the VM then serves on. */
+	struct hatch_err cb_err = { 0 };
+	bool stopped = false;
+	for (;;) {
+		Hatchery__V1__VmReply *rep = NULL;
+		int r = vm_recv(vm_fd, buf, req.id, what, &rep, err);
+		if (r == VM_ERROR_REPLY)
+			return -1;
+		if (r < 0)
+			return vm_out_of_step(vm_fd);
+		if (rep->body_case == HATCHERY__V1__VM_REPLY__BODY_FILE_CHUNK &&
+		    rep->file_chunk) {
+			const ProtobufCBinaryData *d = &rep->file_chunk->data;
+			got += d->len;
+			if (got > limit) {
+				hatch_err_set(err, E(MALFORMED), 0,
+					      "%s %s: the VM sent more than max_size (%llu bytes)",
+					      what, path, (unsigned long long)limit);
+				hatch_free(rep);
+				return vm_out_of_step(vm_fd);
+			}
+			if (!stopped && on_chunk && d->len &&
+			    on_chunk(ctx, d->data, d->len, &cb_err) != 0)
+				stopped = true;
+			hatch_free(rep);
+			continue;
+		}
+		if (rep->body_case != HATCHERY__V1__VM_REPLY__BODY_READ_FILE || !rep->read_file)
+			return vm_unexpected(vm_fd, rep, what, err);
+		/* The operation is over either way: the socket is in step. */
+		uint64_t said = rep->read_file->size;
+		if (said != got) {
+			hatch_free(rep);
+			return hatch_err_set(err, E(MALFORMED), 0,
+					     "%s %s: the VM sent %llu bytes but says %llu",
+					     what, path, (unsigned long long)got,
+					     (unsigned long long)said);
+		}
+		if (stopped) {
+			hatch_free(rep);
+			if (cb_err.code && err) {
+				*err = cb_err;
+				return -1;
+			}
+			if (cb_err.code)
+				return -1;
+			return hatch_err_set(err, E(INTERNAL), 0,
+					     "%s %s: stopped by the caller", what, path);
+		}
+		TAKE_BODY(rep, read_file, out, HATCHERY__V1__VM_REPLY__BODY__NOT_SET);
+		return 0;
+	}
+}
+
+static int chunk_to_fd(void *ctx, const void *data, size_t len, struct hatch_err *err)
+{
+	int r = write_full(*(const int *)ctx, data, len);
+	if (r < 0)
+		return hatch_err_set(err, E(INTERNAL), -r, "read_file: write");
+	return 0;
+}
+
+int hatch_vm_read_file(int vm_fd, const char *path, uint64_t max_size,
+		       int dst_fd, Hatchery__V1__VmReadFileReply **out,
+		       struct hatch_err *err)
+{
+	return hatch_vm_read_file_cb(vm_fd, path, max_size, chunk_to_fd, &dst_fd,
+				     out, err);
+}
+
+int hatch_vm_list_dir(int vm_fd, const char *path,
+		      Hatchery__V1__VmListDirReply **out, struct hatch_err *err)
+{
+	Hatchery__V1__VmRequest req = HATCHERY__V1__VM_REQUEST__INIT;
+	Hatchery__V1__VmListDirRequest body = HATCHERY__V1__VM_LIST_DIR_REQUEST__INIT;
+	body.path = (char *)path;
+	req.body_case = HATCHERY__V1__VM_REQUEST__BODY_LIST_DIR;
+	req.list_dir = &body;
+	Hatchery__V1__VmReply *rep = NULL;
+	if (vm_call(vm_fd, &req, HATCHERY__V1__VM_REPLY__BODY_LIST_DIR, &rep, err) < 0)
+		return -1;
+	TAKE_BODY(rep, list_dir, out, HATCHERY__V1__VM_REPLY__BODY__NOT_SET);
+	return 0;
+}
+
+int hatch_vm_stat(int vm_fd, const char *path, Hatchery__V1__VmStatReply **out,
+		  struct hatch_err *err)
+{
+	Hatchery__V1__VmRequest req = HATCHERY__V1__VM_REQUEST__INIT;
+	Hatchery__V1__VmStatRequest body = HATCHERY__V1__VM_STAT_REQUEST__INIT;
+	body.path = (char *)path;
+	req.body_case = HATCHERY__V1__VM_REQUEST__BODY_STAT;
+	req.stat = &body;
+	Hatchery__V1__VmReply *rep = NULL;
+	if (vm_call(vm_fd, &req, HATCHERY__V1__VM_REPLY__BODY_STAT, &rep, err) < 0)
+		return -1;
+	if (!rep->stat || !rep->stat->stat) {
+		hatch_free(rep);
+		return hatch_err_set(err, E(MALFORMED), 0, "stat: reply without a stat");
+	}
+	TAKE_BODY(rep, stat, out, HATCHERY__V1__VM_REPLY__BODY__NOT_SET);
 	return 0;
 }
