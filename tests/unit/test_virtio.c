@@ -53,6 +53,8 @@ struct guest {
 	uint8_t seen[1 << 16];
 	size_t nseen;
 	unsigned space_calls;
+	unsigned failed, resets;
+	const char *failed_why;
 	/* agent */
 	struct vmp_agent_chan *ch;
 	unsigned frames, errors, spaces;
@@ -82,6 +84,18 @@ static void on_space(void *opaque)
 	((struct guest *)opaque)->space_calls++;
 }
 
+static void on_reset(void *opaque)
+{
+	((struct guest *)opaque)->resets++;
+}
+
+static void on_failed(void *opaque, const char *why)
+{
+	struct guest *g = opaque;
+	g->failed++;
+	g->failed_why = why;
+}
+
 static void guest_new(void)
 {
 	struct guest *g = calloc(1, sizeof(*g));
@@ -108,7 +122,8 @@ static void guest_free(void)
 static void console_plain(void)
 {
 	guest_new();
-	struct vmp_console_cbs cbs = { .on_guest_data = on_data, .on_guest_space = on_space };
+	struct vmp_console_cbs cbs = { .on_guest_data = on_data, .on_guest_space = on_space,
+				       .on_reset = on_reset, .on_failed = on_failed };
 	cr_assert_eq(vmp_console_init(&G->con, &cbs, G, vmp_ram_gpa_xlate, &G->ram,
 				      on_irq, G), 0);
 }
@@ -466,6 +481,9 @@ static void expect_broken(const char *what)
 	cr_expect_not(vmp_virtio_mmio_live(&G->con.mmio));
 	cr_expect_not_null(vmp_virtio_mmio_broken_reason(&G->con.mmio), "%s", what);
 	cr_expect_eq(G->nseen, 0, "%s: the device used data from a broken ring", what);
+	cr_expect_eq(G->failed, 1, "%s: on_failed called %u times", what, G->failed);
+	cr_expect_str_eq(G->failed_why, vmp_virtio_mmio_broken_reason(&G->con.mmio));
+	cr_log_info("%s: %s", what, G->failed_why);
 	/* Stopped: further kicks and host writes do nothing. */
 	send_tx("z", 1);
 	cr_expect_eq(G->nseen, 0);
@@ -477,6 +495,7 @@ static void expect_broken(const char *what)
 	bring_up(8);
 	send_tx("ok", 2);
 	cr_expect_eq(G->nseen, 2, "%s: not working after reset", what);
+	cr_expect_eq(G->failed, 1);
 }
 
 Test(virtio, hostile_descriptor_loop, .fini = guest_free)
@@ -913,4 +932,30 @@ Test(virtio, agent_reply_from_inside_on_frame, .fini = guest_free)
 	/* And every transmit chain came back. */
 	cr_expect(get_used(1, &id, &len));
 	cr_expect(vmp_virtio_mmio_live(&G->con.mmio));
+}
+
+Test(virtio, agent_dies_on_a_broken_ring, .fini = guest_free)
+{
+	agent_setup(0);
+	publish(1, 200); /* head out of range */
+	kick(1);
+	cr_expect_eq(G->errors, 1);
+	cr_expect_eq(G->last_err, -EIO);
+	cr_expect_eq(vmp_agent_chan_send(G->ch, "x", 1), -EPIPE);
+}
+
+Test(virtio, agent_reset_before_traffic_is_fine_after_is_not, .fini = guest_free)
+{
+	agent_setup(0);
+	/* The probe's reset (in bring_up) and another one: nothing moved. */
+	wr(VIRTIO_MMIO_STATUS, 0);
+	G->data_next = DATA;
+	bring_up(16);
+	cr_expect_eq(G->errors, 0);
+	uint8_t s[8];
+	send_tx(s, (uint32_t)frame(s, 1, 'k'));
+	cr_expect_eq(G->frames, 1);
+	wr(VIRTIO_MMIO_STATUS, 0);
+	cr_expect_eq(G->errors, 1);
+	cr_expect_eq(G->last_err, -ECONNRESET);
 }

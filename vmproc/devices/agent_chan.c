@@ -13,6 +13,7 @@ struct vmp_agent_chan {
 	int error;
 	bool want_space;    /* a send was refused: tell on_space when drained */
 	bool refused;       /* on_frame returned an error (vs. a bad length) */
+	uint64_t bytes_in, bytes_out; /* moved over the console so far */
 	/* The outbox: a byte ring. head is the next byte to go to the guest,
 	 * used the bytes queued; the free part follows them. */
 	uint8_t *out;
@@ -43,6 +44,7 @@ static void on_guest_data(void *opaque, const uint8_t *data, size_t len)
 	struct vmp_agent_chan *ch = opaque;
 	if (ch->error)
 		return; /* dead: drop, but the console still returns the buffer */
+	ch->bytes_in += len;
 	int r = vmp_frame_dec_feed(&ch->dec, data, len, frame_cb, ch);
 	if (r < 0)
 		die_once(ch, r, ch->refused ? "agent frame refused by its reader"
@@ -54,9 +56,26 @@ static void on_guest_space(void *opaque)
 	vmp_agent_chan_drain(opaque);
 }
 
+static void on_reset(void *opaque)
+{
+	struct vmp_agent_chan *ch = opaque;
+	/* Before any traffic a reset is the driver's probe; after, the guest
+	 * lost its side of the stream (a frame may be half through) and the
+	 * two ends can no longer agree where frames start. */
+	if (ch->bytes_in || ch->bytes_out)
+		die_once(ch, -ECONNRESET, "guest reset the agent channel's device");
+}
+
+static void on_failed(void *opaque, const char *why)
+{
+	die_once(opaque, -EIO, why);
+}
+
 const struct vmp_console_cbs vmp_agent_chan_console_cbs = {
 	.on_guest_data = on_guest_data,
 	.on_guest_space = on_guest_space,
+	.on_reset = on_reset,
+	.on_failed = on_failed,
 };
 
 struct vmp_agent_chan *vmp_agent_chan_new(struct vmp_console *console,
@@ -138,6 +157,7 @@ void vmp_agent_chan_drain(struct vmp_agent_chan *ch)
 		size_t n = vmp_console_write(ch->console, ch->out + ch->head, chunk);
 		ch->head = (ch->head + n) % ch->cap;
 		ch->used -= n;
+		ch->bytes_out += n;
 		if (n)
 			freed = true;
 		if (n < chunk)

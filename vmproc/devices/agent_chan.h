@@ -1,6 +1,11 @@
 /* agent_chan.h - the agent channel: frames (agent_frame.h) over the
  * virtio-console byte stream (virtio_console.h), both ways.
  *
+ * The channel also dies (on_error) when the console's device fails
+ * (-EIO: a broken ring) or when the guest resets the device after bytes
+ * have moved either way (-ECONNRESET: a frame may have been cut). A reset
+ * before any traffic -- Linux's probe resets every device -- is harmless.
+ *
  * Inbound (guest -> host): the console hands over the guest's bytes as they
  * come; they are reassembled into frames and each complete payload is
  * passed to on_frame. A length over VMP_AGENT_MAX_FRAME kills the channel
@@ -48,8 +53,10 @@ struct vmp_agent_chan_cbs {
 	 * caller). The payload is valid during the call only. Return 0, or
 	 * a negative errno to kill the channel. */
 	int (*on_frame)(void *opaque, const uint8_t *payload, size_t len);
-	/* The channel died: err is -EMSGSIZE (length over the limit) or
-	 * what on_frame returned; why is a static string. Once. May be NULL. */
+	/* The channel died: err is -EMSGSIZE (length over the limit), what
+	 * on_frame returned, -EIO (the device failed: a broken ring) or
+	 * -ECONNRESET (the guest reset the device mid-conversation); why is
+	 * a static string. Once. May be NULL. */
 	void (*on_error)(void *opaque, int err, const char *why);
 	/* The outbox had refused a send (-EAGAIN) and now has drained some:
 	 * try again. May be NULL. */

@@ -37,6 +37,20 @@ static void console_notify(void *dev, unsigned q)
 		c->cbs.on_guest_space(c->opaque);
 }
 
+static void console_reset(void *dev)
+{
+	struct vmp_console *c = dev;
+	if (c->cbs.on_reset)
+		c->cbs.on_reset(c->opaque);
+}
+
+static void console_failed(void *dev, const char *why)
+{
+	struct vmp_console *c = dev;
+	if (c->cbs.on_failed)
+		c->cbs.on_failed(c->opaque, why);
+}
+
 int vmp_console_init(struct vmp_console *c, const struct vmp_console_cbs *cbs,
 		     void *opaque, vmp_gpa_xlate_fn xlate, void *xlate_opaque,
 		     void (*raise_irq)(void *opaque), void *irq_opaque)
@@ -53,7 +67,8 @@ int vmp_console_init(struct vmp_console *c, const struct vmp_console_cbs *cbs,
 		.queue_max = VMP_CONSOLE_QUEUE_SIZE,
 		.config_read = NULL, /* zeros: no SIZE, no MULTIPORT */
 		.queue_notify = console_notify,
-		.reset = NULL, /* no state beyond the queues */
+		.reset = console_reset, /* no state of its own beyond the queues */
+		.failed = console_failed,
 	};
 	return vmp_virtio_mmio_init(&c->mmio, &c->ops, c, xlate, xlate_opaque,
 				    raise_irq, irq_opaque);

@@ -45,6 +45,13 @@ struct vmp_console_cbs {
 	/* The guest posted receive buffers (vmp_console_write may now take
 	 * more). May be NULL. */
 	void (*on_guest_space)(void *opaque);
+	/* The guest reset the device (Linux does at probe; later, the byte
+	 * stream lost whatever was in flight). May be NULL. */
+	void (*on_reset)(void *opaque);
+	/* A ring was broken: the device needs a reset and moves no more bytes
+	 * until the guest resets it (hatchery ends the VM: GUEST_FAULT). why
+	 * is a static string. May be NULL. */
+	void (*on_failed)(void *opaque, const char *why);
 };
 
 struct vmp_console {

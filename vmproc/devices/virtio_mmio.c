@@ -104,6 +104,8 @@ void vmp_virtio_mmio_needs_reset(struct vmp_virtio_mmio *d, const char *why)
 		vmp_vq_disable(&d->vq[q]);
 	if (d->status & VIRTIO_CONFIG_S_DRIVER_OK)
 		interrupt(d, VIRTIO_MMIO_INT_CONFIG);
+	if (d->ops->failed)
+		d->ops->failed(d->dev, why);
 }
 
 void vmp_virtio_mmio_notify(struct vmp_virtio_mmio *d, unsigned q)

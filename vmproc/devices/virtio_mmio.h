@@ -56,9 +56,14 @@ struct vmp_virtio_dev_ops {
 	 * set with the queue ready). Only called when the device is live
 	 * (DRIVER_OK, no NEEDS_RESET) and the queue usable. */
 	void (*queue_notify)(void *dev, unsigned q);
-	/* The transport was reset: drop device state that refers to the
+	/* The transport was reset (by the driver writing 0 to Status, or
+	 * vmp_virtio_mmio_reset): drop device state that refers to the
 	 * queues. May be NULL. */
 	void (*reset)(void *dev);
+	/* The device just set DEVICE_NEEDS_RESET (a broken ring: the guest
+	 * did what no correct driver does); why is a static string. Once
+	 * per reset. May be NULL. */
+	void (*failed)(void *dev, const char *why);
 };
 
 struct vmp_virtio_mmio {
