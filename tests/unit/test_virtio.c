@@ -52,6 +52,7 @@ struct guest {
 	/* what the host saw */
 	uint8_t seen[1 << 16];
 	size_t nseen;
+	bool bounds_only;       /* random rings: check where data is, keep none */
 	unsigned space_calls;
 	unsigned failed, resets;
 	const char *failed_why;
@@ -74,6 +75,13 @@ static void on_irq(void *opaque)
 static void on_data(void *opaque, const uint8_t *d, size_t n)
 {
 	struct guest *g = opaque;
+	/* Whatever the ring said, the device hands over guest RAM only. */
+	cr_assert(d >= g->mem && n <= RAM_SIZE && (size_t)(d - g->mem) <= RAM_SIZE - n,
+		  "data at %p+%zu outside guest RAM %p", (void *)d, n, (void *)g->mem);
+	if (g->bounds_only) {
+		g->nseen += n;
+		return;
+	}
 	cr_assert_leq(g->nseen + n, sizeof(g->seen));
 	memcpy(g->seen + g->nseen, d, n);
 	g->nseen += n;
@@ -958,4 +966,73 @@ Test(virtio, agent_reset_before_traffic_is_fine_after_is_not, .fini = guest_free
 	wr(VIRTIO_MMIO_STATUS, 0);
 	cr_expect_eq(G->errors, 1);
 	cr_expect_eq(G->last_err, -ECONNRESET);
+}
+
+/* Rings of random bytes, biased toward almost-valid values (indices near
+ * the queue size, addresses near the end of RAM, every flag): whatever the
+ * device does with them, it must touch only guest RAM (the guard pages
+ * fault otherwise), hand over only guest RAM, and never hang. */
+static uint64_t rnd_state = 0x9e3779b97f4a7c15ull;
+
+static uint64_t rnd(void)
+{
+	uint64_t x = rnd_state;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return rnd_state = x;
+}
+
+static uint64_t rnd_addr(void)
+{
+	switch (rnd() % 4) {
+	case 0: return rnd() % RAM_SIZE;
+	case 1: return RAM_SIZE - rnd() % 64;
+	case 2: return rnd();
+	default: return DATA + rnd() % 0x1000;
+	}
+}
+
+/* sane: values a driver could write (chains may still loop); otherwise
+ * anything. */
+static void randomise_queue(unsigned q, bool sane)
+{
+	struct gq *Q = &G->q[q];
+	unsigned over = sane ? 0 : 2; /* how far past the queue indices go */
+	for (uint16_t i = 0; i < Q->num; i++) {
+		uint32_t len = !sane && rnd() % 3 == 0 ? (uint32_t)rnd() : (uint32_t)(rnd() % 128);
+		uint64_t addr = sane ? DATA + rnd() % 0x1000 : rnd_addr();
+		uint16_t flags = (uint16_t)(rnd() % (sane ? 4 : 8));
+		put_desc(q, i, addr, len, flags, (uint16_t)(rnd() % (Q->num + over)));
+	}
+	uint16_t *ring = gp(Q->avail + 4);
+	for (uint16_t i = 0; i < Q->num; i++)
+		ring[i] = (uint16_t)(rnd() % (Q->num + over));
+	uint16_t idx = (uint16_t)(rnd() % (Q->num + 1u + over));
+	memcpy(gp(Q->avail + 2), &idx, 2);
+	if (rnd() % 8 == 0) /* a used ring the guest scribbled on, too */
+		memset(gp(Q->used), (int)(rnd() & 0xff), 4);
+}
+
+Test(virtio, hostile_random_rings, .fini = guest_free)
+{
+	console_plain();
+	G->bounds_only = true;
+	unsigned broken = 0;
+	for (unsigned iter = 0; iter < 3000; iter++) {
+		wr(VIRTIO_MMIO_STATUS, 0);
+		bring_up(8);
+		randomise_queue(0, iter % 2);
+		randomise_queue(1, iter % 2);
+		kick(1);
+		uint8_t msg[300];
+		memset(msg, 'm', sizeof(msg));
+		vmp_console_write(&G->con, msg, sizeof(msg));
+		if (rd(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET)
+			broken++;
+	}
+	/* Most random rings are broken somewhere; some are not. */
+	cr_expect_gt(broken, 100);
+	cr_expect_lt(broken, 3000);
+	cr_log_info("%u of 3000 random rings broke the device", broken);
 }
