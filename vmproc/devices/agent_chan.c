@@ -118,6 +118,11 @@ void vmp_agent_chan_free(struct vmp_agent_chan *ch)
 	free(ch);
 }
 
+bool vmp_agent_chan_idle(const struct vmp_agent_chan *ch)
+{
+	return !ch->error && ch->used == 0 && !vmp_frame_dec_partial(&ch->dec);
+}
+
 int vmp_agent_chan_error(const struct vmp_agent_chan *ch)
 {
 	return ch->error;

@@ -93,6 +93,11 @@ size_t vmp_agent_chan_outbox_used(const struct vmp_agent_chan *ch);
  * needs it only after it changed something else (e.g. a device reset). */
 void vmp_agent_chan_drain(struct vmp_agent_chan *ch);
 
+/* Nothing in flight either way (outbox empty, no partial inbound frame)
+ * and not dead: the only state in which a VM with this channel may be
+ * snapshotted, since the channel's buffers are not saved. */
+bool vmp_agent_chan_idle(const struct vmp_agent_chan *ch);
+
 /* 0 while the channel works, else the error that killed it. */
 int vmp_agent_chan_error(const struct vmp_agent_chan *ch);
 

@@ -98,6 +98,8 @@ void vmp_virtio_mmio_needs_reset(struct vmp_virtio_mmio *d, const char *why)
 		return;
 	d->status |= VIRTIO_CONFIG_S_NEEDS_RESET;
 	d->broken_why = why;
+	if (d->restoring)
+		return; /* the restore fails and resets; nobody is told */
 	/* Stop every queue, not only the one found broken: the device as a
 	 * whole is in an unknown state until the driver resets it. */
 	for (unsigned q = 0; q < d->ops->nqueues; q++)
@@ -321,4 +323,74 @@ void vmp_virtio_mmio_write(void *opaque, uint64_t offset, const void *data,
 	uint32_t v;
 	memcpy(&v, data, 4);
 	reg_write(d, offset, v);
+}
+
+/* ---- snapshots --------------------------------------------------------- */
+
+void vmp_virtio_mmio_save(const struct vmp_virtio_mmio *d,
+			  struct vmp_virtio_mmio_state *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->version = VMP_VIRTIO_STATE_VERSION;
+	s->device_id = d->ops->device_id;
+	s->nqueues = d->ops->nqueues;
+	s->status = d->status;
+	s->interrupt_status = d->interrupt_status;
+	s->config_generation = d->config_generation;
+	s->device_features_sel = d->device_features_sel;
+	s->driver_features_sel = d->driver_features_sel;
+	s->queue_sel = d->queue_sel;
+	s->device_features = d->device_features;
+	s->driver_features = d->driver_features;
+	for (unsigned q = 0; q < d->ops->nqueues; q++) {
+		const struct vmp_vq *vq = &d->vq[q];
+		s->q[q] = (struct vmp_virtio_queue_state){
+			.desc_gpa = vq->desc_gpa, .avail_gpa = vq->avail_gpa,
+			.used_gpa = vq->used_gpa, .num = vq->num,
+			.last_avail = vq->last_avail, .used_idx = vq->used_idx,
+			.ready = d->queue_ready[q], .enabled = vq->enabled,
+		};
+	}
+}
+
+int vmp_virtio_mmio_restore(struct vmp_virtio_mmio *d,
+			    const struct vmp_virtio_mmio_state *s)
+{
+	vmp_virtio_mmio_reset(d);
+	if (s->version != VMP_VIRTIO_STATE_VERSION || s->device_id != d->ops->device_id ||
+	    s->nqueues != d->ops->nqueues || s->device_features != d->device_features ||
+	    (s->driver_features & ~d->device_features) ||
+	    (s->status & VIRTIO_CONFIG_S_NEEDS_RESET) ||
+	    (s->interrupt_status & ~(uint32_t)(VIRTIO_MMIO_INT_VRING | VIRTIO_MMIO_INT_CONFIG)))
+		return -EINVAL;
+	d->status = s->status;
+	d->interrupt_status = s->interrupt_status;
+	d->config_generation = s->config_generation;
+	d->device_features_sel = s->device_features_sel;
+	d->driver_features_sel = s->driver_features_sel;
+	d->queue_sel = s->queue_sel;
+	d->driver_features = s->driver_features;
+	d->restoring = true;
+	for (unsigned q = 0; q < d->ops->nqueues; q++) {
+		const struct vmp_virtio_queue_state *qs = &s->q[q];
+		struct vmp_vq *vq = &d->vq[q];
+		vq->desc_gpa = qs->desc_gpa;
+		vq->avail_gpa = qs->avail_gpa;
+		vq->used_gpa = qs->used_gpa;
+		vq->num = qs->num;
+		d->queue_ready[q] = qs->ready != 0;
+		if (qs->enabled && vmp_vq_resume(vq, qs->last_avail, qs->used_idx) < 0) {
+			d->restoring = false;
+			vmp_virtio_mmio_reset(d);
+			return -EINVAL;
+		}
+	}
+	d->restoring = false;
+	return 0;
+}
+
+void vmp_virtio_mmio_repost_irq(struct vmp_virtio_mmio *d)
+{
+	if (d->interrupt_status && d->raise_irq)
+		d->raise_irq(d->irq_opaque);
 }

@@ -36,6 +36,11 @@
 
 #include "devices/virtqueue.h"
 
+/* Where device i is, and its interrupt (docs/guest-linux.md; the DSDT
+ * describes the same). */
+#define VMP_VIRTIO_MMIO_BASE(i) (0xD0000000ull + 0x1000ull * (i))
+#define VMP_VIRTIO_MMIO_GSI(i) (5u + (unsigned)(i))
+
 #define VMP_VIRTIO_MMIO_SIZE 0x1000u    /* one device's window */
 #define VMP_VIRTIO_MMIO_NOTIFY 0x050u   /* QueueNotify, for the ioeventfd */
 #define VMP_VIRTIO_MAX_QUEUES 8
@@ -79,6 +84,7 @@ struct vmp_virtio_mmio {
 	uint32_t interrupt_status;
 	uint32_t config_generation;
 	const char *broken_why;
+	bool restoring;         /* vmp_virtio_mmio_restore: no callbacks */
 	bool queue_ready[VMP_VIRTIO_MAX_QUEUES]; /* as the driver wrote it */
 	struct vmp_vq vq[VMP_VIRTIO_MAX_QUEUES];
 };
@@ -126,5 +132,46 @@ const char *vmp_virtio_mmio_broken_reason(const struct vmp_virtio_mmio *d);
 void vmp_virtio_mmio_reset(struct vmp_virtio_mmio *d);
 
 uint32_t vmp_virtio_mmio_status(const struct vmp_virtio_mmio *d);
+
+/* ---- snapshots --------------------------------------------------------- */
+/* The transport's state as plain data, for a snapshot's device section:
+ * fixed-width fields, no pointers, little-endian like everything in a
+ * snapshot (x86 only). Guest memory (the rings) is in the snapshot
+ * anyway; this is what the device remembers beside it. The device's own
+ * state (a console has none; an agent channel must be idle) is not in it. */
+#define VMP_VIRTIO_STATE_VERSION 1
+struct vmp_virtio_queue_state {
+	uint64_t desc_gpa, avail_gpa, used_gpa;
+	uint16_t num, last_avail, used_idx;
+	uint8_t ready, enabled;
+};
+struct vmp_virtio_mmio_state {
+	uint32_t version;       /* VMP_VIRTIO_STATE_VERSION */
+	uint32_t device_id, nqueues;
+	uint32_t status, interrupt_status, config_generation;
+	uint32_t device_features_sel, driver_features_sel, queue_sel;
+	uint32_t pad;
+	uint64_t device_features, driver_features;
+	struct vmp_virtio_queue_state q[VMP_VIRTIO_MAX_QUEUES];
+};
+
+void vmp_virtio_mmio_save(const struct vmp_virtio_mmio *d,
+			  struct vmp_virtio_mmio_state *s);
+
+/* Put a device just made by vmp_virtio_mmio_init (same ops) into the saved
+ * state, over guest memory restored from the same snapshot. Everything is
+ * checked as if the guest had written it: a state for another device or
+ * version, unknown features, or rings that do not fit (guest RAM) are
+ * refused with -EINVAL and the device is left reset (ops->reset runs;
+ * ops->failed does not). Does not interrupt;
+ * the caller re-raises if the saved interrupt_status says one is pending
+ * (vmp_virtio_mmio_repost_irq). */
+int vmp_virtio_mmio_restore(struct vmp_virtio_mmio *d,
+			    const struct vmp_virtio_mmio_state *s);
+
+/* After a restore: raise the interrupt again if InterruptStatus is not 0
+ * (an edge sent before the snapshot was taken may not have been taken
+ * by the guest). */
+void vmp_virtio_mmio_repost_irq(struct vmp_virtio_mmio *d);
 
 #endif

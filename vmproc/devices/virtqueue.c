@@ -172,6 +172,23 @@ int vmp_vq_enable(struct vmp_vq *vq)
 	return 0;
 }
 
+int vmp_vq_resume(struct vmp_vq *vq, uint16_t last_avail, uint16_t used_idx)
+{
+	int r = vmp_vq_enable(vq);
+	if (r < 0)
+		return r;
+	vq->last_avail = last_avail;
+	vq->used_idx = used_idx;
+	/* The same check as every pop, now: a snapshot whose indices do not
+	 * match its rings fails here, not at the guest's first kick. */
+	uint16_t idx = ld16(vq->avail, AVAIL_IDX, __ATOMIC_ACQUIRE);
+	if ((uint16_t)(idx - last_avail) > vq->num) {
+		vmp_vq_set_broken(vq, "restored avail index out of range");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 void vmp_vq_disable(struct vmp_vq *vq)
 {
 	vq->enabled = false;

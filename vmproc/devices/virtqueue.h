@@ -111,6 +111,10 @@ void vmp_vq_reset(struct vmp_vq *vq);
  * with the queue marked broken. */
 int vmp_vq_enable(struct vmp_vq *vq);
 
+/* vmp_vq_enable, then continue from saved indices (a snapshot restore).
+ * last_avail may trail avail->idx by at most num; else -EINVAL, broken. */
+int vmp_vq_resume(struct vmp_vq *vq, uint16_t last_avail, uint16_t used_idx);
+
 /* Stop using the queue (QueueReady written 0), keeping its configuration. */
 void vmp_vq_disable(struct vmp_vq *vq);
 
