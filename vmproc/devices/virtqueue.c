@@ -71,19 +71,26 @@ void *vmp_ram_gpa_xlate(void *opaque, uint64_t gpa, uint64_t len)
  * first read, a use of the second). All are naturally aligned: the areas
  * are checked for alignment at enable time. */
 
+/* The casts go through void *: the byte arithmetic says nothing of
+ * alignment, the enable-time checks do. */
+static inline const void *at(const void *base, size_t off)
+{
+	return (const uint8_t *)base + off;
+}
+
 static inline uint16_t ld16(const void *base, size_t off, int order)
 {
-	return __atomic_load_n((const uint16_t *)((const uint8_t *)base + off), order);
+	return __atomic_load_n((const uint16_t *)at(base, off), order);
 }
 
 static inline void st16(void *base, size_t off, uint16_t v, int order)
 {
-	__atomic_store_n((uint16_t *)((uint8_t *)base + off), v, order);
+	__atomic_store_n((uint16_t *)(void *)((uint8_t *)base + off), v, order);
 }
 
 static inline void st32(void *base, size_t off, uint32_t v)
 {
-	__atomic_store_n((uint32_t *)((uint8_t *)base + off), v, __ATOMIC_RELAXED);
+	__atomic_store_n((uint32_t *)(void *)((uint8_t *)base + off), v, __ATOMIC_RELAXED);
 }
 
 struct desc {
@@ -94,12 +101,12 @@ struct desc {
 
 static struct desc ld_desc(const struct vmp_vq *vq, uint16_t i)
 {
-	const uint8_t *d = (const uint8_t *)vq->desc + (size_t)i * DESC_SIZE;
+	const void *d = at(vq->desc, (size_t)i * DESC_SIZE);
 	return (struct desc){
 		.addr = __atomic_load_n((const uint64_t *)d, __ATOMIC_RELAXED),
-		.len = __atomic_load_n((const uint32_t *)(d + 8), __ATOMIC_RELAXED),
-		.flags = __atomic_load_n((const uint16_t *)(d + 12), __ATOMIC_RELAXED),
-		.next = __atomic_load_n((const uint16_t *)(d + 14), __ATOMIC_RELAXED),
+		.len = __atomic_load_n((const uint32_t *)at(d, 8), __ATOMIC_RELAXED),
+		.flags = __atomic_load_n((const uint16_t *)at(d, 12), __ATOMIC_RELAXED),
+		.next = __atomic_load_n((const uint16_t *)at(d, 14), __ATOMIC_RELAXED),
 	};
 }
 
@@ -161,6 +168,13 @@ int vmp_vq_enable(struct vmp_vq *vq)
 	void *u = vq->xlate(vq->xlate_opaque, vq->used_gpa, 6 + 8 * (uint64_t)n);
 	if (!d || !a || !u) {
 		vmp_vq_set_broken(vq, "ring outside guest RAM");
+		return -EINVAL;
+	}
+	/* Guest RAM is page-aligned in the host (mmap), so aligned GPAs give
+	 * aligned pointers; a caller's translation that breaks that would make
+	 * the atomic accesses above misaligned. */
+	if ((uintptr_t)d % 16 || (uintptr_t)a % 2 || (uintptr_t)u % 4) {
+		vmp_vq_set_broken(vq, "ring misaligned in the host mapping");
 		return -EINVAL;
 	}
 	vq->desc = d;
