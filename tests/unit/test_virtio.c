@@ -884,6 +884,7 @@ Test(virtio, agent_outbox_backpressure_and_drain, .fini = guest_free)
 	cr_expect_eq(vmp_agent_chan_send(G->ch, big, 30000), -EAGAIN);
 	cr_expect(vmp_agent_chan_can_send(G->ch, 25000));
 	cr_assert_eq(vmp_agent_chan_send(G->ch, "tail", 4), 0);
+	cr_assert_eq(vmp_agent_chan_send(G->ch, NULL, 0), 0); /* an empty frame */
 	cr_expect_eq(G->spaces, 0);
 	/* The guest posts 4 KiB buffers, a few at a time (16-entry queue),
 	 * reads them and reposts: everything arrives, framed, in order. */
@@ -891,7 +892,7 @@ Test(virtio, agent_outbox_backpressure_and_drain, .fini = guest_free)
 	for (int i = 0; i < 8; i++)
 		bufs[i] = galloc(4096);
 	unsigned rounds = 0;
-	while (f.n < 2 && rounds++ < 100) {
+	while (f.n < 3 && rounds++ < 100) {
 		for (int i = 0; i < 8; i++) {
 			struct seg s = { bufs[i], 4096, true };
 			add_chain(0, &s, 1);
@@ -899,11 +900,12 @@ Test(virtio, agent_outbox_backpressure_and_drain, .fini = guest_free)
 		kick(0);
 		guest_read_rx(bufs, 4096, &f);
 	}
-	cr_assert_eq(f.n, 2);
+	cr_assert_eq(f.n, 3);
 	cr_expect_eq(f.len[0], 40000);
 	cr_expect_eq(f.first[0], 0x5a);
 	cr_expect_eq(f.len[1], 4);
 	cr_expect_eq(f.first[1], 't');
+	cr_expect_eq(f.len[2], 0);
 	cr_expect_eq(vmp_agent_chan_outbox_used(G->ch), 0);
 	cr_expect_eq(G->spaces, 1); /* the refused send was told once */
 	cr_expect_eq(vmp_agent_chan_send(G->ch, big, 30000), 0);

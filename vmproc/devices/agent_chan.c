@@ -147,6 +147,8 @@ bool vmp_agent_chan_can_send(const struct vmp_agent_chan *ch, size_t len)
 /* Append to the ring; the caller checked the room. */
 static void put(struct vmp_agent_chan *ch, const void *src, size_t len)
 {
+	if (len == 0)
+		return; /* an empty payload may come as NULL: no memcpy from it */
 	size_t tail = (ch->head + ch->used) % ch->cap;
 	size_t first = ch->cap - tail < len ? ch->cap - tail : len;
 	memcpy(ch->out + tail, src, first);
