@@ -64,6 +64,7 @@ int vmp_child_linux_build(struct child *ch, struct hatch_err *err)
 		.kernel = s->kernel, .kernel_len = s->kernel_len,
 		.initrd = s->initrd, .initrd_len = s->initrd_len,
 		.cmdline_extra = s->cmdline_extra,
+		.host_cpuid = s->kvm->cpuid,
 	};
 	return vmp_linux_create(&ch->vm, &cfg, &ch->lm, err);
 }

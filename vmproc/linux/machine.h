@@ -40,6 +40,7 @@ struct vmp_linux_config {
 	const uint8_t *initrd;       /* a (compressed) cpio, not owned */
 	size_t initrd_len;
 	const char *cmdline_extra;   /* appended to the default command line; may be NULL */
+	const struct kvm_cpuid2 *host_cpuid; /* the supervisor's probe; borrowed */
 };
 
 struct vmp_linux;
