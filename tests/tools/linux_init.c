@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
+#include <termios.h>
 #include <unistd.h>
 
 static void slurp(const char *path, char *buf, size_t cap)
@@ -35,6 +36,14 @@ int main(void)
 	if (fd >= 0) {
 		dup2(fd, 1);
 		dup2(fd, 2);
+	} else {
+		/* Say why through the kernel's log, which reaches the UART by
+		 * polling even when the tty cannot be opened. */
+		char m[128];
+		int n = snprintf(m, sizeof(m), "<2>HATCH_BOOT_INIT: open /dev/console: %m\n");
+		int k = open("/dev/kmsg", O_WRONLY);
+		if (k >= 0 && write(k, m, (size_t)n) < 0)
+			close(k);
 	}
 
 	char online[64], uptime[64], cmdline[1024];
@@ -55,9 +64,13 @@ int main(void)
 	printf("HATCH_BOOT_MARKER cpus_online=%s LNRO0005:00=%s LNRO0005_devices=%d uptime=%ss\n",
 	       online, dev0, lnro, uptime);
 	fflush(stdout);
+	/* Until the UART has sent it: reboot() does not wait for the tty's
+	 * buffer (and this also proves the THR-empty interrupt works). */
+	tcdrain(1);
 	if (strstr(cmdline, "hatch_test=panic")) {
 		printf("HATCH_BOOT_MARKER init exits: expect a panic\n");
 		fflush(stdout);
+		tcdrain(1);
 		return 1;
 	}
 	reboot(RB_AUTOBOOT); /* LINUX_REBOOT_CMD_RESTART */

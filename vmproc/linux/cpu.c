@@ -13,6 +13,7 @@
 #define E(x) HATCHERY__V1__ERROR_CODE__##x
 
 #define CPUID1_ECX_HYPERVISOR (1u << 31)
+#define CPUID1_EDX_HTT        (1u << 28)
 
 #define APIC_LVT0 0x350
 #define APIC_LVT1 0x360
@@ -61,6 +62,13 @@ static void fix_entry(struct kvm_cpuid_entry2 *e, unsigned id, unsigned n)
 		/* The host's supported CPUID leaves it out; the kernel looks
 		 * for the KVM leaves (kvm-clock, PV EOI, ...) only with it. */
 		e->ecx |= CPUID1_ECX_HYPERVISOR;
+		/* HTT: "EBX[23:16] is valid", i.e. more than one logical
+		 * processor per package; without it the kernel counts each
+		 * vCPU as a package of its own. */
+		if (n > 1)
+			e->edx |= CPUID1_EDX_HTT;
+		else
+			e->edx &= ~CPUID1_EDX_HTT;
 		break;
 	case 4:
 		/* EAX[31:26]: cores per package - 1 (Intel's fallback when
@@ -71,6 +79,12 @@ static void fix_entry(struct kvm_cpuid_entry2 *e, unsigned id, unsigned n)
 	case 0xb:
 	case 0x1f:
 		topo_leaf(e, id, n);
+		break;
+	case 0x80000008:
+		/* AMD: ECX[7:0] cores per package - 1, [15:12] APIC ID bits
+		 * for the core (amd_detect_cmp reads the package from the
+		 * bits above). KVM reports 0: one core per package. */
+		e->ecx = (e->ecx & ~0xf0ffu) | (order(n) << 12) | ((n - 1) & 0xff);
 		break;
 	case 0x8000001e:
 		/* AMD topology extension: extended APIC ID, core ID with one

@@ -11,6 +11,14 @@
  * value) before it fixes the checksum; each device's _STA compares its
  * index with NDEV, and the kernel skips a device whose _STA says "absent".
  * Device 0, the agent's console, has no _STA: it is always present.
+ *
+ * COM1 is here too, although the 8250 driver finds it at its legacy port
+ * without ACPI: under hardware-reduced ACPI the kernel has no legacy PIC
+ * and maps no ISA IRQ to an IOAPIC pin by itself, so the legacy port's
+ * IRQ 4 cannot be requested and opening /dev/ttyS0 (hence /dev/console,
+ * what init writes to) fails. Described here, 8250_pnp takes the port
+ * over with IRQ 4 mapped through ACPI, as Firecracker and Cloud Hypervisor
+ * describe theirs.
  */
 DefinitionBlock ("dsdt.aml", "DSDT", 2, "HATCH ", "HATCHDSD", 1)
 {
@@ -18,6 +26,16 @@ DefinitionBlock ("dsdt.aml", "DSDT", 2, "HATCH ", "HATCHDSD", 1)
 
     Scope (\_SB)
     {
+        Device (COM1)
+        {
+            Name (_HID, EisaId ("PNP0501"))
+            Name (_UID, One)
+            Name (_CRS, ResourceTemplate ()
+            {
+                IO (Decode16, 0x03F8, 0x03F8, 0x00, 0x08)
+                IRQNoFlags () { 4 }
+            })
+        }
         Device (VR00)
         {
             Name (_HID, "LNRO0005")
