@@ -93,7 +93,9 @@ int vmp_linux_load(struct vmp_vm *vm, const struct vmp_linux_boot *b,
 		   struct vmp_linux_layout *out, struct hatch_err *err);
 
 /* CPUID and LAPIC LINT pins for every vCPU of vm, from the host's
- * supported CPUID (struct vmp_kvm_host's; borrowed). */
+ * supported CPUID (struct vmp_kvm_host's; borrowed). Before any KVM_RUN
+ * that enters the guest (call it before vmp_vm_first_run to be safe):
+ * KVM refuses to change a vCPU's CPUID once it has run. */
 int vmp_linux_cpu_init(struct vmp_vm *vm, const struct kvm_cpuid2 *host_cpuid,
 		       struct hatch_err *err);
 

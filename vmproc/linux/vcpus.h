@@ -17,6 +17,15 @@
  * ioctl (KVM_RUN, KVM_IRQ_LINE, KVM_GET_REGS), write (eventfd), tgkill
  * and rt_sigreturn (the kick), futex (the bus mutex).
  *
+ * Threads that exist before the jail do not inherit what the jail does
+ * per thread: a seccomp filter loaded with prctl(PR_SET_SECCOMP) and
+ * no_new_privs cover the calling thread only, and capset acts on one
+ * thread. The jail must load its filter with seccomp(2) and
+ * SECCOMP_FILTER_FLAG_TSYNC (which also sets no_new_privs on every
+ * thread), change ids through glibc (setresuid/setresgid reach every
+ * thread), and should check the vCPU threads' /proc/self/task/<tid>/status
+ * (Seccomp, CapEff) as it checks its own.
+ *
  * vmp_vcpus_create installs a handler for VMP_VCPU_KICK_SIGNAL (process-
  * wide, without SA_RESTART: its only job is to make KVM_RUN return EINTR).
  *
