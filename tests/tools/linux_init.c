@@ -46,11 +46,13 @@ int main(void)
 			close(k);
 	}
 
-	char online[64], uptime[64], cmdline[1024];
+	char online[64], uptime[64], cmdline[1024], meminfo[256];
 	slurp("/sys/devices/system/cpu/online", online, sizeof(online));
 	slurp("/proc/uptime", uptime, sizeof(uptime));
 	slurp("/proc/cmdline", cmdline, sizeof(cmdline));
 	uptime[strcspn(uptime, " ")] = 0;
+	slurp("/proc/meminfo", meminfo, sizeof(meminfo)); /* "MemTotal:  N kB" */
+	const char *mem = meminfo + strcspn(meminfo, "0123456789");
 	int lnro = 0;
 	DIR *d = opendir("/sys/bus/platform/devices");
 	if (d) {
@@ -61,8 +63,8 @@ int main(void)
 	}
 	const char *dev0 = access("/sys/bus/platform/devices/LNRO0005:00", F_OK) == 0 ?
 				   "present" : "absent";
-	printf("HATCH_BOOT_MARKER cpus_online=%s LNRO0005:00=%s LNRO0005_devices=%d uptime=%ss\n",
-	       online, dev0, lnro, uptime);
+	printf("HATCH_BOOT_MARKER cpus_online=%s LNRO0005:00=%s LNRO0005_devices=%d uptime=%ss "
+	       "MemTotal=%s\n", online, dev0, lnro, uptime, mem);
 	fflush(stdout);
 	/* Until the UART has sent it: reboot() does not wait for the tty's
 	 * buffer (and this also proves the THR-empty interrupt works). */
