@@ -78,7 +78,8 @@ int vmp_vcpus_eventfd(const struct vmp_vcpus *v);
  * "triple fault on vCPU 1 at rip ..."), goes to msg[0, cap). */
 enum vmp_vm_end vmp_vcpus_end(struct vmp_vcpus *v, char *msg, size_t cap);
 
-/* KVM exits handled so far, all vCPUs. */
+/* KVM exits handled, all vCPUs; each thread adds its count when it
+ * returns, so the sum is final after vmp_vcpus_stop. */
 uint64_t vmp_vcpus_exits(struct vmp_vcpus *v);
 
 /* End the VM (VMP_VM_STOPPED unless it had ended already), make every
