@@ -1,0 +1,54 @@
+/* uart.h - an 8250/16550A on COM1 (ports 0x3F8..0x3FF, IRQ 4): the Linux
+ * guest's console (docs/guest-linux.md).
+ *
+ * Enough of a 16550A for the kernel's 8250 driver to probe it as one
+ * (scratch register, loopback MSR, FIFO bits in IIR) and to drive it by
+ * interrupts: the THR-empty interrupt is raised and lowered on IRQ 4 with
+ * KVM_IRQ_LINE (the in-kernel IOAPIC pin 4, edge, as on a PC). A byte
+ * written to THR is "sent" at once. Nothing is ever received: the line is
+ * output only (the agent talks over virtio-console, not here).
+ *
+ * Output goes to a bounded ring (VMP_UART_RING bytes; when full the oldest
+ * bytes go and are counted), so a guest flooding its console costs a fixed
+ * amount of memory; '\r' is dropped, the ring is text for error messages.
+ * vmp_uart_tail gives its last lines.
+ *
+ * Lifecycle: vmp_uart_create registers the device on the bus, which must
+ * outlive no vCPU: destroy the UART after the vCPU threads have stopped
+ * and before (or after) the bus; the UART owns nothing but its memory.
+ * The VM fd is borrowed.
+ */
+#ifndef HATCHERY_VMP_DEVICES_UART_H
+#define HATCHERY_VMP_DEVICES_UART_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "devices/bus.h"
+#include "hatchery/error.h"
+
+#define VMP_UART_COM1_BASE 0x3f8
+#define VMP_UART_COM1_IRQ  4
+#define VMP_UART_RING      (16u << 10)
+
+struct vmp_uart;
+
+/* A UART at `port` raising `irq` on the VM `vm_fd`, registered on bus. */
+int vmp_uart_create(struct vmp_bus *bus, int vm_fd, uint16_t port, unsigned irq,
+		    struct vmp_uart **out, struct hatch_err *err);
+void vmp_uart_destroy(struct vmp_uart *u);
+
+/* Also copy every complete line to fd as it comes (a debugging aid for
+ * tools: the write happens on the vCPU thread, under the bus mutex).
+ * -1 turns it off. The fd is borrowed. */
+void vmp_uart_set_echo(struct vmp_uart *u, int fd);
+
+/* The last `nlines` lines of output (a partial last line counts as one)
+ * into buf, NUL-terminated, at most cap - 1 bytes (the oldest part cut if
+ * they do not fit). Returns the length. Takes the bus mutex. */
+size_t vmp_uart_tail(struct vmp_uart *u, unsigned nlines, char *buf, size_t cap);
+
+/* Bytes written by the guest in all, and how many the ring dropped. */
+void vmp_uart_counts(struct vmp_uart *u, uint64_t *written, uint64_t *dropped);
+
+#endif
