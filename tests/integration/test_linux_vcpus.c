@@ -100,6 +100,7 @@ static void boot(const uint8_t *code, size_t len, unsigned nvcpus, int wait_ms,
 	cr_assert_eq(vmp_uart_create(bus, vm.vm_fd, VMP_UART_COM1_BASE, VMP_UART_COM1_IRQ,
 				     &uart, &err), 0, "%s", err.msg);
 	cr_assert_eq(vmp_i8042_attach(bus, &err), 0);
+	cr_assert_eq(vmp_vcpus_signal_init(&err), 0, "%s", err.msg);
 	cr_assert_eq(vmp_vcpus_create(&vm, bus, &vc, &err), 0, "%s", err.msg);
 	cr_assert_eq(vmp_vcpus_end(vc, NULL, 0), VMP_VM_RUNNING);
 	vmp_vcpus_start(vc);

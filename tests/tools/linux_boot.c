@@ -129,6 +129,7 @@ int main(int argc, char **argv)
 	    vmp_bus_create(&bus, &err) < 0 ||
 	    vmp_uart_create(bus, vm.vm_fd, VMP_UART_COM1_BASE, VMP_UART_COM1_IRQ, &uart, &err) < 0 ||
 	    vmp_i8042_attach(bus, &err) < 0 ||
+	    vmp_vcpus_signal_init(&err) < 0 ||
 	    vmp_vcpus_create(&vm, bus, &vc, &err) < 0) {
 		fprintf(stderr, "linux_boot: %s\n", err.msg);
 		return 1;

@@ -17,6 +17,7 @@
 #include "hatchery/cleanup.h"
 #include "hatchery/v1/control.pb-c.h"
 #include "hatchery/v1/vm.pb-c.h"
+#include "linux/vcpus.h"
 
 #define E(x) HATCHERY__V1__ERROR_CODE__##x
 
@@ -204,7 +205,8 @@ static void build_or_die(struct child *ch)
 	struct hatch_err err = { 0 };
 	/* Before the jail: sigaction and timer_create are not on the allowlist
 	 * (rt_sigaction must stay off it: see on_sigsys in child/jail.c). */
-	if (vmp_guest_deadline_init(&err) < 0)
+	if (vmp_guest_deadline_init(&err) < 0 ||
+	    (s->kernel && vmp_vcpus_signal_init(&err) < 0))
 		fail_or_die("%s", err.msg);
 	/* The jail comes before the VM: KVM_CREATE_VM and everything after it
 	 * run jailed (docs/security.md, "Why the VM is built inside"). */

@@ -7,6 +7,7 @@
  * for what it stops and how the list was derived. */
 #include <errno.h>
 #include <linux/kvm.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,6 +111,7 @@ static const struct {
 	{ SCMP_SYS(ppoll), "glibc's poll() on some builds" },
 	{ SCMP_SYS(sched_yield), "glibc's spin paths in mutexes under contention" },
 	{ SCMP_SYS(gettid), "glibc's pthread bookkeeping" },
+	{ SCMP_SYS(getpid), "pthread_kill (the vCPU kick) asks for the tgid" },
 };
 
 /* The Linux profile's KVM ioctls beyond the kernel-less list. */
@@ -175,6 +177,12 @@ static int add_linux_rules(scmp_filter_ctx ctx, struct hatch_err *err)
 	int r = seccomp_rule_add_exact(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
 	if (r < 0)
 		return hatch_err_set(err, E_INTERNAL, -r, "seccomp rule for clone3");
+	/* tgkill: a vCPU thread kicks the others out of KVM_RUN when the VM
+	 * ends (linux/vcpus.c), with that one signal only; the thread ids
+	 * are ours (pid namespace of our own). */
+	struct scmp_arg_cmp kick = SCMP_A2(SCMP_CMP_EQ, SIGUSR1);
+	if (add_rule(ctx, SCMP_SYS(tgkill), 1, &kick, err) < 0)
+		return -1;
 	/* mprotect: pthread_create's stack guard page (PROT_NONE) and malloc
 	 * arenas growing; never to make a page executable. */
 	struct scmp_arg_cmp noexec = SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0);

@@ -3,6 +3,7 @@
  * runs the vCPUs, and the agent channel's frames wait here for the child's
  * main thread. See machine.h. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

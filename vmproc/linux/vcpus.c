@@ -206,14 +206,18 @@ static void join_all(struct vmp_vcpus *v)
 	}
 }
 
-int vmp_vcpus_create(struct vmp_vm *vm, struct vmp_bus *bus, struct vmp_vcpus **out,
-		     struct hatch_err *err)
+int vmp_vcpus_signal_init(struct hatch_err *err)
 {
 	struct sigaction sa = { .sa_handler = on_kick }; /* no SA_RESTART */
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(VMP_VCPU_KICK_SIGNAL, &sa, NULL) < 0)
 		return hatch_err_set(err, E(INTERNAL), errno, "sigaction (vCPU kick)");
+	return 0;
+}
 
+int vmp_vcpus_create(struct vmp_vm *vm, struct vmp_bus *bus, struct vmp_vcpus **out,
+		     struct hatch_err *err)
+{
 	struct vmp_vcpus *v = calloc(1, sizeof(*v));
 	if (!v)
 		return hatch_err_set(err, E(INTERNAL), ENOMEM, "vCPU threads");
@@ -234,10 +238,9 @@ int vmp_vcpus_create(struct vmp_vm *vm, struct vmp_bus *bus, struct vmp_vcpus **
 			vmp_vcpus_destroy(v);
 			return hatch_err_set(err, E(INTERNAL), r, "pthread_create (vCPU %u)", i);
 		}
+		/* No pthread_setname_np: it opens /proc/self/task/N/comm,
+		 * which a jailed child cannot (no open, no /proc). */
 		v->t[i].created = true;
-		char name[16];
-		snprintf(name, sizeof(name), "vcpu%u", i);
-		pthread_setname_np(v->t[i].tid, name);
 	}
 	*out = v;
 	return 0;

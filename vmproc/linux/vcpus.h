@@ -26,8 +26,10 @@
  * thread), and should check the vCPU threads' /proc/self/task/<tid>/status
  * (Seccomp, CapEff) as it checks its own.
  *
- * vmp_vcpus_create installs a handler for VMP_VCPU_KICK_SIGNAL (process-
- * wide, without SA_RESTART: its only job is to make KVM_RUN return EINTR).
+ * vmp_vcpus_signal_init installs a handler for VMP_VCPU_KICK_SIGNAL
+ * (process-wide, without SA_RESTART: its only job is to make KVM_RUN
+ * return EINTR); once per process, before the jail, whose filter has no
+ * rt_sigaction (child/jail.c says why).
  *
  * Ownership: borrows vm and bus, which must outlive it; owns its threads
  * and its eventfd. vmp_vcpus_destroy stops and joins the threads, closes
@@ -60,6 +62,8 @@ enum vmp_vm_end {
 const char *vmp_vm_end_name(enum vmp_vm_end e);
 
 struct vmp_vcpus;
+
+int vmp_vcpus_signal_init(struct hatch_err *err);
 
 /* One parked thread per vCPU of vm. -1 with err if a thread or the eventfd
  * cannot be made (the threads already made are joined). */
