@@ -150,7 +150,7 @@ static void fail(struct agent *a, uint64_t id, int code, int err, const char *wh
 		 const char *arg)
 {
 	struct hatch_err e;
-	hatch_err_set(&e, code, err, "exec: %s %s", what, arg);
+	hatch_err_set(&e, code, err, "%s %s", what, arg);
 	chan_send_error(a, id, &e);
 }
 
