@@ -662,12 +662,40 @@ Test(agent, write_errors_come_after_the_last_byte)
 	hatchery__v1__vm_reply__free_unpacked(rep, NULL);
 	/* The chunks were drained: the next request is answered in step. */
 	ping(&a, 2);
-	/* A relative path is refused before anything is opened. */
-	rep = write_file(&a, 3, "relative", data, 10, 0, 10, 10);
+	/* A relative path is refused before anything is opened, and its
+	 * chunks are still read: one answer, after the last one. */
+	rep = write_file(&a, 3, "relative", data, 150000, 0, 10, 60000);
 	cr_assert_eq(rep->error->code, HATCHERY__V1__ERROR_CODE__INVALID_ARGUMENT);
 	hatchery__v1__vm_reply__free_unpacked(rep, NULL);
 	free(data);
 	ping(&a, 4);
+
+	/* A write_file cut short by another request: the write is answered
+	 * (INVALID_ARGUMENT), then the request is served. */
+	Hatchery__V1__VmWriteFileRequest w = HATCHERY__V1__VM_WRITE_FILE_REQUEST__INIT;
+	char path2[128];
+	snprintf(path2, sizeof(path2), "%s/cut", a.dir);
+	w.path = path2;
+	w.size = 1000;
+	Req r = HATCHERY__V1__VM_REQUEST__INIT;
+	r.id = 5;
+	r.body_case = HATCHERY__V1__VM_REQUEST__BODY_WRITE_FILE;
+	r.write_file = &w;
+	send_req(&a, &r);
+	Hatchery__V1__VmPingRequest p = HATCHERY__V1__VM_PING_REQUEST__INIT;
+	Req pr = HATCHERY__V1__VM_REQUEST__INIT;
+	pr.id = 6;
+	pr.body_case = HATCHERY__V1__VM_REQUEST__BODY_PING;
+	pr.ping = &p;
+	send_req(&a, &pr);
+	rep = recv_reply(&a);
+	cr_assert_eq(rep->id, 5);
+	cr_assert_eq(rep->error->code, HATCHERY__V1__ERROR_CODE__INVALID_ARGUMENT);
+	hatchery__v1__vm_reply__free_unpacked(rep, NULL);
+	rep = recv_reply(&a);
+	cr_assert_eq(rep->id, 6);
+	cr_assert_eq(rep->body_case, HATCHERY__V1__VM_REPLY__BODY_PING);
+	hatchery__v1__vm_reply__free_unpacked(rep, NULL);
 	stop(&a);
 }
 

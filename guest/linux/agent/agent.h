@@ -75,7 +75,11 @@ int chan_send_error(struct agent *a, uint64_t id, const struct hatch_err *e);
 
 /* ---- exec.c / files.c: each sends all of its operation's replies ---- */
 void agent_exec(struct agent *a, uint64_t id, const Hatchery__V1__VmExecRequest *x);
-void agent_write_file(struct agent *a, uint64_t id, const Hatchery__V1__VmWriteFileRequest *w);
+/* With `refused` (the request failed its checks but its size is sane), the
+ * file_chunks are still read and dropped, and the reply is that error: one
+ * reply per operation, after its last packet, as when open fails. */
+void agent_write_file(struct agent *a, uint64_t id, const Hatchery__V1__VmWriteFileRequest *w,
+		      const struct hatch_err *refused);
 void agent_read_file(struct agent *a, uint64_t id, const Hatchery__V1__VmReadFileRequest *r);
 void agent_list_dir(struct agent *a, uint64_t id, const Hatchery__V1__VmListDirRequest *l);
 void agent_stat(struct agent *a, uint64_t id, const Hatchery__V1__VmStatRequest *s);

@@ -100,7 +100,7 @@ static bool fill(struct agent *a)
 			continue;
 		if (n == 0) {
 			a->eof = true;
-			lose(a, "end of stream", 0);
+			lose(a, "the host closed it", 0);
 			return false;
 		}
 		if (n < 0) {

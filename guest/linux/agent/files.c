@@ -81,10 +81,14 @@ static void wfile_open(struct wfile *f, const Hatchery__V1__VmWriteFileRequest *
 		hatch_err_set(&f->err, AGENT_ERROR, errno, "chown %s", w->path);
 }
 
-void agent_write_file(struct agent *a, uint64_t id, const Hatchery__V1__VmWriteFileRequest *w)
+void agent_write_file(struct agent *a, uint64_t id, const Hatchery__V1__VmWriteFileRequest *w,
+		      const struct hatch_err *refused)
 {
 	struct wfile f = { .fd = -1, .path = w->path };
-	wfile_open(&f, w);
+	if (refused)
+		f.err = *refused; /* nothing is opened; the chunks are dropped */
+	else
+		wfile_open(&f, w);
 	wfile_put(&f, w->data.data, w->data.len);
 	uint64_t received = w->data.len;
 	while (received < w->size) {

@@ -66,7 +66,15 @@ static void dispatch(struct agent *a, const Hatchery__V1__VmRequest *req)
 	int code = agent_request_check(req, e.msg, sizeof(e.msg));
 	if (code) {
 		e.code = code;
-		chan_send_error(a, req->id, &e);
+		/* A refused write_file whose size can be believed still has
+		 * its chunks on the way: read them before answering, or each
+		 * would draw an answer of its own. */
+		const Hatchery__V1__VmWriteFileRequest *w = req->write_file;
+		if (req->body_case == HATCHERY__V1__VM_REQUEST__BODY_WRITE_FILE && req->id &&
+		    w->size <= AGENT_MAX_WRITE_SIZE && w->data.len <= w->size)
+			agent_write_file(a, req->id, w, &e);
+		else
+			chan_send_error(a, req->id, &e);
 		return;
 	}
 	switch (req->body_case) {
@@ -83,7 +91,7 @@ static void dispatch(struct agent *a, const Hatchery__V1__VmRequest *req)
 		agent_exec(a, req->id, req->exec);
 		return;
 	case HATCHERY__V1__VM_REQUEST__BODY_WRITE_FILE:
-		agent_write_file(a, req->id, req->write_file);
+		agent_write_file(a, req->id, req->write_file, NULL);
 		return;
 	case HATCHERY__V1__VM_REQUEST__BODY_FILE_CHUNK:
 		hatch_err_set(&e, HATCHERY__V1__ERROR_CODE__INVALID_ARGUMENT, 0,
