@@ -35,7 +35,7 @@
 	"[pool \"" name "\"]\nkind = linux\nmemory_mib = 256\nvcpus = 2\n"      \
 	"seccomp = kill\n" body "\n"
 
-TestSuite(linux, .fini = h_teardown, .timeout = 600);
+TestSuite(linux_pool, .fini = h_teardown, .timeout = 600);
 
 static struct harness *start(const char *extra)
 {
@@ -100,7 +100,7 @@ static struct out o; /* 2 MiB: not on the stack */
 
 /* ---- 1: programs, on one lease -------------------------------------------- */
 
-Test(linux, exec_streams_statuses_env_cwd_stdin_timeout_limits)
+Test(linux_pool, exec_streams_statuses_env_cwd_stdin_timeout_limits)
 {
 	struct harness *h = start(NULL);
 	pid_t pid;
@@ -199,7 +199,8 @@ Test(linux, exec_streams_statuses_env_cwd_stdin_timeout_limits)
 
 	/* SMP: the pool's vcpus. */
 	sh_ok(vm, &o, "nproc", "2\n");
-	vm_release_ok(vm);
+	struct hatch_err rel = { 0 };
+	cr_assert_eq(hatch_vm_release(vm, &rel), 0, "release: %s", rel.msg);
 	h_finish(h);
 }
 
@@ -221,7 +222,7 @@ static int to_buf(void *ctx, const void *data, size_t len, struct hatch_err *err
 	return 0;
 }
 
-Test(linux, files_16_mib_round_trip_list_stat)
+Test(linux_pool, files_16_mib_round_trip_list_stat)
 {
 	struct harness *h = start(NULL);
 	pid_t pid;
@@ -279,7 +280,8 @@ Test(linux, files_16_mib_round_trip_list_stat)
 	sh_ok(vm, &o, "echo ok", "ok\n");
 	munmap(p, size);
 	close(fd);
-	vm_release_ok(vm);
+	struct hatch_err rel = { 0 };
+	cr_assert_eq(hatch_vm_release(vm, &rel), 0, "release: %s", rel.msg);
 	h_finish(h);
 }
 
@@ -302,7 +304,7 @@ static void vm_dies(struct harness *h, const char *script, int want_code, const 
 	expect_replaced(h, "lx", pid, what);
 }
 
-Test(linux, panic_hostile_frames_and_silence_end_one_vm)
+Test(linux_pool, panic_hostile_frames_and_silence_end_one_vm)
 {
 	struct harness *h = start(NULL);
 	/* The kernel panics: panic=1 reboot=k -> the i8042 reset. */
@@ -326,7 +328,7 @@ Test(linux, panic_hostile_frames_and_silence_end_one_vm)
 	h_finish(h);
 }
 
-Test(linux, boot_deadline_and_console_flood)
+Test(linux_pool, boot_deadline_and_console_flood)
 {
 	/* A pool whose guests cannot boot in time: every spawn fails with
 	 * the console's last lines in the message, nothing else breaks. */
