@@ -206,12 +206,26 @@ static void join_all(struct vmp_vcpus *v)
 	}
 }
 
+static void *noop_thread(void *arg)
+{
+	return arg;
+}
+
 int vmp_vcpus_signal_init(struct hatch_err *err)
 {
 	struct sigaction sa = { .sa_handler = on_kick }; /* no SA_RESTART */
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(VMP_VCPU_KICK_SIGNAL, &sa, NULL) < 0)
 		return hatch_err_set(err, E(INTERNAL), errno, "sigaction (vCPU kick)");
+	/* glibc's first pthread_create installs its own handler for the
+	 * set*id broadcast signal (SIGRT_1) with rt_sigaction: let it do so
+	 * now, with a thread that ends at once, rather than under the
+	 * filter. */
+	pthread_t t;
+	int r = pthread_create(&t, NULL, noop_thread, NULL);
+	if (r != 0)
+		return hatch_err_set(err, E(INTERNAL), r, "pthread_create (before the jail)");
+	pthread_join(t, NULL);
 	return 0;
 }
 

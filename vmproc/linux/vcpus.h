@@ -29,7 +29,9 @@
  * vmp_vcpus_signal_init installs a handler for VMP_VCPU_KICK_SIGNAL
  * (process-wide, without SA_RESTART: its only job is to make KVM_RUN
  * return EINTR); once per process, before the jail, whose filter has no
- * rt_sigaction (child/jail.c says why).
+ * rt_sigaction (child/jail.c says why); it also makes and joins one
+ * thread, so that glibc's one-time thread set-up (its own rt_sigaction)
+ * happens there too.
  *
  * Ownership: borrows vm and bus, which must outlive it; owns its threads
  * and its eventfd. vmp_vcpus_destroy stops and joins the threads, closes
