@@ -348,7 +348,7 @@ Test(linux_pool, boot_deadline_is_a_clear_spawn_failure)
 						       "boot_timeout_ms = 100"));
 	int vm = -1;
 	struct hatch_err err = { 0 };
-	cr_assert_lt(hatch_acquire(h->c, "slow", t_ms(3000u), &vm, NULL, &err), 0);
+	cr_assert_lt(hatch_acquire(h->c, "slow", t_ms(500u), &vm, NULL, &err), 0);
 	cr_assert_eq(err.code, E(POOL_EXHAUSTED), "%s", err.msg);
 	cr_assert_not_null(strstr(err.msg, "boot_timeout_ms (100 ms)"),
 			   "the error carries the child's reason: %s", err.msg);
