@@ -366,6 +366,10 @@ static int check_linux(struct parse_state *st, size_t i)
 			       "[pool \"%s\"] kind: linux needs kernel = PATH and initrd = "
 			       "PATH (this build found no Debian kernel to default to: "
 			       "see docs/guest-linux.md)", p->name);
+	/* A kernel with its initramfs needs more than a kernel-less guest:
+	 * the default is SUP_LINUX_DEFAULT_MEMORY_MIB unless the pool says. */
+	if (!pool_key_line(m, "memory_mib"))
+		p->memory_mib = SUP_LINUX_DEFAULT_MEMORY_MIB;
 	if (p->memory_mib < SUP_LINUX_MIN_MEMORY_MIB)
 		return fail_at(st, pool_key_line(m, "memory_mib") ?
 				   pool_key_line(m, "memory_mib") : m->section_line,

@@ -37,6 +37,7 @@ enum sup_pool_kind {
 };
 
 #define SUP_LINUX_MIN_MEMORY_MIB 96 /* Debian's kernel + the initramfs in RAM */
+#define SUP_LINUX_DEFAULT_MEMORY_MIB 256
 
 #define SUP_GUEST_MIN_MEMORY_MIB 32 /* HATCH_MIN_MEMORY of the guest ABI */
 
@@ -94,7 +95,8 @@ struct sup_pool_config {
 	unsigned refill_delay_us;       /* 0..1000000, default 2000: after a lease,
 	                                 * while idle children remain, wait this
 	                                 * long before forking replacements */
-	unsigned memory_mib;            /* 1..65536, default 64                 */
+	unsigned memory_mib;            /* 1..65536, default 64 (kind = linux: 256,
+	                                 * at least 96) */
 	unsigned vcpus;                 /* 1..64, default 1                     */
 	unsigned health_interval_ms;    /* 10..3600000, default 1000            */
 	unsigned health_timeout_ms;     /* 1..60000, default 200                */

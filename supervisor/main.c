@@ -21,6 +21,7 @@
 #include "server.h"
 #include "snapshot.h"
 #include "vmproc.h"
+#include "linux/bzimage.h"
 
 static void usage(FILE *f)
 {
@@ -193,6 +194,9 @@ static int load_linux(struct sup_config *cfg, const struct vmp_kvm_host *kvm,
 		    read_whole(p->name, "initrd", p->initrd, LINUX_INITRD_MAX,
 			       &p->initrd_img, &p->initrd_len, err) < 0)
 			return -1;
+		struct vmp_bzimage bz;
+		if (vmp_bzimage_parse(p->kernel_img, p->kernel_len, &bz, err) < 0)
+			return hatch_err_wrap(err, "[pool \"%s\"] kernel %s", p->name, p->kernel);
 	}
 	return 0;
 }

@@ -737,3 +737,34 @@ Test(config, reuse_key)
 	fails_with(POOL "kind = restore\nsnapshot = /s\nreuse = always\n", "t.conf:4:",
 		   "reuse", "never, snapshot", NULL);
 }
+
+/* --- kind = linux ------------------------------------------------------------ */
+
+Test(config, linux_pool_keys_and_defaults)
+{
+	parses("[pool \"l\"]\nkind = linux\nkernel = /k/vmlinuz\ninitrd = /k/initrd\n"
+	       "cmdline = loglevel=3 quiet\nboot_timeout_ms = 5000\n"
+	       "[pool \"d\"]\nkind = linux\n");
+	const struct sup_pool_config *l = &cfg.pools[0], *d = &cfg.pools[1];
+	cr_assert_eq(l->kind, SUP_POOL_LINUX);
+	cr_assert_str_eq(l->kernel, "/k/vmlinuz");
+	cr_assert_str_eq(l->initrd, "/k/initrd");
+	cr_assert_str_eq(l->cmdline, "loglevel=3 quiet");
+	cr_assert_eq(l->boot_timeout_ms, 5000);
+	cr_assert_eq(l->memory_mib, SUP_LINUX_DEFAULT_MEMORY_MIB);
+	/* Unset: the build's kernel and initramfs, 60 s to boot. */
+	cr_assert_str_eq(d->kernel, HATCH_DEFAULT_KERNEL_FOR_TESTS);
+	cr_assert_eq(d->boot_timeout_ms, 60000);
+	cr_assert_str_eq(sup_pool_kind_name(SUP_POOL_LINUX), "linux");
+}
+
+Test(config, linux_pool_errors)
+{
+	fails_with(POOL "kernel = /k/vmlinuz\n", "kernel: only for kind = linux", NULL);
+	fails_with(POOL "kind = booted\nguest = /g\nboot_timeout_ms = 100\n",
+		   "boot_timeout_ms: only for kind = linux", NULL);
+	fails_with(POOL "kind = linux\nmemory_mib = 64\n", "a linux pool needs at least 96", NULL);
+	fails_with(POOL "kind = linux\nkernel = vmlinuz\n", "absolute path", NULL);
+	fails_with(POOL "kind = linux\ncmdline = a\tb\n", "printable ASCII", NULL);
+	fails_with(POOL "kind = linux\nboot_timeout_ms = 99\n", "boot_timeout_ms", NULL);
+}
