@@ -9,6 +9,7 @@
  * Labelled linux: scripts/test runs it natively only where the host's KVM
  * can boot a kernel (hatcheryd --probe-linux), otherwise in scripts/vm. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -98,6 +99,43 @@ static void sh_ok(int vm, struct out *o, const char *script, const char *want_st
 
 static struct out o; /* 2 MiB: not on the stack */
 
+/* The jail of a Linux child, as /proc shows it for every task: the main
+ * thread and each vCPU thread run under the filter, with no capabilities
+ * and no_new_privs, as an unprivileged uid. */
+static void jail_holds_for_every_task(pid_t pid, unsigned want_tasks)
+{
+	char dir[64];
+	snprintf(dir, sizeof(dir), "/proc/%d/task", pid);
+	DIR *d = opendir(dir);
+	cr_assert_not_null(d, "%s: %s", dir, strerror(errno));
+	unsigned tasks = 0;
+	for (struct dirent *e; (e = readdir(d));) {
+		if (e->d_name[0] == '.')
+			continue;
+		char path[128], line[256];
+		snprintf(path, sizeof(path), "%s/%s/status", dir, e->d_name);
+		FILE *f = fopen(path, "re");
+		cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+		int seccomp = -1, nnp = -1;
+		unsigned long long capeff = ~0ull;
+		unsigned uid = 0;
+		while (fgets(line, sizeof(line), f)) {
+			sscanf(line, "Seccomp: %d", &seccomp);
+			sscanf(line, "NoNewPrivs: %d", &nnp);
+			sscanf(line, "CapEff: %llx", &capeff);
+			sscanf(line, "Uid: %u", &uid);
+		}
+		fclose(f);
+		cr_assert_eq(seccomp, 2, "task %s: Seccomp %d", e->d_name, seccomp);
+		cr_assert_eq(nnp, 1, "task %s: NoNewPrivs %d", e->d_name, nnp);
+		cr_assert_eq(capeff, 0, "task %s: CapEff %llx", e->d_name, capeff);
+		cr_assert_neq(uid, 0, "task %s runs as root", e->d_name);
+		tasks++;
+	}
+	closedir(d);
+	cr_assert_eq(tasks, want_tasks, "%u tasks in the child, expected %u", tasks, want_tasks);
+}
+
 /* ---- 1: programs, on one lease -------------------------------------------- */
 
 Test(linux_pool, exec_streams_statuses_env_cwd_stdin_timeout_limits)
@@ -117,6 +155,8 @@ Test(linux_pool, exec_streams_statuses_env_cwd_stdin_timeout_limits)
 	cr_assert_gt(info->linux_boot_ns, 0);
 	cr_assert(info->jailed, "a linux child runs jailed");
 	hatch_free(info);
+	/* The main thread and one thread per vCPU. */
+	jail_holds_for_every_task(pid, 3);
 
 	/* true, false, a signal death. */
 	const char *t[] = { "true" }, *f[] = { "false" };
