@@ -112,7 +112,7 @@ static void jail_holds_for_every_task(pid_t pid, unsigned want_tasks)
 	for (struct dirent *e; (e = readdir(d));) {
 		if (e->d_name[0] == '.')
 			continue;
-		char path[128], line[256];
+		char path[384], line[256];
 		snprintf(path, sizeof(path), "%s/%s/status", dir, e->d_name);
 		FILE *f = fopen(path, "re");
 		cr_assert_not_null(f, "%s: %s", path, strerror(errno));
