@@ -69,7 +69,21 @@ Reply *recv_reply_ms(struct agent *a, unsigned ms)
 	if (!recv_exact(a, hdr, 4, deadline))
 		return NULL;
 	uint32_t n = hdr[0] | hdr[1] << 8 | hdr[2] << 16 | (uint32_t)hdr[3] << 24;
-	cr_assert_leq(n, MAX_FRAME, "the agent sent a frame of %u bytes", n);
+	if (n > MAX_FRAME) {
+		/* Show what came instead of a frame: text is a log line in
+		 * the wrong place, binary a frame boundary lost. */
+		uint8_t more[64] = { 0 };
+		ssize_t got = read(a->fd, more, sizeof(more));
+		char shown[4 * sizeof(more) + 16];
+		size_t k = 0;
+		for (int i = 0; i < 4; i++)
+			k += (size_t)snprintf(shown + k, sizeof(shown) - k, "\\x%02x", hdr[i]);
+		for (ssize_t i = 0; i < got; i++)
+			k += (size_t)snprintf(shown + k, sizeof(shown) - k,
+					      more[i] >= 32 && more[i] < 127 ? "%c" : "\\x%02x",
+					      more[i]);
+		cr_assert_fail("the agent sent a frame of %u bytes: %s", n, shown);
+	}
 	uint8_t *buf = malloc(n ? n : 1);
 	cr_assert(recv_exact(a, buf, n, deadline), "EOF inside a frame");
 	Reply *r = hatchery__v1__vm_reply__unpack(NULL, n, buf);
