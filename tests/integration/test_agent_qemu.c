@@ -34,12 +34,35 @@
 
 TestSuite(agent_qemu, .timeout = 180);
 
+/* Under TCG the guest's TSC is this machine's. Without HPET or an ACPI PM
+ * timer (microvm has neither) the kernel calibrates the TSC against the PIT
+ * alone, and on a loaded host that failed ("tsc: Unable to calibrate
+ * against PIT") and the boot stalled: give it the frequency instead. */
+static void tsc_param(char *out, size_t n)
+{
+	out[0] = '\0';
+	FILE *f = fopen("/proc/cpuinfo", "r");
+	if (!f)
+		return;
+	char line[256];
+	double mhz = 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "cpu MHz : %lf", &mhz) == 1)
+			break;
+	fclose(f);
+	if (mhz > 100)
+		snprintf(out, n, " tsc_early_khz=%u", (unsigned)(mhz * 1000));
+}
+
 static struct agent boot(void)
 {
 	struct agent a = { .fd = -1 };
 	strcpy(a.dir, "/tmp/test_agent_qemu.XXXXXX");
 	cr_assert_not_null(mkdtemp(a.dir));
-	char sock[128], serial[128], log[128], chardev[192];
+	char sock[128], serial[128], log[128], chardev[192], tsc[64], cmdline[256];
+	tsc_param(tsc, sizeof(tsc));
+	snprintf(cmdline, sizeof(cmdline),
+		 "console=ttyS0 reboot=k panic=-1 hatchery_channel=/dev/vport0p1%s", tsc);
 	snprintf(sock, sizeof(sock), "%s/agent.sock", a.dir);
 	snprintf(serial, sizeof(serial), "file:%s/console.log", a.dir);
 	snprintf(log, sizeof(log), "%s/qemu.log", a.dir);
@@ -57,7 +80,7 @@ static struct agent boot(void)
 		execl(HATCH_QEMU, "qemu-system-x86_64", "-M", "microvm,acpi=on,rtc=on",
 		      "-accel", "tcg", "-cpu", "max", "-m", "512", "-smp", "1",
 		      "-kernel", HATCH_DEFAULT_KERNEL, "-initrd", HATCH_DEFAULT_INITRD,
-		      "-append", "console=ttyS0 reboot=k panic=-1 hatchery_channel=/dev/vport0p1",
+		      "-append", cmdline,
 		      "-nodefaults", "-no-reboot", "-display", "none", "-serial", serial,
 		      "-device", "virtio-serial-device", "-chardev", chardev,
 		      "-device", "virtserialport,chardev=agent", (char *)NULL);
@@ -180,4 +203,41 @@ Test(agent_qemu, oversized_frame_ends_the_vm)
 	close(a.fd);
 	snprintf(path, sizeof(path), "rm -rf %s", a.dir);
 	cr_assert_eq(system(path), 0);
+}
+
+Test(agent_qemu, survives_a_fork_bomb)
+{
+	struct agent a = boot();
+	/* The bomb's first shell exits at once and leaves the forks running
+	 * (in its process group, which only a timeout kills): the agent
+	 * answers, serves on (PID 1 is never the OOM killer's choice), and
+	 * a `kill -9 -1` it runs clears the guest. */
+	struct result r = exec_run(&a, 1, &(struct run){
+		.argv = ARGV("sh", "-c", "b() { b | b & }; b"), .timeout_ms = 3000 });
+	cr_assert_eq(r.code, 0, "%s", r.msg);
+	result_free(&r);
+	ping(&a, 2);
+	uint64_t deadline = hatch_now_ns() + (uint64_t)t_ms(90000) * 1000000ull;
+	uint64_t id = 3;
+	for (;; id++) {
+		/* fork may fail (EAGAIN) while the bomb holds every pid. */
+		r = exec_run(&a, id, &(struct run){ .argv = ARGV("kill", "-9", "-1") });
+		int code = r.code;
+		result_free(&r);
+		if (code == 0)
+			break;
+		cr_assert_lt(hatch_now_ns(), deadline, "kill -9 -1 never ran: %d", code);
+	}
+	for (;; id++) {
+		r = exec_run(&a, id, &(struct run){ .argv = ARGV("sh", "-c", "ps -o pid= | wc -l") });
+		int n = r.code ? -1 : atoi((char *)r.out);
+		result_free(&r);
+		if (n >= 0 && n < 100)
+			break; /* PID 1, ps and sh, kernel threads */
+		cr_assert_lt(hatch_now_ns(), deadline, "%d processes left after the bomb", n);
+		r = exec_run(&a, ++id, &(struct run){ .argv = ARGV("kill", "-9", "-1") });
+		result_free(&r);
+	}
+	ping(&a, ++id);
+	shutdown_vm(&a);
 }
