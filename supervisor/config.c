@@ -370,6 +370,14 @@ static int check_linux(struct parse_state *st, size_t i)
 	 * the default is SUP_LINUX_DEFAULT_MEMORY_MIB unless the pool says. */
 	if (!pool_key_line(m, "memory_mib"))
 		p->memory_mib = SUP_LINUX_DEFAULT_MEMORY_MIB;
+	/* Its vCPU threads are tasks in its cgroup too. */
+	if (!pool_key_line(m, "pids_max") && p->pids_max < p->vcpus + 4)
+		p->pids_max = p->vcpus + 4;
+	if (p->pids_max < p->vcpus + 2)
+		return fail_at(st, pool_key_line(m, "pids_max"),
+			       "[pool \"%s\"] pids_max: a linux pool's child runs a thread per "
+			       "vCPU: at least vcpus + 2 (%u), got \"%u\"", p->name,
+			       p->vcpus + 2, p->pids_max);
 	if (p->memory_mib < SUP_LINUX_MIN_MEMORY_MIB)
 		return fail_at(st, pool_key_line(m, "memory_mib") ?
 				   pool_key_line(m, "memory_mib") : m->section_line,

@@ -28,6 +28,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: hatcheryd -c CONFIG [--socket PATH] [--kvm PATH | --kvm-fd N]\n"
 		"                 [--no-jail] [-v]\n"
+		"       hatcheryd --probe-linux [--kvm PATH | --kvm-fd N]\n"
 		"\n"
 		"  -c, --config FILE   INI configuration (see README.md)\n"
 		"  -s, --socket PATH   listen here instead of [supervisor] socket\n"
@@ -36,6 +37,8 @@ static void usage(FILE *f)
 		"                      (for a uid that may not open it itself)\n"
 		"      --no-jail       DEBUG ONLY: children run unjailed, as we do\n"
 		"  -v, --verbose       log every spawn, lease and client\n"
+		"      --probe-linux   say whether this host's KVM can boot a Linux guest\n"
+		"                      (kind = linux) and exit 0 (yes) or 1 (no)\n"
 		"  -h, --help\n"
 		"\n"
 		"Exits 0 after SIGTERM/SIGINT once every child is reaped; 1 when\n"

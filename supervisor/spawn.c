@@ -26,6 +26,10 @@
 /* A Linux child's device model: per virtio queue an ioeventfd and per
  * device an irqfd, the vCPU threads' "VM ended" eventfd. */
 #define LINUX_EXTRA_FDS 16
+/* A Linux child's address space beyond a kernel-less one's: a stack per
+ * vCPU thread (glibc's default, 8 MiB, plus its guard), the machine's agent
+ * inbox (4 MiB) and the device model's heap. */
+#define LINUX_AS_EXTRA(vcpus) ((uint64_t)(vcpus) * (9ull << 20) + (32ull << 20))
 #define E_PRECOND HATCHERY__V1__ERROR_CODE__FAILED_PRECONDITION
 
 /* Room in RLIMIT_AS above the supervisor's own size (inherited by the
@@ -75,7 +79,8 @@ int sup_spawn(struct sup_child *c, const struct sup_server_opts *o,
 		.nproc = cfg->kind == SUP_POOL_LINUX ? VMP_JAIL_NPROC_LINUX(cfg->vcpus) : 0,
 		.as_extra = ((uint64_t)cfg->memory_mib << 20) +
 			    (uint64_t)cfg->vcpus * (uint64_t)o->kvm->vcpu_mmap_size +
-			    AS_HEADROOM + VMP_GUEST_MAX_ELF, /* a Load maps the ELF */
+			    AS_HEADROOM + VMP_GUEST_MAX_ELF /* a Load maps the ELF */ +
+			    (cfg->kind == SUP_POOL_LINUX ? LINUX_AS_EXTRA(cfg->vcpus) : 0),
 		/* A snapshot: guest RAM plus its state sections. */
 		.fsize = ((uint64_t)cfg->memory_mib << 20) + SNAP_FSIZE_HEADROOM,
 		.filter = &o->filters[cfg->kind == SUP_POOL_LINUX ? VMP_FILTER_LINUX : VMP_FILTER_KERNELLESS][cfg->seccomp],

@@ -768,3 +768,11 @@ Test(config, linux_pool_errors)
 	fails_with(POOL "kind = linux\ncmdline = a\tb\n", "printable ASCII", NULL);
 	fails_with(POOL "kind = linux\nboot_timeout_ms = 99\n", "boot_timeout_ms", NULL);
 }
+
+Test(config, linux_pool_pids_max_fits_the_vcpu_threads)
+{
+	parses("[pool \"l\"]\nkind = linux\nvcpus = 32\n");
+	cr_assert_geq(cfg.pools[0].pids_max, 34);
+	sup_config_free(&cfg);
+	fails_with(POOL "kind = linux\nvcpus = 8\npids_max = 9\n", "at least vcpus + 2 (10)", NULL);
+}

@@ -210,6 +210,14 @@ static int client_packet(struct child *ch)
 			      "Linux guest requests carry no file descriptors");
 		if (v == VMP_RELAY_FORWARD)
 			ch->relay.id = 0; /* never reached the agent */
+	} else if (v == VMP_RELAY_REJECT && req->body_case == HATCHERY__V1__VM_REQUEST__BODY_FILE_CHUNK &&
+		   ch->relay.id && req->id == ch->relay.id) {
+		/* More bytes than the WriteFile announced: the client is out
+		 * of step with its own operation, and the agent still waits
+		 * for the rest. No later reply could be told apart: the lease
+		 * ends here, with the reason. */
+		send_vm_error(ch->client_fd, req->id, err.code, err.msg);
+		go = 0;
 	} else if (v == VMP_RELAY_REJECT) {
 		send_vm_error(ch->client_fd, req->id, err.code, err.msg);
 	} else {

@@ -1,5 +1,6 @@
 /* vcpus.c - the vCPU threads of a Linux guest. See vcpus.h. */
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -221,6 +222,7 @@ int vmp_vcpus_signal_init(struct hatch_err *err)
 	 * set*id broadcast signal (SIGRT_1) with rt_sigaction: let it do so
 	 * now, with a thread that ends at once, rather than under the
 	 * filter. */
+	mallopt(M_ARENA_MAX, 1);
 	pthread_t t;
 	int r = pthread_create(&t, NULL, noop_thread, NULL);
 	if (r != 0)

@@ -17,21 +17,19 @@
  * ioctl (KVM_RUN, KVM_IRQ_LINE, KVM_GET_REGS), write (eventfd), tgkill
  * and rt_sigreturn (the kick), futex (the bus mutex).
  *
- * Threads that exist before the jail do not inherit what the jail does
- * per thread: a seccomp filter loaded with prctl(PR_SET_SECCOMP) and
- * no_new_privs cover the calling thread only, and capset acts on one
- * thread. The jail must load its filter with seccomp(2) and
- * SECCOMP_FILTER_FLAG_TSYNC (which also sets no_new_privs on every
- * thread), change ids through glibc (setresuid/setresgid reach every
- * thread), and should check the vCPU threads' /proc/self/task/<tid>/status
- * (Seccomp, CapEff) as it checks its own.
+ * The threads are made after the jail (child/main.c: jail, VM, threads,
+ * NPROC down), so they inherit its filter, credentials, no_new_privs and
+ * empty capability sets from the thread that made them; test_linux checks
+ * every task's /proc/PID/task/TID/status.
  *
  * vmp_vcpus_signal_init installs a handler for VMP_VCPU_KICK_SIGNAL
  * (process-wide, without SA_RESTART: its only job is to make KVM_RUN
  * return EINTR); once per process, before the jail, whose filter has no
  * rt_sigaction (child/jail.c says why); it also makes and joins one
  * thread, so that glibc's one-time thread set-up (its own rt_sigaction)
- * happens there too.
+ * happens there too, and caps malloc at one arena (M_ARENA_MAX): a vCPU
+ * thread that allocated would otherwise reserve a 64 MiB arena against
+ * the jail's RLIMIT_AS.
  *
  * Ownership: borrows vm and bus, which must outlive it; owns its threads
  * and its eventfd. vmp_vcpus_destroy stops and joins the threads, closes
