@@ -237,6 +237,12 @@ Test(linux_pool, exec_streams_statuses_env_cwd_stdin_timeout_limits)
 	cr_assert_eq(r->stdout_bytes, 300000);
 	hatch_free(r);
 
+	/* Signals to PID 1 from inside the guest: the agent lives on (the
+	 * kernel drops signals init has no handler for). */
+	sh_ok(vm, &o, "for s in TERM INT HUP USR1 USR2 SEGV QUIT KILL; do kill -$s 1; done; "
+		      "echo survived", "survived\n");
+	sh_ok(vm, &o, "echo still serving", "still serving\n");
+
 	/* SMP: the pool's vcpus. */
 	sh_ok(vm, &o, "nproc", "2\n");
 
@@ -360,6 +366,12 @@ Test(linux_pool, panic_hostile_frames_and_silence_end_one_vm)
 	struct harness *h = start(NULL);
 	/* The kernel panics: panic=1 reboot=k -> the i8042 reset. */
 	vm_dies(h, "echo c > /proc/sysrq-trigger", E(GUEST_FAULT), "kernel panic");
+	/* PID 1 killed from inside: root in the guest zeroes the agent's code
+	 * through /proc/1/mem (a static binary, text at 0x401000); the agent
+	 * faults, the kernel panics ("Attempted to kill init!"), panic=1
+	 * reboots, the VM ends. */
+	vm_dies(h, "dd if=/dev/zero of=/proc/1/mem bs=4096 seek=1025 count=133 conv=notrunc "
+		   "2>/dev/null; sleep 5", E(GUEST_FAULT), "PID 1 killed");
 	/* A guest process writes garbage into the agent's channel: a frame
 	 * length over the limit. */
 	vm_dies(h, "printf '\\377\\377\\377\\177' > /dev/hvc0; sleep 5", E(GUEST_FAULT),
