@@ -86,6 +86,9 @@ struct child {
  * shows it as the pool's last_error). */
 void vmp_child_send_failed(const char *msg);
 
+/* requests.c: a VmReply carrying only an Error, for request `id`, on fd. */
+void vmp_child_send_error(int fd, uint64_t id, int code, const char *msg);
+
 /* requests.c: serve one packet from the client. Returns 1 to go on, 0 to
  * end the lease. */
 int vmp_child_serve_client(struct child *ch);

@@ -109,17 +109,6 @@ int vmp_child_linux_boot(struct child *ch, struct hatch_err *err)
 	}
 }
 
-static void send_vm_error(int fd, uint64_t id, int code, const char *msg)
-{
-	Hatchery__V1__VmReply rep = HATCHERY__V1__VM_REPLY__INIT;
-	Hatchery__V1__Error e = HATCHERY__V1__ERROR__INIT;
-	e.code = code;
-	e.message = (char *)msg;
-	rep.id = id;
-	rep.error = &e;
-	ipc_send_pb(fd, &rep.base, NULL, 0, false);
-}
-
 static void send_pong(uint64_t seq)
 {
 	Hatchery__V1__ChildMsg out = HATCHERY__V1__CHILD_MSG__INIT;
@@ -186,7 +175,7 @@ static int client_packet(struct child *ch)
 		return 0;
 	}
 	if (r < 0) {
-		send_vm_error(ch->client_fd, 0,
+		vmp_child_send_error(ch->client_fd, 0,
 			      r == -EMSGSIZE ? E(MESSAGE_TOO_LARGE) : E(UNEXPECTED_FDS),
 			      ipc_strerror(r));
 		return 1;
@@ -194,7 +183,7 @@ static int client_packet(struct child *ch)
 	Hatchery__V1__VmRequest *req = hatchery__v1__vm_request__unpack(NULL, m.len, m.buf);
 	if (!req) {
 		ipc_msg_close_fds(&m);
-		send_vm_error(ch->client_fd, 0, E(MALFORMED),
+		vmp_child_send_error(ch->client_fd, 0, E(MALFORMED),
 			      "packet did not decode as hatchery.v1.VmRequest");
 		return 1;
 	}
@@ -206,7 +195,7 @@ static int client_packet(struct child *ch)
 		go = vmp_child_serve_request(ch, req, &m);
 	} else if (m.nfds) {
 		ipc_msg_close_fds(&m);
-		send_vm_error(ch->client_fd, req->id, E(UNEXPECTED_FDS),
+		vmp_child_send_error(ch->client_fd, req->id, E(UNEXPECTED_FDS),
 			      "Linux guest requests carry no file descriptors");
 		if (v == VMP_RELAY_FORWARD)
 			ch->relay.id = 0; /* never reached the agent */
@@ -216,10 +205,10 @@ static int client_packet(struct child *ch)
 		 * of step with its own operation, and the agent still waits
 		 * for the rest. No later reply could be told apart: the lease
 		 * ends here, with the reason. */
-		send_vm_error(ch->client_fd, req->id, err.code, err.msg);
+		vmp_child_send_error(ch->client_fd, req->id, err.code, err.msg);
 		go = 0;
 	} else if (v == VMP_RELAY_REJECT) {
-		send_vm_error(ch->client_fd, req->id, err.code, err.msg);
+		vmp_child_send_error(ch->client_fd, req->id, err.code, err.msg);
 	} else {
 		/* FORWARD: the room was there when we chose to read (see
 		 * serve_lease's poll), a packet is at most one frame. */
@@ -233,7 +222,7 @@ static int client_packet(struct child *ch)
 			ch->op_deadline = now + AGENT_IDLE_NS;
 		}
 		if (s < 0) {
-			send_vm_error(ch->client_fd, req->id, E(INTERNAL),
+			vmp_child_send_error(ch->client_fd, req->id, E(INTERNAL),
 				      "the agent channel's outbox is full");
 			go = 0;
 		}
@@ -310,7 +299,7 @@ void vmp_child_linux_serve(struct child *ch)
 	/* The VM ended under a lease or while idle: say why to whoever
 	 * holds it (the operation in flight gets the error with its id),
 	 * and to the supervisor. */
-	send_vm_error(ch->client_fd, ch->relay.id, err.code ? err.code : E(GUEST_FAULT), err.msg);
+	vmp_child_send_error(ch->client_fd, ch->relay.id, err.code ? err.code : E(GUEST_FAULT), err.msg);
 	vmp_child_send_failed(err.msg);
 	_exit(1);
 }

@@ -13,7 +13,7 @@
 
 #define E(x) HATCHERY__V1__ERROR_CODE__##x
 
-static void send_error(int fd, uint64_t id, int code, const char *msg)
+void vmp_child_send_error(int fd, uint64_t id, int code, const char *msg)
 {
 	Hatchery__V1__VmReply rep = HATCHERY__V1__VM_REPLY__INIT;
 	Hatchery__V1__Error e = HATCHERY__V1__ERROR__INIT;
@@ -84,7 +84,7 @@ static int outcome_code(enum vmp_guest_outcome o)
 static int serve_call(struct child *ch, uint64_t id, const Hatchery__V1__VmCallRequest *c)
 {
 	if (!ch->guest.ready) {
-		send_error(ch->client_fd, id, E(FAILED_PRECONDITION),
+		vmp_child_send_error(ch->client_fd, id, E(FAILED_PRECONDITION),
 			   "no guest in this VM: Load one first (pool kind empty)");
 		return 1;
 	}
@@ -146,30 +146,30 @@ static int serve_load(struct child *ch, uint64_t id, int fd)
 {
 	struct hatch_err err = { 0 };
 	if (ch->guest.ready || ch->guest.dead) {
-		send_error(ch->client_fd, id, E(FAILED_PRECONDITION),
+		vmp_child_send_error(ch->client_fd, id, E(FAILED_PRECONDITION),
 			   "this VM already has a guest; a VM is loaded once");
 		return 1;
 	}
 	off_t size = lseek(fd, 0, SEEK_END);
 	if (size <= 0 || size > (off_t)VMP_GUEST_MAX_ELF) {
-		send_error(ch->client_fd, id, E(INVALID_ARGUMENT),
+		vmp_child_send_error(ch->client_fd, id, E(INVALID_ARGUMENT),
 			   "Load: the fd must be a regular file of 1 byte .. 16 MiB");
 		return 1;
 	}
 	void *elf = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
 	if (elf == MAP_FAILED) {
 		hatch_err_set(&err, E(INVALID_ARGUMENT), errno, "Load: mmap the guest ELF");
-		send_error(ch->client_fd, id, err.code, err.msg);
+		vmp_child_send_error(ch->client_fd, id, err.code, err.msg);
 		return 1;
 	}
 	struct vmp_guest_image img;
 	if (vmp_guest_elf_parse(elf, (size_t)size, &img, &err) < 0) {
-		send_error(ch->client_fd, id, err.code, err.msg);
+		vmp_child_send_error(ch->client_fd, id, err.code, err.msg);
 		return 1;
 	}
 	if (vmp_guest_boot(&ch->vm, &img, BOOT_DEADLINE_MS, &ch->guest, &ch->res, &err) < 0) {
 		/* A guest that cannot boot took the VM with it. */
-		send_error(ch->client_fd, id, outcome_code(ch->res.outcome) == E(OK) ?
+		vmp_child_send_error(ch->client_fd, id, outcome_code(ch->res.outcome) == E(OK) ?
 			   E(VM_ERROR) : outcome_code(ch->res.outcome), err.msg);
 		return 0;
 	}
@@ -191,13 +191,13 @@ static int serve_save(struct child *ch, uint64_t id, int fd)
 {
 	struct hatch_err err = { 0 };
 	if (!ch->guest.ready || ch->guest.dead) {
-		send_error(ch->client_fd, id, E(FAILED_PRECONDITION),
+		vmp_child_send_error(ch->client_fd, id, E(FAILED_PRECONDITION),
 			   "Save: no live guest in this VM");
 		return 1;
 	}
 	struct vmp_snap_save_stats st;
 	if (vmp_snap_save(&ch->vm, ch->s->kvm, &ch->guest, fd, &st, &err) < 0) {
-		send_error(ch->client_fd, id, err.code, err.msg);
+		vmp_child_send_error(ch->client_fd, id, err.code, err.msg);
 		return 1;
 	}
 	Hatchery__V1__VmReply rep = HATCHERY__V1__VM_REPLY__INIT;
@@ -219,14 +219,14 @@ static int serve_restore(struct child *ch, uint64_t id, int fd)
 {
 	struct hatch_err err = { 0 };
 	if (ch->guest.ready || ch->guest.dead || ch->restore_broke) {
-		send_error(ch->client_fd, id, E(FAILED_PRECONDITION),
+		vmp_child_send_error(ch->client_fd, id, E(FAILED_PRECONDITION),
 			   "Restore: this VM already has a guest; restore into an empty VM");
 		return 1;
 	}
 	struct vmp_snap_restore_stats st;
 	bool touched = false;
 	if (vmp_snap_restore(&ch->vm, ch->s->kvm, fd, &ch->guest, &st, &touched, &err) < 0) {
-		send_error(ch->client_fd, id, err.code, err.msg);
+		vmp_child_send_error(ch->client_fd, id, err.code, err.msg);
 		ch->restore_broke = touched;
 		return touched ? 0 : 1;
 	}
@@ -250,7 +250,7 @@ static int refuse_request(struct child *ch, struct ipc_msg *m)
 {
 	ipc_msg_close_fds(m);
 	Hatchery__V1__VmRequest *req = hatchery__v1__vm_request__unpack(NULL, m->len, m->buf);
-	send_error(ch->client_fd, req ? req->id : 0, ch->restore_err_code, ch->restore_err);
+	vmp_child_send_error(ch->client_fd, req ? req->id : 0, ch->restore_err_code, ch->restore_err);
 	if (req)
 		hatchery__v1__vm_request__free_unpacked(req, NULL);
 	return 0;
@@ -326,14 +326,14 @@ int vmp_child_serve_request(struct child *ch, const Hatchery__V1__VmRequest *req
 	 * what could not be decoded: see vmp_child_serve_client). */
 	if (m->nfds != (fd_what ? 1u : 0u)) {
 		ipc_msg_close_fds(m);
-		send_error(ch->client_fd, req->id, E(UNEXPECTED_FDS),
+		vmp_child_send_error(ch->client_fd, req->id, E(UNEXPECTED_FDS),
 			   fd_what ? fd_what
 				   : "VM requests other than Load, Save and Restore carry no file descriptors");
 		return 1;
 	}
 	if (ch->lm && (fd_what || req->body_case == HATCHERY__V1__VM_REQUEST__BODY_CALL)) {
 		ipc_msg_close_fds(m);
-		send_error(ch->client_fd, req->id, E(FAILED_PRECONDITION),
+		vmp_child_send_error(ch->client_fd, req->id, E(FAILED_PRECONDITION),
 			   "a Linux VM runs programs (Exec) and files; Call, Load, Save and "
 			   "Restore are for kernel-less guests");
 		return 1;
@@ -392,7 +392,7 @@ int vmp_child_serve_client(struct child *ch)
 	 * large (cut short by the kernel), or one with more fds than
 	 * IPC_MAX_FDS (discarded by ipc_recv). Either way the VM serves on. */
 	if (r == -EMSGSIZE || r == -ETOOMANYREFS) {
-		send_error(ch->client_fd, 0,
+		vmp_child_send_error(ch->client_fd, 0,
 			   r == -EMSGSIZE ? E(MESSAGE_TOO_LARGE) : E(UNEXPECTED_FDS),
 			   ipc_strerror(r));
 		return 1;
@@ -408,7 +408,7 @@ int vmp_child_serve_client(struct child *ch)
 	Hatchery__V1__VmRequest *req = hatchery__v1__vm_request__unpack(NULL, m.len, m.buf);
 	if (!req) {
 		ipc_msg_close_fds(&m);
-		send_error(ch->client_fd, 0, E(MALFORMED),
+		vmp_child_send_error(ch->client_fd, 0, E(MALFORMED),
 			   "packet did not decode as hatchery.v1.VmRequest");
 		return 1;
 	}
