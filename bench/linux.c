@@ -256,23 +256,26 @@ static void row_tail(FILE *rows, const struct bench_opts *o)
 
 static void emit(FILE *rows, const struct bench_opts *o, struct lx_samples *s)
 {
-	char desc[96];
-	snprintf(desc, sizeof(desc), "linux pool, %u MiB, %u vCPU, min_idle=%u", o->memory_mib,
-		 o->vcpus, o->idle);
-	const struct series_set set = { NULL, desc, "us", US };
+	/* The pool's shape is in the fields (and the report's notes), not
+	 * repeated in every label. */
+	const struct series_set set = { NULL, NULL, "us", US };
 	const struct series ser[] = {
-		{ "linux.warm", "warm: acquire + Exec true + exit status", &s->total },
+		{ "linux.warm", "linux warm: acquire + Exec true + exit status", &s->total },
 		{ "linux.warm.acquire", "  acquire alone", &s->acquire },
 		{ "linux.warm.in_daemon", "    in hatcheryd (AcquireReply.wait_ns)", &s->in_daemon },
 		{ "linux.warm.exec", "  Exec true alone (the VM's first)", &s->exec },
-		{ "linux.cold", "cold: spawn -> agent ready: fork, jail, VM, boot "
-				"(VmInfoReply.ready_ns)", &s->ready },
+		{ "linux.cold", "linux cold: spawn -> agent ready (fork, jail, VM, boot; "
+				"VmInfoReply.ready_ns)", &s->ready },
 		{ "linux.cold.kernel", "  kernel entry -> agent ready (VmInfoReply.linux_boot_ns)",
 		  &s->kernel },
-		{ "linux.exec", "Exec true, sequential on one lease", &s->each_exec },
+		{ "linux.exec", "linux Exec true, sequential on one lease", &s->each_exec },
 	};
 	for (size_t i = 0; i < HATCH_ARRAY_SIZE(ser); i++) {
 		row_series_begin(rows, &set, &ser[i]);
+		if (i == 0 || i == 4) {
+			row_num(rows, "memory_mib", o->memory_mib);
+			row_num(rows, "vcpus", o->vcpus);
+		}
 		if (i == 0) {
 			row_num(rows, "min_idle", o->idle);
 			row_num(rows, "hits", s->hits);
@@ -289,15 +292,15 @@ static void emit(FILE *rows, const struct bench_opts *o, struct lx_samples *s)
 		row_tail(rows, o);
 	}
 	row_begin(rows, "linux.exec_rate", "execs/s",
-		  "Execs of true, sequential on one lease, over the whole run");
+		  "linux Execs of true, sequential on one lease, whole run");
 	row_num(rows, "value", s->exec_wall_s > 0 ? s->each_exec.n / s->exec_wall_s : 0);
 	row_num(rows, "n", (double)s->each_exec.n);
 	row_num(rows, "wall_s", s->exec_wall_s);
 	row_tail(rows, o);
 	const struct series_set mib = { NULL, NULL, "MiB/s", 1000.0 };
 	const struct series rate[] = {
-		{ "linux.write_16mib", "WriteFile of 16 MiB from a memfd", &s->wr },
-		{ "linux.read_16mib", "ReadFile of the same 16 MiB, compared", &s->rd },
+		{ "linux.write_16mib", "linux WriteFile of 16 MiB from a memfd", &s->wr },
+		{ "linux.read_16mib", "linux ReadFile of the same 16 MiB, compared", &s->rd },
 	};
 	for (size_t i = 0; i < HATCH_ARRAY_SIZE(rate); i++) {
 		row_series_begin(rows, &mib, &rate[i]);
@@ -321,9 +324,7 @@ int bench_linux(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 		r = throughput(c, o, &s, err);
 	if (r == 0) {
 		emit(rows, o, &s);
-		char desc[64];
-		snprintf(desc, sizeof(desc), "linux pool, min_idle=%u", o->idle);
-		r = bench_emit_daemon_stats(c, o, rows, desc, err);
+		r = bench_emit_daemon_stats(c, o, rows, "linux pool", err);
 	}
 	lx_samples_free(&s);
 	return r;

@@ -493,20 +493,21 @@ static void print_linux(const struct rows *rs, const struct bench_opts *o)
 
 	char b[4][32];
 	const struct row *w = rows_find(rs, LINUX_WARM), *c = rows_find(rs, LINUX_COLD);
-	double n = 0, nc = 0, mem = 0, x;
+	double n = 0, nc = 0, mem = 0, vcpus = 0, x;
 	row_get_num(w, "n", &n);
 	row_get_num(c, "n", &nc);
-	printf("\n  warm: a linux pool (min_idle %s, max_spawning 1, jailed); before each\n"
-	       "    cycle, untimed, the pool full and quiet (the last child reaped, its\n"
-	       "    replacement booted); timed: hatch_acquire + hatch_vm_exec(\"true\") until\n"
-	       "    its exit status is back; %.0f cycles. Ratio: over the kernel-less booted\n"
-	       "    pool's acquire + echo (16 B) p50 (%s us), measured\n"
-	       "    %s.\n",
-	       w && row_get(w, "min_idle") ? row_get(w, "min_idle") : "?", n,
-	       p50_of(rs, rows_find(rs, LINUX_ECHO_REF) ? LINUX_ECHO_REF : ECHO8, b[0],
-		      sizeof(b[0])),
-	       rows_find(rs, LINUX_ECHO_REF) ? "beside the Linux phases in the same VM run"
-					     : "in this run (7)");
+	row_get_num(w, "memory_mib", &mem);
+	row_get_num(w, "vcpus", &vcpus);
+	bool lxref = rows_find(rs, LINUX_ECHO_REF) != NULL;
+	printf("\n  warm: a linux pool (%.0f MiB, %.0f vCPU, min_idle %s, max_spawning 1,\n"
+	       "    jailed); before each cycle, untimed, the pool full and quiet (the\n"
+	       "    last child reaped, its replacement booted); timed: hatch_acquire +\n"
+	       "    hatch_vm_exec(\"true\") until its exit status is back; %.0f cycles.\n"
+	       "    Ratio: over the kernel-less booted pool's acquire + echo (16 B) p50,\n"
+	       "    %s us, measured %s.\n",
+	       mem, vcpus, w && row_get(w, "min_idle") ? row_get(w, "min_idle") : "?", n,
+	       p50_of(rs, lxref ? LINUX_ECHO_REF : ECHO8, b[0], sizeof(b[0])),
+	       lxref ? "beside the Linux phases in the same VM run" : "in this run (7)");
 	printf("  cold: every child leased in this phase (%.0f), from its VmInfoReply:\n"
 	       "    ready_ns = the supervisor starting the spawn -> the child's Ready (fork,\n"
 	       "    jail, VM, kernel boot, the agent's hello frame), each booted alone on a\n"
@@ -535,12 +536,13 @@ static void print_linux(const struct rows *rs, const struct bench_opts *o)
 		printf("  cold / QEMU: %.3f (target <= 0.5 on a KVM host)%s\n", x,
 		       emu ? ", an emulation ratio" : "");
 	row_get_num(rows_find(rs, "linux.exec_rate"), "n", &n);
-	row_get_num(rows_find(rs, "linux.write_16mib"), "n", &mem);
+	double rounds = 0;
+	row_get_num(rows_find(rs, "linux.write_16mib"), "n", &rounds);
 	printf("  throughput: one lease, %.0f sequential Execs of true (5 untimed first),\n"
 	       "    execs/s over the whole run; then %.0f rounds of WriteFile of 16 MiB\n"
 	       "    (a memfd of an xorshift stream) to the guest's /tmp (tmpfs) and\n"
 	       "    ReadFile of it back, compared byte for byte, each timed alone.\n",
-	       n, mem);
+	       n, rounds);
 }
 
 static void print_peer(const struct rows *rs)
