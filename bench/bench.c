@@ -165,6 +165,13 @@ static void usage(FILE *f)
 "            [--meminfo-before KIB])\n"
 "  qemurestore  the peer: QEMU -incoming from a migration file it saves to\n"
 "            --snapshot first: exec -> running (--qemu, -n)\n"
+"  linux     linux pool (kind = linux, min_idle = --idle): acquire + Exec\n"
+"            true, one hit at a time (-n); every leased child's spawn ->\n"
+"            agent ready (VmInfoReply); --execs sequential Execs and --files\n"
+"            rounds of a 16 MiB WriteFile + ReadFile on one lease\n"
+"  qemulinux the peer booting the same kernel and initramfs (--kernel,\n"
+"            --initrd, --cmdline, --vcpus, --memory-mib): exec -> the agent's\n"
+"            hello frame on its virtconsole (--qemu, -n)\n"
 "  report    read the rows, print the table, write --json\n"
 "\n"
 "Options:\n"
@@ -189,13 +196,19 @@ static void usage(FILE *f)
 "      --qemu-version S  qemu: its version line, for the record\n"
 "      --qemu-guest PATH qemuboot: the tiny PVH kernel (bench/qemu-guest)\n"
 "      --qemu-guest-error TEXT  qemuboot: it could not be built, and why\n"
+"      --kernel PATH, --initrd PATH, --cmdline TEXT, --vcpus N\n"
+"                        linux, qemulinux: the guest (the pool's config must\n"
+"                        say the same)\n"
+"      --execs N         linux: sequential Execs on one lease (default 1000)\n"
+"      --files N         linux: 16 MiB WriteFile + ReadFile rounds (default 3)\n"
 "      --payload N       echo, cold: bytes echoed (default 16)\n"
 "      --bytes N         sha256: bytes hashed (default 1048576)\n"
 "      --snapshot FILE   save, density, qemurestore: the snapshot file\n"
 "      --json FILE       report: write the JSON here\n"
 "      --commit S        report: source revision, for the record\n"
 "      --quick           report: mark the run as a quick one\n"
-"      --emulated        report: measured under QEMU's emulator: no targets\n"
+"      --emulated        report: measured under QEMU's emulator: no targets;\n"
+"                        linux, qemulinux: mark the rows as emulation figures\n"
 "\n"
 "Exit status: 0 when the phase ran; 1 when it could not (an error row is\n"
 "appended); 2 on a usage error.\n");
@@ -232,6 +245,12 @@ enum {
 	OPT_PAYLOAD,
 	OPT_BYTES,
 	OPT_SNAPSHOT,
+	OPT_KERNEL,
+	OPT_INITRD,
+	OPT_CMDLINE,
+	OPT_VCPUS,
+	OPT_EXECS,
+	OPT_FILES,
 };
 
 struct phase {
@@ -253,6 +272,8 @@ static const struct phase phases[] = {
 	{ "save", bench_save, true },
 	{ "density", bench_density, true },
 	{ "qemurestore", bench_qemu_restore, false },
+	{ "linux", bench_linux, true },
+	{ "qemulinux", bench_qemu_linux, false },
 };
 
 static const struct option lopts[] = {
@@ -279,6 +300,12 @@ static const struct option lopts[] = {
 	{ "payload", required_argument, NULL, OPT_PAYLOAD },
 	{ "bytes", required_argument, NULL, OPT_BYTES },
 	{ "snapshot", required_argument, NULL, OPT_SNAPSHOT },
+	{ "kernel", required_argument, NULL, OPT_KERNEL },
+	{ "initrd", required_argument, NULL, OPT_INITRD },
+	{ "cmdline", required_argument, NULL, OPT_CMDLINE },
+	{ "vcpus", required_argument, NULL, OPT_VCPUS },
+	{ "execs", required_argument, NULL, OPT_EXECS },
+	{ "files", required_argument, NULL, OPT_FILES },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
 };
@@ -305,6 +332,9 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 		case OPT_EMULATED: o->emulated = true; break;
 		case OPT_DESC: o->desc = optarg; break;
 		case OPT_SNAPSHOT: o->snapshot = optarg; break;
+		case OPT_KERNEL: o->kernel = optarg; break;
+		case OPT_INITRD: o->initrd = optarg; break;
+		case OPT_CMDLINE: o->cmdline = optarg; break;
 		case OPT_QEMU_GUEST: o->qemu_guest = optarg; break;
 		case OPT_QEMU_GUEST_ERROR: o->qemu_guest_error = optarg; break;
 		case OPT_JAIL:
@@ -329,6 +359,9 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 		case OPT_MEMINFO_BEFORE:
 		case OPT_PAYLOAD:
 		case OPT_BYTES:
+		case OPT_VCPUS:
+		case OPT_EXECS:
+		case OPT_FILES:
 			if (parse_uint(optarg, opt == OPT_MEMINFO_BEFORE ? UINT64_MAX
 					       : opt == OPT_PAYLOAD ? 60000 : 10000000,
 				       &v) < 0 || (v == 0 && opt != OPT_MEMINFO_BEFORE)) {
@@ -337,7 +370,8 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 					opt == OPT_IDLE ? "idle" : opt == OPT_ROUNDS ? "rounds" :
 					opt == OPT_MEMORY_MIB ? "memory-mib" :
 					opt == OPT_PAYLOAD ? "payload" : opt == OPT_BYTES ? "bytes" :
-					"meminfo-before",
+					opt == OPT_VCPUS ? "vcpus" : opt == OPT_EXECS ? "execs" :
+					opt == OPT_FILES ? "files" : "meminfo-before",
 					opt == OPT_PAYLOAD ? " up to 60000 (one packet)" : "", optarg);
 				return 2;
 			}
@@ -347,6 +381,9 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 			else if (opt == OPT_MEMORY_MIB) o->memory_mib = (unsigned)v;
 			else if (opt == OPT_PAYLOAD) o->payload = (unsigned)v;
 			else if (opt == OPT_BYTES) o->bytes = (unsigned)v;
+			else if (opt == OPT_VCPUS) o->vcpus = (unsigned)v;
+			else if (opt == OPT_EXECS) o->execs = (unsigned)v;
+			else if (opt == OPT_FILES) o->files = (unsigned)v;
 			else o->meminfo_before = v;
 			break;
 		default:
@@ -432,6 +469,9 @@ int main(int argc, char **argv)
 		.wait_reaped = true,
 		.payload = 16,
 		.bytes = 1u << 20,
+		.vcpus = 1,
+		.execs = 1000,
+		.files = 3,
 	};
 	int r = parse_opts(argc, argv, &o);
 	if (r >= 0)

@@ -14,7 +14,8 @@
  * against hatcheryd, and the lease loop that acquire, echo and cold
  * share), calls.c (phases against booted pools: guest calls),
  * host_sha256.c (the default guest's sha256, built for the host), qemu.c
- * (the peer), snap.c (Save, restore-pool density), report*.c (the targets,
+ * (the peer; QEMU booting the Linux guest too), linux.c (Linux guests:
+ * warm Exec, cold boot, throughput), snap.c (Save, restore-pool density), report*.c (the targets,
  * the table, the JSON; report.h says which file holds what).
  */
 #ifndef HATCH_BENCH_H
@@ -57,6 +58,14 @@ struct bench_opts {
 	unsigned rounds;          /* refill: drain rounds */
 	unsigned memory_mib;      /* memory: size of the guest mapping */
 	uint64_t meminfo_before;  /* memory: MemAvailable (KiB) before the daemon */
+	const char *kernel;       /* linux, qemulinux: the bzImage (recorded; the
+	                           * pool's own config names it for hatcheryd) */
+	const char *initrd;       /* the initramfs, its /init the agent */
+	const char *cmdline;      /* qemulinux: the kernel command line, the
+	                           * pool's (scripts/bench writes both) */
+	unsigned vcpus;           /* linux, qemulinux: the pool's vcpus */
+	unsigned execs;           /* linux: sequential Execs on one lease */
+	unsigned files;           /* linux: WriteFile + ReadFile rounds */
 	unsigned payload;         /* echo, cold: bytes echoed (default 16) */
 	unsigned bytes;           /* sha256: bytes hashed (default 1 MiB) */
 	bool quick;
@@ -268,6 +277,8 @@ int bench_sha256(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
 int bench_save(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
 int bench_density(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
 int bench_qemu_restore(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
+int bench_linux(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
+int bench_qemu_linux(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
 int bench_report(const struct bench_opts *o, struct hatch_err *err);
 
 /* MemAvailable from /proc/meminfo, in KiB. 0 or -errno. */

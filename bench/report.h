@@ -60,6 +60,18 @@
 #define DENSITY_BUDGET "density.pss_vs_budget"
 #define DENSITY_HOST "density.host_vs_budget"
 
+/* Linux guests (measurement 14, bench/linux.c and qemu.c's qemulinux).
+ * Their rows carry section=linux, and emulated=1 when they were measured
+ * inside scripts/vm (this host's KVM cannot boot Linux): such rows are
+ * shown, never judged, even in a run whose other figures are native.
+ * LINUX_ECHO_REF: the booted pool's acquire + echo measured beside them
+ * in the same scripts/vm run; without it, ECHO8 of the same run. */
+#define LINUX_WARM "linux.warm"
+#define LINUX_COLD "linux.cold"
+#define QEMU_LINUX "qemu.linux.boot"
+#define LINUX_COLD_VS_QEMU "linux.cold_vs_qemu"
+#define LINUX_WARM_VS_ECHO "linux.warm_vs_echo"
+#define LINUX_ECHO_REF "acquire_echo.lxref"
 
 /* ---- report_targets.c ------------------------------------------------------ */
 
@@ -89,6 +101,7 @@ void report_derive(struct rows *rs);
 
 struct verdict {
 	bool have;         /* the figure is there */
+	bool emulated;     /* its row is an emulation figure: not judged */
 	double figure, ratio;
 	bool pass;
 };
@@ -112,6 +125,11 @@ bool report_is_error_row(const struct row *r);
 bool report_is_ref_row(const struct row *r);
 /* qemu.* and ref.*: the peers, reported apart from hatchery's figures. */
 bool report_is_peer_row(const struct row *r);
+/* The Linux guests' rows (section=linux, and the daemon's and the
+ * reference echo's rows of that run): printed in a section of their own. */
+bool report_is_linux_row(const struct row *r);
+/* A row measured inside scripts/vm while the rest was not (emulated=1). */
+bool report_is_emulated_row(const struct row *r);
 
 /* ---- report.c ---------------------------------------------------------------- */
 

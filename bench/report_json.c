@@ -120,7 +120,7 @@ static void json_results(FILE *f, const struct rows *rs, const struct bench_opts
 			continue;
 		fprintf(f, "%s\n    {", first ? "" : ",");
 		json_row_fields(f, r, NULL);
-		if (!o->emulated)
+		if (!o->emulated && !report_is_emulated_row(r))
 			json_targets(f, rs, row_get(r, "name"));
 		fputc('}', f);
 		first = false;
@@ -222,6 +222,30 @@ static void json_peer_qemu_boot_restore(FILE *f, const struct rows *rs)
 	fputc('}', f);
 }
 
+/* ", "qemu_linux": {...}": QEMU booting the linux pool's kernel and
+ * initramfs to the agent's hello. */
+static void json_peer_qemu_linux(FILE *f, const struct rows *rs)
+{
+	const struct row *st = rows_find(rs, "qemu.linux.status");
+	fputs(", \"qemu_linux\": {", f);
+	if (!st) {
+		fputs("\"status\": \"not measured\"}", f);
+		return;
+	}
+	json_row_fields(f, st, "name");
+	static const char *const series[] = { QEMU_LINUX, "qemu.linux.connect" };
+	static const char *const keys[] = { "agent_ready_us", "chardev_connected_us" };
+	for (size_t k = 0; k < HATCH_ARRAY_SIZE(series); k++) {
+		const struct row *r = rows_find(rs, series[k]);
+		if (!r)
+			continue;
+		fprintf(f, ", \"%s\": {", keys[k]);
+		json_row_fields(f, r, "name");
+		fputc('}', f);
+	}
+	fputc('}', f);
+}
+
 /* ", "mimobox": {...}": the published figures, and ours over them. */
 static void json_peer_mimobox(FILE *f, const struct rows *rs)
 {
@@ -251,6 +275,7 @@ int report_write_json(const char *path, const struct rows *rs, const struct mach
 	fputs("\n  ],\n  \"peer\": {", f);
 	json_peer_qemu(f, rs);
 	json_peer_qemu_boot_restore(f, rs);
+	json_peer_qemu_linux(f, rs);
 	json_peer_mimobox(f, rs);
 	fputs("},\n  \"errors\": [", f);
 	bool first = true;

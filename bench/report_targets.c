@@ -48,6 +48,17 @@ const struct target report_targets[] = {
 	{ 13, DENSITY, "value", 0, INFO, "density: Pss of N leased restored children [k]" },
 	{ 13, DENSITY_BUDGET, "value", 1.0, AT_MOST, "density: Pss / budget [k]" },
 	{ 13, DENSITY_HOST, "value", 0, INFO, "density: MemAvailable drop / budget [k]" },
+	{ 14, LINUX_COLD_VS_QEMU, "value", 0.5, AT_MOST,
+	  "Linux cold: spawn -> agent ready / QEMU microvm, same guest, p50 [l]" },
+	{ 14, LINUX_COLD, "p50", 0, INFO, "Linux cold: spawn -> agent ready, p50 [l]" },
+	{ 14, QEMU_LINUX, "p50", 0, INFO, "  peer: QEMU microvm exec -> agent ready, p50 [l]" },
+	{ 14, LINUX_WARM, "p50", 1000, AT_MOST, "Linux warm: acquire + Exec true, p50 [l]" },
+	{ 14, LINUX_WARM, "p99", 0, INFO, "Linux warm: acquire + Exec true, p99 [l]" },
+	{ 14, LINUX_WARM_VS_ECHO, "value", 0, INFO,
+	  "Linux warm p50 / booted acquire + echo p50, same run [l]" },
+	{ 14, "linux.exec_rate", "value", 0, INFO, "Linux: sequential Exec true on one lease [l]" },
+	{ 14, "linux.write_16mib", "p50", 0, INFO, "Linux: WriteFile 16 MiB, p50 [l]" },
+	{ 14, "linux.read_16mib", "p50", 0, INFO, "Linux: ReadFile 16 MiB, p50 [l]" },
 };
 
 const size_t report_ntargets = HATCH_ARRAY_SIZE(report_targets);
@@ -225,9 +236,55 @@ static void derive_snap(struct rows *rs)
 	}
 }
 
+/* 14: hatchery's Linux cold boot over QEMU's, and the warm Exec over the
+ * kernel-less booted pool's acquire + echo, each pair from one place (both
+ * in scripts/vm, or both native): the reference echo measured beside the
+ * Linux phases if there is one, else measurement 7's. */
+static void derive_linux(struct rows *rs)
+{
+	const struct row *cold = rows_find(rs, LINUX_COLD), *q = rows_find(rs, QEMU_LINUX);
+	const struct row *warm = rows_find(rs, LINUX_WARM);
+	double a, b;
+	if (row_get_num(cold, "p50", &a) && row_get_num(q, "p50", &b) && b > 0) {
+		bool emu = report_is_emulated_row(cold) || report_is_emulated_row(q);
+		struct row *r = rows_add(rs, LINUX_COLD_VS_QEMU, "x",
+					 "Linux cold: spawn -> agent ready p50 / QEMU microvm "
+					 "exec -> agent ready p50");
+		if (r) {
+			row_set_num(r, "value", a / b);
+			row_set_num(r, "hatchery_p50_us", a);
+			row_set_num(r, "qemu_p50_us", b);
+			row_set_str(r, "section", "linux");
+			if (emu)
+				row_set_num(r, "emulated", 1);
+			if (report_is_emulated_row(cold) != report_is_emulated_row(q))
+				row_set_str(r, "warning", "one side emulated, the other not");
+		}
+	}
+	const struct row *ref = rows_find(rs, LINUX_ECHO_REF);
+	const char *refname = ref ? LINUX_ECHO_REF : ECHO8;
+	if (!ref)
+		ref = rows_find(rs, ECHO8);
+	if (row_get_num(warm, "p50", &a) && row_get_num(ref, "p50", &b) && b > 0) {
+		struct row *r = rows_add(rs, LINUX_WARM_VS_ECHO, "x",
+					 "Linux warm acquire + Exec true p50 / booted pool "
+					 "acquire + echo p50");
+		if (r) {
+			row_set_num(r, "value", a / b);
+			row_set_num(r, "linux_p50_us", a);
+			row_set_num(r, "echo_p50_us", b);
+			row_set_str(r, "echo_row", refname);
+			row_set_str(r, "section", "linux");
+			if (report_is_emulated_row(warm))
+				row_set_num(r, "emulated", 1);
+		}
+	}
+}
+
 void report_derive(struct rows *rs)
 {
 	derive_jail_cost(rs);
+	derive_linux(rs);
 	derive_cold(rs);
 	derive_snap(rs);
 	struct row *m = rows_add(rs, MIMOBOX_ECHO, "us",
@@ -294,7 +351,8 @@ struct verdict report_judge(const struct rows *rs, const struct target *t)
 	if (!r || !row_get_num(r, t->stat, &v.figure))
 		return v;
 	v.have = true;
-	if (t->cmp == INFO)
+	v.emulated = report_is_emulated_row(r);
+	if (t->cmp == INFO || v.emulated)
 		return v;
 	v.ratio = t->limit ? v.figure / t->limit : 0;
 	v.pass = t->cmp == AT_LEAST ? v.figure >= t->limit : v.figure <= t->limit;
@@ -316,6 +374,21 @@ bool report_is_ref_row(const struct row *r)
 bool report_is_peer_row(const struct row *r)
 {
 	return strncmp(row_get(r, "name"), "qemu.", 5) == 0 || report_is_ref_row(r);
+}
+
+bool report_is_emulated_row(const struct row *r)
+{
+	const char *e = row_get(r, "emulated");
+	return e && strcmp(e, "1") == 0;
+}
+
+bool report_is_linux_row(const struct row *r)
+{
+	const char *n = row_get(r, "name"), *s = row_get(r, "section");
+	size_t len = strlen(n);
+	return (s && strcmp(s, "linux") == 0) || strncmp(n, "qemu.linux.", 11) == 0 ||
+	       (len > 6 && strcmp(n + len - 6, ".linux") == 0) ||
+	       (len > 6 && strcmp(n + len - 6, ".lxref") == 0);
 }
 
 struct report_peer report_peer_figures(const struct rows *rs)

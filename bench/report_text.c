@@ -29,12 +29,21 @@ static const char *label_or_name(const struct row *r)
 
 /* ---- the figures, by unit ----------------------------------------------------- */
 
-static void print_section(const struct rows *rs, const char *unit, const char *title)
+/* Does row r belong in the section of `unit`, among the Linux guests' rows
+ * (linux) or the others? */
+static bool in_section(const struct row *r, const char *unit, bool linux_rows)
+{
+	return strcmp(row_get(r, "unit"), unit) == 0 && !report_is_error_row(r) &&
+	       !report_is_ref_row(r) && report_is_linux_row(r) == linux_rows;
+}
+
+static void print_rows(const struct rows *rs, const char *unit, const char *title,
+		       bool linux_rows)
 {
 	int w = 10;
 	for (size_t i = 0; i < rs->n; i++) {
 		const struct row *r = &rs->r[i];
-		if (strcmp(row_get(r, "unit"), unit) == 0 && !report_is_error_row(r) && !report_is_ref_row(r)) {
+		if (in_section(r, unit, linux_rows)) {
 			int l = (int)strlen(label_or_name(r));
 			if (l > w)
 				w = l;
@@ -43,7 +52,7 @@ static void print_section(const struct rows *rs, const char *unit, const char *t
 	bool header = false;
 	for (size_t i = 0; i < rs->n; i++) {
 		const struct row *r = &rs->r[i];
-		if (strcmp(row_get(r, "unit"), unit) != 0 || report_is_error_row(r) || report_is_ref_row(r))
+		if (!in_section(r, unit, linux_rows))
 			continue;
 		if (!header) {
 			printf("\n%-*s %7s %9s %9s %9s %9s\n", w, title, "n", "p50", "p90",
@@ -67,6 +76,11 @@ static void print_section(const struct rows *rs, const char *unit, const char *t
 		printf("%-*s %7s %9s %9s %9s %9s\n", w, label_or_name(r), cell[0], cell[1],
 		       cell[2], cell[3], cell[4]);
 	}
+}
+
+static void print_section(const struct rows *rs, const char *unit, const char *title)
+{
+	print_rows(rs, unit, title, false);
 }
 
 /* ---- the notes under the targets ---------------------------------------------- */
@@ -303,6 +317,7 @@ static void print_target_notes(const struct rows *rs)
 	printf("\n");
 	print_call_notes(rs);
 	print_snap_notes(rs);
+	printf("[l] Linux guests: see LINUX GUESTS below.\n");
 }
 
 /* ---- the targets --------------------------------------------------------------- */
@@ -339,8 +354,9 @@ static void print_targets(const struct rows *rs)
 		const char *basis = strcmp(t->row, COLD_VS_QEMU) == 0 ? row_get(r, "basis") : NULL;
 		bool fallback = basis && strcmp(basis, "qemu.boot") != 0;
 		printf("%-2d %-*s %12s %14s %7s  %s%s\n", t->m, w, t->what, fig, tgt,
-		       v.have && t->cmp != INFO ? rat : "-",
-		       !v.have ? "n/a" : t->cmp == INFO ? "info" : v.pass ? "PASS" : "MISS",
+		       v.have && t->cmp != INFO && !v.emulated ? rat : "-",
+		       !v.have ? "n/a" : v.emulated ? "EMULATED (not judged)"
+		       : t->cmp == INFO ? "info" : v.pass ? "PASS" : "MISS",
 		       fallback ? " (FALLBACK: over QEMU's QMP greeting, see [f])" : "");
 	}
 	print_target_notes(rs);
@@ -448,6 +464,87 @@ static void print_peer_restore(const struct rows *rs)
 		       fmt(b[2], sizeof(b[2]), p), p / q);
 }
 
+/* ---- 14: Linux guests ------------------------------------------------------------ */
+
+static void print_linux(const struct rows *rs, const struct bench_opts *o)
+{
+	bool any = false, emu = o->emulated;
+	for (size_t i = 0; i < rs->n; i++) {
+		if (report_is_linux_row(&rs->r[i])) {
+			any = true;
+			emu = emu || report_is_emulated_row(&rs->r[i]);
+		}
+	}
+	printf("\nLINUX GUESTS (kind = linux: Debian's kernel, hatchery's initramfs, its\n"
+	       "/init the agent; 14)\n");
+	if (!any) {
+		printf("  not measured (see NOT MEASURED below)\n");
+		return;
+	}
+	if (emu)
+		printf("  EMULATED: measured inside scripts/vm (QEMU's emulator, KVM nested in\n"
+		       "  it) because this host's KVM cannot boot Linux (hatcheryd --probe-linux):\n"
+		       "  emulation figures, 5-20x off a KVM host's. Ratios only; no target judged.\n");
+	print_rows(rs, "us", "LINUX LATENCY (us)", true);
+	print_rows(rs, "execs/s", "LINUX EXEC RATE (execs/s)", true);
+	print_rows(rs, "MiB/s", "LINUX FILES (MiB/s)", true);
+	print_rows(rs, "%", "LINUX HIT RATE (%)", true);
+	print_rows(rs, "x", "LINUX RATIOS (x)", true);
+
+	char b[4][32];
+	const struct row *w = rows_find(rs, LINUX_WARM), *c = rows_find(rs, LINUX_COLD);
+	double n = 0, nc = 0, mem = 0, vcpus = 0, x;
+	row_get_num(w, "n", &n);
+	row_get_num(c, "n", &nc);
+	row_get_num(w, "memory_mib", &mem);
+	row_get_num(w, "vcpus", &vcpus);
+	bool lxref = rows_find(rs, LINUX_ECHO_REF) != NULL;
+	printf("\n  warm: a linux pool (%.0f MiB, %.0f vCPU, min_idle %s, max_spawning 1,\n"
+	       "    jailed); before each cycle, untimed, the pool full and quiet (the\n"
+	       "    last child reaped, its replacement booted); timed: hatch_acquire +\n"
+	       "    hatch_vm_exec(\"true\") until its exit status is back; %.0f cycles.\n"
+	       "    Ratio: over the kernel-less booted pool's acquire + echo (16 B) p50,\n"
+	       "    %s us, measured %s.\n",
+	       mem, vcpus, w && row_get(w, "min_idle") ? row_get(w, "min_idle") : "?", n,
+	       p50_of(rs, lxref ? LINUX_ECHO_REF : ECHO8, b[0], sizeof(b[0])),
+	       lxref ? "beside the Linux phases in the same VM run" : "in this run (7)");
+	printf("  cold: every child leased in this phase (%.0f), from its VmInfoReply:\n"
+	       "    ready_ns = the supervisor starting the spawn -> the child's Ready (fork,\n"
+	       "    jail, VM, kernel boot, the agent's hello frame), each booted alone on a\n"
+	       "    quiet pool; linux_boot_ns = kernel entry -> that hello.\n", nc);
+	const struct row *qs = rows_find(rs, "qemu.linux.status");
+	const struct row *q = rows_find(rs, QEMU_LINUX);
+	row_get_num(q, "n", &x);
+	if (q) {
+		const char *cmdline = row_get(q, "cmdline");
+		printf("  QEMU: qemu-system-x86_64 -M microvm,acpi=on -accel kvm -cpu host, the\n"
+		       "    same vCPUs and memory, -kernel and -initrd the pool's vmlinuz and\n"
+		       "    initramfs, -append the pool's command line\n"
+		       "      %s\n"
+		       "    -serial stdio, -device virtio-serial-device + virtconsole on a unix\n"
+		       "    socket chardev (microvm's DSDT describes its virtio-mmio as LNRO0005,\n"
+		       "    as hatchery's does: the agent's /dev/hvc0). From just before fork/exec\n"
+		       "    to the agent's whole hello frame (VmReply{agent_ready}) on that\n"
+		       "    socket, then QEMU is killed; %.0f boots, p50 %s us. The same agent\n"
+		       "    milestone as hatchery's Ready.\n",
+		       cmdline ? cmdline : "?", x, p50_of(rs, QEMU_LINUX, b[1], sizeof(b[1])));
+	} else {
+		printf("  QEMU: not measured: %s\n",
+		       qs && row_get(qs, "error") ? row_get(qs, "error") : "qemu did not run");
+	}
+	if (row_get_num(rows_find(rs, LINUX_COLD_VS_QEMU), "value", &x))
+		printf("  cold / QEMU: %.3f (target <= 0.5 on a KVM host)%s\n", x,
+		       emu ? ", an emulation ratio" : "");
+	row_get_num(rows_find(rs, "linux.exec_rate"), "n", &n);
+	double rounds = 0;
+	row_get_num(rows_find(rs, "linux.write_16mib"), "n", &rounds);
+	printf("  throughput: one lease, %.0f sequential Execs of true (5 untimed first),\n"
+	       "    execs/s over the whole run; then %.0f rounds of WriteFile of 16 MiB\n"
+	       "    (a memfd of an xorshift stream) to the guest's /tmp (tmpfs) and\n"
+	       "    ReadFile of it back, compared byte for byte, each timed alone.\n",
+	       n, rounds);
+}
+
 static void print_peer(const struct rows *rs)
 {
 	print_peer_qmp(rs);
@@ -475,6 +572,7 @@ void report_print(const struct rows *rs, const struct machine *m,
 	if (!o->emulated)
 		print_targets(rs);
 	print_peer(rs);
+	print_linux(rs, o);
 	bool header = false;
 	for (size_t i = 0; i < rs->n; i++) {
 		const struct row *r = &rs->r[i];
