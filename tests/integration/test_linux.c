@@ -376,6 +376,9 @@ Test(linux_pool, panic_hostile_frames_and_silence_end_one_vm)
 	 * length over the limit. */
 	vm_dies(h, "printf '\\377\\377\\377\\177' > /dev/hvc0; sleep 5", E(GUEST_FAULT),
 		"oversized agent frame");
+	/* ...or a whole frame that is no VmReply (3 bytes of 0xff). */
+	vm_dies(h, "printf '\\003\\000\\000\\000\\377\\377\\377' > /dev/hvc0; sleep 5",
+		E(GUEST_FAULT), "malformed agent frame");
 	/* A guest process steals the agent's input: the next request is never
 	 * answered, and the child gives up on the agent. */
 	pid_t pid;

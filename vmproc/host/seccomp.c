@@ -134,6 +134,8 @@ static const struct {
 	const char *why;
 } sanitizer_extra[] = {
 	{ SCMP_SYS(sigaltstack), "ASan's _exit interceptor tears down its alternate signal stack" },
+	{ SCMP_SYS(sched_getaffinity), "ASan's start of a new thread (a Linux child's vCPU "
+				       "threads)" },
 };
 #endif
 
