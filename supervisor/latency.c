@@ -17,6 +17,17 @@
 _Static_assert(LAT_EXP > LAT_SUB_BITS && LAT_EXP < 64,
 	       "exponent groups must cover the linear range and fit in u64");
 
+#define US 1000ull
+#define MS (1000ull * US)
+#define S (1000ull * MS)
+/* 1-2.5-5 steps from a hit's tens of microseconds to a Linux pool's boot
+ * of seconds. */
+const uint64_t lat_le_ns[LAT_LE_N] = {
+	10 * US, 25 * US, 50 * US, 100 * US, 250 * US, 500 * US,
+	1 * MS, 2500 * US, 5 * MS, 10 * MS, 25 * MS, 50 * MS, 100 * MS,
+	250 * MS, 500 * MS, 1 * S, 2500 * MS, 5 * S, 10 * S, 30 * S,
+};
+
 static unsigned bucket_of(uint64_t v)
 {
 	if (v < LAT_SUB)
@@ -58,6 +69,15 @@ void lat_record(struct lat_hist *h, uint64_t ns)
 	if (ns > h->max)
 		h->max = ns;
 	h->count++;
+	if (__builtin_add_overflow(h->sum, ns, &h->sum))
+		h->sum = UINT64_MAX;
+	/* Twenty compares at most: cheaper than the syscalls around it. */
+	for (unsigned i = 0; i < LAT_LE_N; i++) {
+		if (ns <= lat_le_ns[i]) {
+			h->le_band[i]++;
+			break;
+		}
+	}
 }
 
 uint64_t lat_percentile(const struct lat_hist *h, double pct)

@@ -15,10 +15,20 @@
 #define LAT_EXP 44 /* values up to 2^44 ns (~4.9 hours); larger clamp */
 #define LAT_BUCKETS (LAT_EXP * LAT_SUB)
 
+/* Coarse bands with decimal edges, counted exactly beside the log-linear
+ * buckets: a Prometheus histogram needs "samples <= 1 ms" to mean exactly
+ * that, and no log-linear edge falls on a decimal one. lat_le_ns[] is
+ * ascending; band i holds the samples in (lat_le_ns[i-1], lat_le_ns[i]],
+ * and samples above the last edge are only in count. */
+#define LAT_LE_N 20
+extern const uint64_t lat_le_ns[LAT_LE_N];
+
 struct lat_hist {
 	uint64_t count;
 	uint64_t max;
 	uint64_t min;
+	uint64_t sum;               /* of every sample, saturating at UINT64_MAX */
+	uint64_t le_band[LAT_LE_N]; /* per band, not cumulative */
 	uint32_t bucket[LAT_BUCKETS];
 };
 

@@ -8,22 +8,36 @@
 #include "hatchery/cleanup.h"
 #include "loop.h"
 
-static void fill_latency(Hatchery__V1__Latency *l, const struct lat_hist *h)
+/* le_counts: LAT_LE_N slots of the caller's, filled cumulatively. */
+static void fill_latency(Hatchery__V1__Latency *l, const struct lat_hist *h,
+			 uint64_t *le_counts)
 {
 	l->count = h->count;
 	l->p50 = lat_percentile(h, 50);
 	l->p90 = lat_percentile(h, 90);
 	l->p99 = lat_percentile(h, 99);
 	l->max = h->max;
+	l->sum_ns = h->sum;
+	uint64_t below = 0;
+	for (unsigned i = 0; i < LAT_LE_N; i++) {
+		below += h->le_band[i];
+		le_counts[i] = below;
+	}
+	l->n_le_counts = LAT_LE_N;
+	l->le_counts = le_counts;
 }
 
+/* Sized, not cut: at SUP_MAX_POOLS pools with every varint at its widest,
+ * a pool is about 720 bytes (its name, ten counters, two Latency of
+ * 5 + 1 + LAT_LE_N u64s), 46 KiB in all, under IPC_MAX_MSG. */
 void handle_stats(struct server *s, struct conn *cn, uint64_t id)
 {
 	size_t n = s->n_pools;
 	_cleanup_free_ Hatchery__V1__PoolStats *ps = calloc(n, sizeof(*ps));
 	_cleanup_free_ Hatchery__V1__PoolStats **pp = calloc(n, sizeof(*pp));
 	_cleanup_free_ Hatchery__V1__Latency *lat = calloc(2 * n, sizeof(*lat));
-	if (!ps || !pp || !lat) {
+	_cleanup_free_ uint64_t *le = calloc(2 * n * LAT_LE_N, sizeof(*le));
+	if (!ps || !pp || !lat || !le) {
 		send_error(s, cn, id, E(INTERNAL), "out of memory");
 		return;
 	}
@@ -43,8 +57,9 @@ void handle_stats(struct server *s, struct conn *cn, uint64_t id)
 		ps[i].seccomp_kills = p->stats.seccomp_kills;
 		ps[i].resets = p->stats.resets;
 		ps[i].active_leases = p->count[CHILD_LEASED];
-		fill_latency(&lat[2 * i], &p->stats.acquire);
-		fill_latency(&lat[2 * i + 1], &p->stats.spawn_to_ready);
+		fill_latency(&lat[2 * i], &p->stats.acquire, &le[2 * i * LAT_LE_N]);
+		fill_latency(&lat[2 * i + 1], &p->stats.spawn_to_ready,
+			     &le[(2 * i + 1) * LAT_LE_N]);
 		ps[i].acquire = &lat[2 * i];
 		ps[i].spawn_to_ready = &lat[2 * i + 1];
 		pp[i] = &ps[i];
@@ -53,6 +68,8 @@ void handle_stats(struct server *s, struct conn *cn, uint64_t id)
 	Hatchery__V1__StatsReply sr = HATCHERY__V1__STATS_REPLY__INIT;
 	sr.n_pools = n;
 	sr.pools = pp;
+	sr.n_latency_le_ns = LAT_LE_N;
+	sr.latency_le_ns = (uint64_t *)lat_le_ns;
 	rep.id = id;
 	rep.body_case = HATCHERY__V1__REPLY__BODY_STATS;
 	rep.stats = &sr;

@@ -209,3 +209,29 @@ Test(latency, integral_percentiles_exact_rank)
 	}
 	free(h);
 }
+
+/* The decimal bands: a sample on an edge counts at that edge, one above
+ * it at the next; past the last edge only count and sum see it. */
+Test(latency, le_bands_are_exact)
+{
+	struct lat_hist *h = new_hist();
+	for (unsigned i = 1; i < LAT_LE_N; i++)
+		cr_assert_lt(lat_le_ns[i - 1], lat_le_ns[i], "edges ascend");
+	lat_record(h, 0);
+	lat_record(h, lat_le_ns[0]);
+	lat_record(h, lat_le_ns[0] + 1);
+	lat_record(h, lat_le_ns[LAT_LE_N - 1]);
+	lat_record(h, lat_le_ns[LAT_LE_N - 1] + 1);
+	cr_assert_eq(h->le_band[0], 2);
+	cr_assert_eq(h->le_band[1], 1);
+	cr_assert_eq(h->le_band[LAT_LE_N - 1], 1);
+	uint64_t in_bands = 0;
+	for (unsigned i = 0; i < LAT_LE_N; i++)
+		in_bands += h->le_band[i];
+	cr_assert_eq(in_bands, 4);
+	cr_assert_eq(h->count, 5);
+	cr_assert_eq(h->sum, 2 * lat_le_ns[0] + 1 + 2 * lat_le_ns[LAT_LE_N - 1] + 1);
+	lat_record(h, UINT64_MAX);
+	cr_assert_eq(h->sum, UINT64_MAX, "the sum saturates");
+	free(h);
+}
