@@ -291,25 +291,20 @@ struct query {
 	int (*text)(const void *reply);
 };
 
-static int run_query(const struct hx_ctx *cx, int argc, char **argv,
+static int run_query(const struct hx_ctx *cx, const struct hx_opts *o,
 		     const struct query *q)
 {
-	struct hx_opts o = { 0 };
-	int r = hx_parse_cmd(argc, argv, json_only_opts, 0, NULL, &o);
-	if (r != HX_OK)
-		return r;
-
 	struct hatch_err err = { 0 };
 	struct hatch_client *c = NULL;
 	if (hx_connect(cx, &c, &err) < 0)
 		return hx_fail(&err);
 	void *reply = NULL;
-	r = q->fetch(c, &reply, &err);
+	int r = q->fetch(c, &reply, &err);
 	hatch_close(c);
 	if (r < 0)
 		return hx_fail(&err);
 
-	if (o.json) {
+	if (o->json) {
 		q->json(reply);
 		r = HX_OK;
 	} else {
@@ -332,7 +327,9 @@ static int status_text_any(const void *m) { return status_text(m); }
 int cmd_status(const struct hx_ctx *cx, int argc, char **argv)
 {
 	static const struct query q = { fetch_status, status_json_any, status_text_any };
-	return run_query(cx, argc, argv, &q);
+	struct hx_opts o = { 0 };
+	int r = hx_parse_cmd(argc, argv, json_only_opts, 0, NULL, &o);
+	return r != HX_OK ? r : run_query(cx, &o, &q);
 }
 
 static int fetch_stats(struct hatch_client *c, void **out, struct hatch_err *err)
@@ -345,8 +342,44 @@ static int fetch_stats(struct hatch_client *c, void **out, struct hatch_err *err
 static void stats_json_any(const void *m) { stats_json(m); }
 static int stats_text_any(const void *m) { return stats_text(m); }
 
+/* --prometheus: Status and Stats on one connection, one after the other
+ * (the gauges of the one and the counters of the other), written as one
+ * exposition for a textfile collector or a scrape wrapper. */
+static int stats_prometheus(const struct hx_ctx *cx)
+{
+	struct hatch_err err = { 0 };
+	struct hatch_client *c = NULL;
+	if (hx_connect(cx, &c, &err) < 0)
+		return hx_fail(&err);
+	Hatchery__V1__StatusReply *status = NULL;
+	Hatchery__V1__StatsReply *stats = NULL;
+	int r = hatch_status(c, &status, &err);
+	if (r == 0)
+		r = hatch_stats(c, &stats, &err);
+	hatch_close(c);
+	if (r < 0) {
+		hatch_free(status);
+		return hx_fail(&err);
+	}
+	prom_write(stdout, status, stats);
+	hatch_free(status);
+	hatch_free(stats);
+	return hx_finish_stdout();
+}
+
 int cmd_stats(const struct hx_ctx *cx, int argc, char **argv)
 {
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "prometheus", no_argument, NULL, OPT_PROMETHEUS },
+		{ 0 },
+	};
 	static const struct query q = { fetch_stats, stats_json_any, stats_text_any };
-	return run_query(cx, argc, argv, &q);
+	struct hx_opts o = { 0 };
+	int r = hx_parse_cmd(argc, argv, opts, 0, NULL, &o);
+	if (r != HX_OK)
+		return r;
+	if (o.json && o.prometheus)
+		return hx_usage_error("stats: --json and --prometheus exclude each other");
+	return o.prometheus ? stats_prometheus(cx) : run_query(cx, &o, &q);
 }

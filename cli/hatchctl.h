@@ -13,6 +13,7 @@
  *                  and the upload/download that exec shares
  *   out_table.c    text output: aligned tables and sanitised strings
  *   out_json.c     JSON output: one compact object on stdout
+ *   out_prom.c     Prometheus text format: stats --prometheus (pure)
  * Each command parses its own options before connecting, so a usage error
  * never touches the socket. The exit status is the contract with shell
  * scripts (see usage() in main.c); it is chosen from a hatch_err in exactly
@@ -88,10 +89,11 @@ int hx_parse_ms(const char *s, unsigned *out);
 double hx_ns_to_us(uint64_t ns);
 
 /* Long options of the commands that use hx_parse_cmd(). */
-enum { OPT_JSON = 0x100, OPT_DEADLINE };
+enum { OPT_JSON = 0x100, OPT_DEADLINE, OPT_PROMETHEUS };
 
 struct hx_opts {
 	bool json;
+	bool prometheus;
 	unsigned deadline_ms;
 	char *args[2]; /* positional arguments; point into argv */
 	int nargs;
@@ -212,5 +214,15 @@ void json_u64(struct json *j, const char *key, uint64_t v);
 void json_i64(struct json *j, const char *key, int64_t v);
 void json_bool(struct json *j, const char *key, bool v);
 void json_str(struct json *j, const char *key, const char *v);
+/* Length of the valid UTF-8 sequence at s, or 0 if it is not one (also at
+ * the NUL). */
+size_t hx_utf8_seq_len(const unsigned char *s);
+
+/* --- out_prom.c: Prometheus text exposition format 0.0.4 (pure) ------------
+ * Write the gauges of `status` and the counters and latency histograms of
+ * `stats` to f, every family with # HELP and # TYPE, one label pool= on
+ * each sample. Neither reply is taken over. Write errors are f's (ferror). */
+void prom_write(FILE *f, const Hatchery__V1__StatusReply *status,
+		const Hatchery__V1__StatsReply *stats);
 
 #endif

@@ -22,8 +22,12 @@ static void usage(FILE *f)
 "  status [--json]     pools (idle/leased/spawning/waiting, min_idle/max,\n"
 "                      degraded, last error) and every child (id, pid,\n"
 "                      state, age)\n"
-"  stats [--json]      per-pool counters and acquire / spawn-to-ready\n"
-"                      latency (count, p50, p90, p99, max)\n"
+"  stats [--json|--prometheus]\n"
+"                      per-pool counters and acquire / spawn-to-ready\n"
+"                      latency (count, p50, p90, p99, max); --prometheus:\n"
+"                      these and status's gauges in Prometheus's text\n"
+"                      format (latencies as histograms), for a textfile\n"
+"                      collector\n"
 "  ping [--json]       ping hatcheryd: version, pid, round-trip time\n"
 "  acquire POOL [--deadline MS] [--json]\n"
 "                      lease a VM of POOL (waiting up to MS for one, default\n"
@@ -185,6 +189,9 @@ int hx_parse_cmd(int argc, char **argv, const struct option *long_opts,
 		switch (c) {
 		case OPT_JSON:
 			o->json = true;
+			break;
+		case OPT_PROMETHEUS:
+			o->prometheus = true;
 			break;
 		case OPT_DEADLINE:
 			if (hx_parse_ms(optarg, &o->deadline_ms) < 0)

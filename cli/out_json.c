@@ -8,7 +8,7 @@
 
 /* Length of the valid UTF-8 sequence at s, or 0 if it is not one. Strings
  * come off the wire unchecked, and invalid UTF-8 is not valid JSON. */
-static size_t utf8_seq_len(const unsigned char *s)
+size_t hx_utf8_seq_len(const unsigned char *s)
 {
 	unsigned char c = s[0];
 	size_t n;
@@ -59,7 +59,7 @@ static void json_string(const char *str)
 			s++;
 			continue;
 		}
-		size_t n = utf8_seq_len(s);
+		size_t n = hx_utf8_seq_len(s);
 		if (!n) {
 			fputs("\\ufffd", stdout);
 			s++;
