@@ -132,3 +132,51 @@ Test(cli, run_calls_a_guest_function)
 		     "uid 65534 is not allowed: %s", out);
 	h_finish(h);
 }
+
+/* stats --prometheus is what a textfile collector reads: promtool must
+ * accept it without a lint remark, and the numbers must be the daemon's. */
+Test(cli, stats_prometheus_passes_promtool)
+{
+	char out[32768], check[4096];
+	const char *const which[] = { "-c", "command -v promtool", NULL };
+	if (h_run("/bin/sh", which, 0, check, sizeof(check), 10000) != 0)
+		t_skip("no promtool (Debian package prometheus; scripts/deps installs it)");
+	struct harness *h = h_start("[pool \"m\"]\nmin_idle = 1\nmax = 2\nmemory_mib = 16\n"
+				    "allow_uids = 0\n");
+
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(CTL(h, out, "acquire", "m"), 0, "%s", out);
+	h_wait_steady(h, H_WAIT_MS); /* the releases seen, the pool refilled */
+	cr_assert_eq(CTL(h, out, "stats", "--prometheus"), 0, "%s", out);
+
+	char path[128];
+	snprintf(path, sizeof(path), "%s/metrics.prom", h->dir);
+	FILE *f = fopen(path, "we");
+	cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+	cr_assert_eq(fputs(out, f) >= 0 && fclose(f) == 0, true);
+	/* promtool exits 1 on a parse error, 3 on lint problems, and says
+	 * nothing at all when both are clean. */
+	const char *const promtool[] = { "-c", "exec promtool check metrics < \"$1\"", "sh",
+					 path, NULL };
+	int rc = h_run("/bin/sh", promtool, 0, check, sizeof(check), 20000);
+	cr_assert_eq(rc, 0, "promtool check metrics: exit %d: %s\n--- input:\n%s", rc, check, out);
+	cr_assert_str_eq(check, "", "promtool remarks on:\n%s", out);
+
+	const char *want[] = {
+		"\nhatchery_acquisitions_total{pool=\"m\"} 3\n",
+		"\nhatchery_acquire_duration_seconds_count{pool=\"m\"} 3\n",
+		"\nhatchery_acquire_duration_seconds_bucket{pool=\"m\",le=\"+Inf\"} 3\n",
+		"\nhatchery_acquire_duration_seconds_bucket{pool=\"m\",le=\"30\"} 3\n",
+		"\nhatchery_pool_min_idle_vms{pool=\"m\"} 1\n",
+		"\nhatchery_pool_max_vms{pool=\"m\"} 2\n",
+		"\nhatchery_pool_info{pool=\"m\",kind=\"empty\",reuse=\"never\"} 1\n",
+		"\nhatchery_vms{pool=\"m\",state=\"idle\"} 1\n",
+		"\nhatchery_vms{pool=\"m\",state=\"leased\"} 0\n",
+		"\n# TYPE hatchery_acquire_duration_seconds histogram\n",
+	};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		cr_assert_not_null(strstr(out, want[i]), "no %s in:\n%s", want[i], out);
+
+	cr_assert_eq(CTL(h, out, "stats", "--json", "--prometheus"), 2, "%s", out);
+	h_finish(h);
+}
