@@ -29,6 +29,7 @@ static void usage(FILE *f)
 		"usage: hatcheryd -c CONFIG [--socket PATH] [--kvm PATH | --kvm-fd N]\n"
 		"                 [--no-jail] [-v]\n"
 		"       hatcheryd --probe-linux [--kvm PATH | --kvm-fd N]\n"
+		"       hatcheryd --check-config -c CONFIG\n"
 		"\n"
 		"  -c, --config FILE   INI configuration (see README.md)\n"
 		"  -s, --socket PATH   listen here instead of [supervisor] socket\n"
@@ -39,6 +40,8 @@ static void usage(FILE *f)
 		"  -v, --verbose       log every spawn, lease and client\n"
 		"      --probe-linux   say whether this host's KVM can boot a Linux guest\n"
 		"                      (kind = linux) and exit 0 (yes) or 1 (no)\n"
+		"      --check-config  parse CONFIG and check the files it names (guest,\n"
+		"                      kernel, initrd, snapshot) without KVM; exit 0 or 1\n"
 		"  -h, --help\n"
 		"\n"
 		"Exits 0 after SIGTERM/SIGINT once every child is reaped; 1 when\n"
@@ -175,7 +178,8 @@ static int read_whole(const char *pool, const char *what, const char *path,
 
 /* Each linux pool's kernel and initramfs, read once (children inherit the
  * bytes through the fork and copy them into guest RAM) and the kernel's
- * boot header checked, so a wrong file fails start-up with one message. */
+ * boot header checked, so a wrong file fails start-up with one message.
+ * kvm NULL (--check-config): the files only, not whether KVM can boot. */
 static int load_linux(struct sup_config *cfg, const struct vmp_kvm_host *kvm,
 		      struct hatch_err *err)
 {
@@ -184,7 +188,7 @@ static int load_linux(struct sup_config *cfg, const struct vmp_kvm_host *kvm,
 		struct sup_pool_config *p = &cfg->pools[i];
 		if (p->kind != SUP_POOL_LINUX)
 			continue;
-		if (!probed) {
+		if (kvm && !probed) {
 			if (vmp_kvm_probe_kernel_mode(kvm, NULL, err) < 0)
 				return hatch_err_wrap(err, "[pool \"%s\"] kind = linux: this "
 						      "host's KVM cannot boot a Linux kernel "
@@ -273,7 +277,7 @@ static int check_vcpus(const struct sup_config *cfg, const struct vmp_kvm_host *
 
 struct args {
 	const char *config, *sock, *kvm_path;
-	bool verbose, no_jail, probe_linux;
+	bool verbose, no_jail, probe_linux, check_config;
 	int kvm_fd;
 };
 
@@ -287,6 +291,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 		{ "kvm-fd", required_argument, NULL, 'K' },
 		{ "no-jail", no_argument, NULL, 'J' },
 		{ "probe-linux", no_argument, NULL, 'P' },
+		{ "check-config", no_argument, NULL, 'C' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -312,6 +317,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 		case 'v': a->verbose = true; break;
 		case 'J': a->no_jail = true; break;
 		case 'P': a->probe_linux = true; break;
+		case 'C': a->check_config = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -347,6 +353,56 @@ static int probe_linux(const struct args *a)
 	return 0;
 }
 
+/* hatcheryd --check-config -c FILE: the config parsed and every file it
+ * names read and checked as start-up would (a guest ELF, a kernel's boot
+ * header, a snapshot's header), without opening KVM: for an install's
+ * test, a packager, or a unit's ExecStartPre. What only KVM can answer
+ * (can it boot Linux, does a snapshot fit this host's CPU, vcpus) is left
+ * to start-up. Prints each pool's files, so a compiled-in default shows. */
+static int check_config(const struct args *a)
+{
+	struct hatch_err err = { 0 };
+	struct sup_config cfg = { 0 };
+	int rc = 1;
+	if (sup_config_load(a->config, &cfg, &err) < 0 || load_guests(&cfg, &err) < 0 ||
+	    load_linux(&cfg, NULL, &err) < 0)
+		goto out;
+	for (size_t i = 0; i < cfg.n_pools; i++) {
+		const struct sup_pool_config *p = &cfg.pools[i];
+		if (p->kind != SUP_POOL_RESTORE)
+			continue;
+		_cleanup_close_ int fd = open(p->snapshot, O_RDONLY | O_CLOEXEC);
+		struct snap_header h;
+		if (fd < 0) {
+			hatch_err_set(&err, HATCHERY__V1__ERROR_CODE__INVALID_ARGUMENT, errno,
+				      "[pool \"%s\"] snapshot %s", p->name, p->snapshot);
+			goto out;
+		}
+		if (snap_header_read_fd(fd, &h, NULL, &err) < 0) {
+			hatch_err_wrap(&err, "[pool \"%s\"] snapshot %s", p->name, p->snapshot);
+			goto out;
+		}
+	}
+	printf("%s: ok\n", a->config);
+	for (size_t i = 0; i < cfg.n_pools; i++) {
+		const struct sup_pool_config *p = &cfg.pools[i];
+		printf("pool \"%s\": kind %s", p->name, sup_pool_kind_name(p->kind));
+		if (p->kind == SUP_POOL_BOOTED)
+			printf(", guest %s", p->guest);
+		else if (p->kind == SUP_POOL_RESTORE)
+			printf(", snapshot %s", p->snapshot);
+		else if (p->kind == SUP_POOL_LINUX)
+			printf(", kernel %s, initrd %s", p->kernel, p->initrd);
+		printf("\n");
+	}
+	rc = 0;
+out:
+	if (rc)
+		fprintf(stderr, "hatcheryd: %s\n", err.msg);
+	sup_config_free(&cfg);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	struct args a;
@@ -355,6 +411,8 @@ int main(int argc, char **argv)
 		return pr;
 	if (a.probe_linux)
 		return probe_linux(&a);
+	if (a.check_config)
+		return check_config(&a);
 	const char *config = a.config, *sock = a.sock, *kvm_path = a.kvm_path;
 	bool verbose = a.verbose, no_jail = a.no_jail;
 	int kvm_fd = a.kvm_fd;
