@@ -254,8 +254,8 @@ int sup_server_run(const struct sup_server_opts *o, struct hatch_err *err)
 	if (!s)
 		return hatch_err_set(err, E(INTERNAL), ENOMEM, "server");
 	s->o = o;
-	s->epfd = s->lfd = s->sfd = s->tfd = -1;
-	s->lfd = o->listen_fd; /* ours now, whatever happens */
+	s->epfd = s->sfd = s->tfd = -1;
+	s->lfd = o->listen_fd; /* a socket systemd passed is ours now, whatever happens */
 	s->t_start = hatch_now_ns();
 	if (setup(s, err) < 0) {
 		teardown(s);
