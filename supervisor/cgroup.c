@@ -120,6 +120,19 @@ void sup_cgroup_cpu_max(unsigned pct, char *out, size_t len)
 		snprintf(out, len, "%u 100000", pct * 1000);
 }
 
+const char *sup_cgroup_v2_self(const char *proc_self_cgroup)
+{
+	/* cgroup v2's line is "0::/path"; v1 hierarchies have other ids. */
+	for (const char *l = proc_self_cgroup; l && *l; ) {
+		if (strncmp(l, "0::", 3) == 0)
+			return l + 3;
+		l = strchr(l, '\n');
+		if (l)
+			l++;
+	}
+	return NULL;
+}
+
 /* ---- syscalls ------------------------------------------------------------ */
 
 static int read_file(const char *path, char *buf, size_t len)
@@ -178,6 +191,42 @@ unusable(struct sup_cgroup *cg, const struct sup_config *cfg,
 	return 0;
 }
 
+/* cgroup v2 lets only a cgroup without processes of its own enable
+ * controllers for its children ("no internal processes"; the root is
+ * exempt). When cgroup_root is the cgroup we run in, which is what
+ * systemd's Delegate=yes gives hatcheryd.service, move ourselves into a
+ * leaf of it first, ROOT/supervisor, beside ROOT/hatchery. */
+static int leave_root(struct sup_cgroup *cg, const struct sup_config *cfg,
+		      const char *root, struct hatch_err *err)
+{
+	char buf[4096], mnt[256], self[512];
+	char info[16384];
+	if (read_file("/proc/self/mountinfo", info, sizeof(info)) < 0 ||
+	    sup_cgroup_find_v2_mount(info, mnt, sizeof(mnt)) < 0 ||
+	    read_file("/proc/self/cgroup", buf, sizeof(buf)) < 0)
+		return 0;
+	const char *rel = sup_cgroup_v2_self(buf);
+	if (!rel)
+		return 0;
+	size_t rl = strcspn(rel, "\n");
+	if (rl <= 1) /* "/": the root cgroup may hold processes */
+		return 0;
+	int n = snprintf(self, sizeof(self), "%s%.*s", mnt, (int)rl, rel);
+	if (n < 0 || (size_t)n >= sizeof(self) || strcmp(self, root) != 0)
+		return 0;
+	char leaf[600];
+	snprintf(leaf, sizeof(leaf), "%s/supervisor", root);
+	if ((mkdir(leaf, 0755) < 0 && errno != EEXIST) ||
+	    write_file(leaf, "cgroup.procs", "0") < 0)
+		return unusable(cg, cfg, err, "cgroup_root %s is our own cgroup, and "
+				"moving hatcheryd into %s (cgroup v2 allows no processes "
+				"in a cgroup that enables controllers for its children) "
+				"failed: %s", root, leaf, strerror(errno));
+	fprintf(stderr, "hatcheryd: cgroup: cgroup_root %s is our own (delegated) "
+			"cgroup: moved hatcheryd into %s\n", root, leaf);
+	return 0;
+}
+
 /* mkdir DIR, then turn memory, pids and cpu on for its children. */
 static int make_level(const char *dir, bool enable)
 {
@@ -215,6 +264,8 @@ int sup_cgroup_setup(struct sup_cgroup *cg, const struct sup_config *cfg,
 				"\"%s\"; they are bound to cgroup v1 hierarchies here)",
 				root, missing, buf);
 	}
+	if (leave_root(cg, cfg, root, err) < 0)
+		return -1;
 	/* Enable the controllers down the tree: root -> hatchery -> pool. */
 	if (write_file(root, "cgroup.subtree_control", "+memory +pids +cpu") < 0)
 		return unusable(cg, cfg, err, "%s/cgroup.subtree_control: cannot enable "

@@ -1,6 +1,10 @@
 /* cgroup.h - one cgroup v2 per child, under one per pool.
  *
  *   <cgroup_root>/hatchery/<pool>/child-<id>    memory.max pids.max cpu.max
+ *   <cgroup_root>/supervisor                     hatcheryd itself, when
+ *                                                cgroup_root is the cgroup
+ *                                                it was started in (systemd
+ *                                                Delegate=yes)
  *
  * Set up once at start-up (sup_cgroup_setup): find the cgroup2 mount (or
  * take [supervisor] cgroup_root), check that memory, pids and cpu are
@@ -45,6 +49,10 @@ int sup_cgroup_child_path(char *out, size_t len, const char *base,
 /* cpu.max for `pct` percent of one CPU over a 100 ms period:
  * 100 -> "100000 100000", 50 -> "50000 100000", 0 -> "max 100000". */
 void sup_cgroup_cpu_max(unsigned pct, char *out, size_t len);
+
+/* Our cgroup v2 path in a /proc/self/cgroup text: what follows "0::" (up
+ * to the end of that line), or NULL when there is no v2 line. */
+const char *sup_cgroup_v2_self(const char *proc_self_cgroup);
 
 /* ---- syscalls ------------------------------------------------------------ */
 

@@ -164,7 +164,8 @@ static int setup(struct server *s, struct hatch_err *err)
 	if (s->tfd < 0)
 		return hatch_err_set(err, E(INTERNAL), errno, "timerfd_create");
 
-	if (bind_socket(s, err) < 0)
+	/* s->lfd is already the socket systemd bound, if it passed one. */
+	if (s->lfd < 0 && bind_socket(s, err) < 0)
 		return -1;
 
 	s->n_pools = cfg->n_pools;
@@ -199,7 +200,9 @@ static void begin_shutdown(struct server *s, int sig)
 	epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->lfd, NULL);
 	close(s->lfd);
 	s->lfd = -1;
-	unlink(s->o->cfg->socket_path);
+	if (s->o->listen_fd < 0)
+		unlink(s->o->cfg->socket_path);
+	notify_stopping(s);
 	while (s->conns) {
 		struct conn *cn = s->conns;
 		if (cn->wpool) {
@@ -233,7 +236,8 @@ static void teardown(struct server *s)
 	free(s->slot_used);
 	if (s->lfd >= 0) {
 		close(s->lfd);
-		unlink(s->o->cfg->socket_path);
+		if (s->o->listen_fd < 0)
+			unlink(s->o->cfg->socket_path);
 	}
 	if (s->tfd >= 0)
 		close(s->tfd);
@@ -250,20 +254,24 @@ int sup_server_run(const struct sup_server_opts *o, struct hatch_err *err)
 	if (!s)
 		return hatch_err_set(err, E(INTERNAL), ENOMEM, "server");
 	s->o = o;
-	s->epfd = s->lfd = s->sfd = s->tfd = -1;
+	s->epfd = s->sfd = s->tfd = -1;
+	s->lfd = o->listen_fd; /* a socket systemd passed is ours now, whatever happens */
 	s->t_start = hatch_now_ns();
 	if (setup(s, err) < 0) {
 		teardown(s);
 		free(s);
 		return -1;
 	}
-	sup_log("listening on %s with %zu pool(s)", o->cfg->socket_path, s->n_pools);
+	sup_log("listening on %s with %zu pool(s)%s", o->cfg->socket_path, s->n_pools,
+		o->listen_fd >= 0 ? " (socket passed by systemd)" : "");
 	for (size_t i = 0; i < s->n_pools; i++)
 		s->pools[i].dirty = true;
+	notify_start(s);
 
 	struct epoll_event evs[64];
 	for (;;) {
 		refill_pools(s);
+		notify_turn(s);
 		if (s->stopping && (live_children(s) == 0 || hatch_now_ns() > s->stop_deadline))
 			break;
 		int n = epoll_wait(s->epfd, evs, HATCH_ARRAY_SIZE(evs), s->stopping ? 100 : -1);
@@ -288,8 +296,10 @@ int sup_server_run(const struct sup_server_opts *o, struct hatch_err *err)
 			}
 			case TAG_TIMER: {
 				uint64_t ticks;
-				if (read(s->tfd, &ticks, sizeof(ticks)) > 0)
+				if (read(s->tfd, &ticks, sizeof(ticks)) > 0) {
 					health_and_deadlines(s);
+					notify_tick(s, hatch_now_ns());
+				}
 				break;
 			}
 			case TAG_CONN:

@@ -8,6 +8,7 @@
  *               replacing, the control channel
  *   clients.c   client connections, Acquire, leases and the wait queue
  *   status.c    Status and Stats replies
+ *   notify.c    what systemd is told (READY=1, STATUS=, WATCHDOG=1)
  *   log.c       sup_log/sup_debug
  *
  * Single-threaded: everything runs on the loop's thread.
@@ -81,6 +82,11 @@ struct server {
 	uint8_t *slot_used;
 	unsigned n_slots;
 	bool reaping; /* draining a dead child's control socket: lease nothing */
+	/* notify.c (under systemd with NOTIFY_SOCKET only) */
+	bool sd_ready;           /* READY=1 sent */
+	uint64_t sd_ready_by;    /* send it by then, pools filled or not */
+	uint64_t sd_next_watchdog;
+	char sd_status[512];     /* the last STATUS= sent */
 	uint8_t rx[IPC_MAX_MSG];
 };
 
@@ -130,6 +136,12 @@ uint64_t expire_waiters(struct server *s, struct spool *sp, uint64_t now, uint64
 /* status.c */
 void handle_stats(struct server *s, struct conn *cn, uint64_t id);
 void handle_status(struct server *s, struct conn *cn, uint64_t id);
+
+/* notify.c: each a no-op without NOTIFY_SOCKET. */
+void notify_start(struct server *s);           /* after setup */
+void notify_turn(struct server *s);            /* every loop turn: READY=1? */
+void notify_tick(struct server *s, uint64_t now); /* the timer: STATUS=, WATCHDOG=1 */
+void notify_stopping(struct server *s);        /* SIGTERM: STOPPING=1 */
 
 /* log.c */
 void sup_log_set_verbose(bool on);

@@ -433,6 +433,25 @@ int main(int argc, char **argv)
 		}
 		snprintf(cfg.socket_path, sizeof(cfg.socket_path), "%s", sock);
 	}
+	/* Under systemd, hatcheryd.socket has bound the socket already. */
+	struct sup_sd sd;
+	sup_sd_init(&sd);
+	int listen_fd = -1;
+	char passed[sizeof(cfg.socket_path)];
+	if (sup_sd_listen_fd(&listen_fd, passed, sizeof(passed), &err) < 0) {
+		fprintf(stderr, "hatcheryd: %s\n", err.msg);
+		sup_sd_close(&sd);
+		sup_config_free(&cfg);
+		return 1;
+	}
+	if (listen_fd >= 0) {
+		if (strcmp(passed, cfg.socket_path) != 0)
+			fprintf(stderr, "hatcheryd: listening on %s, the socket systemd "
+					"passed; %s says %s: clients that use that path will "
+					"not find us\n", passed, sock ? "--socket" : "the config",
+				cfg.socket_path);
+		snprintf(cfg.socket_path, sizeof(cfg.socket_path), "%s", passed);
+	}
 
 	if (load_guests(&cfg, &err) < 0) {
 		fprintf(stderr, "hatcheryd: %s\n", err.msg);
@@ -465,7 +484,7 @@ int main(int argc, char **argv)
 	int devnull = -1, self_pidfd = -1;
 	/* A second daemon on a live socket would also collide with the first
 	 * one's jail uids; say the more useful thing first. */
-	if (sup_socket_check_free(cfg.socket_path, &err) < 0) {
+	if (listen_fd < 0 && sup_socket_check_free(cfg.socket_path, &err) < 0) {
 		fprintf(stderr, "hatcheryd: %s\n", err.msg);
 		vmp_kvm_host_close(&kvm);
 		sup_config_free(&cfg);
@@ -502,13 +521,17 @@ int main(int argc, char **argv)
 		.cfg = &cfg, .kvm = &kvm, .verbose = verbose, .no_jail = no_jail,
 		.rootless = rootless,
 		.filters = filters, .cgroup = &cgroup, .devnull_fd = devnull,
-		.self_pidfd = self_pidfd,
+		.self_pidfd = self_pidfd, .listen_fd = listen_fd, .sd = &sd,
 	};
+	listen_fd = -1; /* the server's now */
 	int r = sup_server_run(&so, &err);
 	if (r < 0)
 		fprintf(stderr, "hatcheryd: %s\n", err.msg);
 	rc = r < 0 ? 1 : 0;
 out:
+	if (listen_fd >= 0)
+		close(listen_fd);
+	sup_sd_close(&sd);
 	if (devnull >= 0)
 		close(devnull);
 	if (self_pidfd >= 0)

@@ -3,7 +3,7 @@
  * Internal to supervisor/. main.c loads the config and probes /dev/kvm,
  * then hands both to sup_server_run(), which owns every fd and child until
  * it returns (after SIGTERM/SIGINT, with every child reaped and the socket
- * unlinked).
+ * unlinked, unless systemd passed it: systemd.h).
  */
 #ifndef HATCHERY_SUP_SERVER_H
 #define HATCHERY_SUP_SERVER_H
@@ -16,6 +16,7 @@
 #include "config.h"
 #include "hatchery/error.h"
 #include "pool.h"
+#include "systemd.h"
 #include "vmproc.h"
 
 struct sup_server_opts {
@@ -32,6 +33,11 @@ struct sup_server_opts {
 	const struct sup_cgroup *cgroup;  /* not owned */
 	int devnull_fd;                   /* /dev/null, the children's stdin/stdout */
 	int self_pidfd;                   /* our own pidfd, inherited by children */
+	/* Socket activation: the listening socket systemd passed (the server
+	 * takes it over and closes it), or -1 to bind cfg->socket_path. A
+	 * passed socket is systemd's: it is never unlinked. */
+	int listen_fd;
+	struct sup_sd *sd;                /* sd_notify state; not owned, never NULL */
 };
 
 /* Fails with a message if a live hatcheryd already listens at `path`; a

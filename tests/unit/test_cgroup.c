@@ -84,3 +84,14 @@ Test(cgroup, cpu_max)
 	sup_cgroup_cpu_max(0, out, sizeof(out));
 	cr_assert_str_eq(out, "max 100000");
 }
+
+Test(cgroup, own_v2_cgroup_from_proc_self_cgroup)
+{
+	/* Under systemd (cgroup v2 only) and on a hybrid host. */
+	cr_assert_str_eq(sup_cgroup_v2_self("0::/system.slice/hatcheryd.service\n"),
+			 "/system.slice/hatcheryd.service\n");
+	cr_assert_str_eq(sup_cgroup_v2_self("12:pids:/x\n3:memory:/x\n0::/user.slice\n"),
+			 "/user.slice\n");
+	cr_assert_null(sup_cgroup_v2_self("12:pids:/x\n3:memory:/x\n"));
+	cr_assert_null(sup_cgroup_v2_self(""));
+}
