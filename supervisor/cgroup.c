@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -250,6 +251,20 @@ int sup_cgroup_setup(struct sup_cgroup *cg, const struct sup_config *cfg,
 					strerror(errno));
 		if (sup_cgroup_find_v2_mount(buf, root, sizeof(root)) < 0)
 			return unusable(cg, cfg, err, "no cgroup2 filesystem is mounted");
+		/* A systemd service (INVOCATION_ID is set for every unit's
+		 * processes) owns only the subtree systemd delegated to it
+		 * (hatcheryd.service: Delegate=): default to our own cgroup
+		 * there rather than the hierarchy's root, which is systemd's. */
+		char self[4096];
+		const char *rel = getenv("INVOCATION_ID") &&
+					  read_file("/proc/self/cgroup", self, sizeof(self)) == 0
+				  ? sup_cgroup_v2_self(self) : NULL;
+		size_t rl = rel ? strcspn(rel, "\n") : 0;
+		if (rl > 1 && strlen(root) + rl < sizeof(root)) {
+			strncat(root, rel, rl);
+			fprintf(stderr, "hatcheryd: cgroup: running as a systemd service: "
+					"cgroup_root defaults to our own cgroup %s\n", root);
+		}
 	}
 	char path[512];
 	snprintf(path, sizeof(path), "%s/cgroup.controllers", root);
