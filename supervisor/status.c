@@ -42,6 +42,8 @@ void handle_stats(struct server *s, struct conn *cn, uint64_t id)
 		ps[i].health_failures = p->stats.health_failures;
 		ps[i].seccomp_kills = p->stats.seccomp_kills;
 		ps[i].resets = p->stats.resets;
+		ps[i].retired_max_age = p->stats.retired_max_age;
+		ps[i].retired_reload = p->stats.retired_reload;
 		ps[i].active_leases = p->count[CHILD_LEASED];
 		fill_latency(&lat[2 * i], &p->stats.acquire);
 		fill_latency(&lat[2 * i + 1], &p->stats.spawn_to_ready);
@@ -88,6 +90,8 @@ void handle_status(struct server *s, struct conn *cn, uint64_t id)
 		ps[i].degraded = sup_pool_degraded(p);
 		ps[i].last_error = (char *)p->last_error;
 		ps[i].waiting = p->waiting;
+		ps[i].removed = p->removed;
+		ps[i].generation = p->gen;
 		ps[i].children = &cp[k];
 		for (int st = 0; st < CHILD__NSTATES; st++) {
 			for (struct sup_child *c = p->list[st]; c && k < nchildren; c = c->next) {
