@@ -28,7 +28,7 @@ void handle_stats(struct server *s, struct conn *cn, uint64_t id)
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
-		const struct sup_pool *p = &s->pools[i].p;
+		const struct sup_pool *p = &s->pools[i]->p;
 		hatchery__v1__pool_stats__init(&ps[i]);
 		hatchery__v1__latency__init(&lat[2 * i]);
 		hatchery__v1__latency__init(&lat[2 * i + 1]);
@@ -65,7 +65,7 @@ void handle_status(struct server *s, struct conn *cn, uint64_t id)
 {
 	size_t n = s->n_pools, nchildren = 0;
 	for (size_t i = 0; i < n; i++)
-		nchildren += sup_pool_total(&s->pools[i].p);
+		nchildren += sup_pool_total(&s->pools[i]->p);
 	_cleanup_free_ Hatchery__V1__PoolStatus *ps = calloc(n, sizeof(*ps));
 	_cleanup_free_ Hatchery__V1__PoolStatus **pp = calloc(n, sizeof(*pp));
 	_cleanup_free_ Hatchery__V1__ChildStatus *cs = calloc(nchildren + 1, sizeof(*cs));
@@ -77,7 +77,7 @@ void handle_status(struct server *s, struct conn *cn, uint64_t id)
 	uint64_t now = hatch_now_ns();
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++) {
-		const struct sup_pool *p = &s->pools[i].p;
+		const struct sup_pool *p = &s->pools[i]->p;
 		hatchery__v1__pool_status__init(&ps[i]);
 		ps[i].name = (char *)p->cfg->name;
 		ps[i].kind = (char *)sup_pool_kind_name(p->cfg->kind);
