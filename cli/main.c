@@ -22,8 +22,13 @@ static void usage(FILE *f)
 "  status [--json]     pools (idle/leased/spawning/waiting, min_idle/max,\n"
 "                      degraded, last error) and every child (id, pid,\n"
 "                      state, age)\n"
-"  stats [--json]      per-pool counters and acquire / spawn-to-ready\n"
-"                      latency (count, p50, p90, p99, max)\n"
+"  stats [--json]      per-pool counters (retirements too) and acquire /\n"
+"                      spawn-to-ready latency (count, p50, p90, p99, max)\n"
+"  reload [--json]     hatcheryd re-reads its configuration file (as on\n"
+"                      SIGHUP; root or hatcheryd's own uid): pools added,\n"
+"                      removed, rebuilt; leased VMs are not touched. A file\n"
+"                      that does not load is refused with its error (exit\n"
+"                      1) and the running configuration stays\n"
 "  ping [--json]       ping hatcheryd: version, pid, round-trip time\n"
 "  acquire POOL [--deadline MS] [--json]\n"
 "                      lease a VM of POOL (waiting up to MS for one, default\n"
@@ -224,6 +229,7 @@ static const struct command {
 } commands[] = {
 	{ "status", cmd_status },
 	{ "stats", cmd_stats },
+	{ "reload", cmd_reload },
 	{ "ping", cmd_ping },
 	{ "acquire", cmd_acquire },
 	{ "run", cmd_run },
