@@ -326,5 +326,7 @@ bool sup_pool_may_retire(const struct sup_pool *p)
 {
 	if (p->removed || p->count[CHILD_READY] > p->cfg->min_idle)
 		return true;
-	return sup_pool_total(p) >= p->cfg->max && p->count[CHILD_SPAWNING] == 0;
+	/* Dying children free their room when reaped: wait for that. */
+	return sup_pool_total(p) >= p->cfg->max && p->count[CHILD_SPAWNING] == 0 &&
+	       p->count[CHILD_DYING] == 0;
 }

@@ -217,8 +217,8 @@ struct sup_child *sup_pool_retire_candidate(const struct sup_pool *p, uint64_t n
 /* May a candidate be retired now? Without dropping the pool below
  * min_idle ready children: its replacement must be ready first (ready >
  * min_idle). A removed pool retires everything; a pool that cannot
- * over-provision (at max with nothing spawning) retires one anyway, or it
- * would keep its old children for ever. */
+ * over-provision (at max with nothing spawning or dying) retires one
+ * anyway, or it would keep its old children for ever. */
 bool sup_pool_may_retire(const struct sup_pool *p);
 
 const char *sup_child_state_name(enum sup_child_state s);
