@@ -183,7 +183,7 @@ static void count(struct sup_child *c, enum sup_child_state to,
 	if (ev == EV_SECCOMP)
 		p->stats.seccomp_kills++;
 	if (ev == EV_RETIRE) {
-		if (c->gen != p->gen)
+		if (c->gen != p->gen || p->removed)
 			p->stats.retired_reload++;
 		else
 			p->stats.retired_max_age++;
