@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "daemon_tests.h"
@@ -235,7 +236,7 @@ static void status_pids(struct harness *h, pid_t *out, size_t *n)
 
 Test(reload, bad_config_is_refused_and_nothing_changes)
 {
-	struct harness *h = h_start(POOL("p", "min_idle = 2\nmax = 4"));
+	struct harness *h = h_start(POOL("p", "min_idle = 2\nmax = 4\nallow_uids = 0 65534"));
 	pid_t before[8], after[8];
 	size_t n_before, n_after;
 	status_pids(h, before, &n_before);
@@ -257,12 +258,21 @@ Test(reload, bad_config_is_refused_and_nothing_changes)
 	cr_assert_not_null(strstr(out, want), "reload says \"%s\", start-up \"%s\"", out, want);
 	cr_assert_not_null(strstr(out, "INVALID_ARGUMENT"), "%s", out);
 
+	/* A pool's client is not the daemon's operator: only uid 0 and
+	 * hatcheryd's own uid may reload. (The harness dir is 0700: let
+	 * another uid reach the socket, so that SO_PEERCRED decides.) */
+	cr_assert_eq(chmod(h->dir, 0711), 0, "chmod %s: %s", h->dir, strerror(errno));
+	cr_assert_eq(h_run(HATCHCTL_PATH, (const char *[]){ "-s", h->sock, "reload", NULL },
+			   65534, out, sizeof(out), t_ms(20000)), 5,
+		     "uid 65534 may acquire but not reload: %s", out);
+	cr_assert_not_null(strstr(out, "PERMISSION_DENIED"), "%s", out);
+
 	/* The same through SIGHUP: logged, nothing changes. */
 	cr_assert_eq(kill(h->pid, SIGHUP), 0);
 	ping_ok(h->c, "after a refused SIGHUP reload");
 
 	/* What a reload cannot change: refused, and says so. */
-	rewrite_config(h, 1000, POOL("p", "min_idle = 2\nmax = 4"));
+	rewrite_config(h, 1000, POOL("p", "min_idle = 2\nmax = 4\nallow_uids = 0 65534"));
 	struct hatch_err err = { 0 };
 	cr_assert_eq(hatch_reload(h->c, NULL, &err), -1, "jail_uid_base changed, yet reloaded");
 	cr_assert_eq(err.code, E(FAILED_PRECONDITION), "%s: %s",
