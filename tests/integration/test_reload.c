@@ -9,6 +9,7 @@
  * 2 (test_daemon.c, acquire_n_distinct). */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -178,7 +179,7 @@ static bool pool_gone(void *arg)
 	return gone;
 }
 
-Test(reload, remove_pool_with_a_lease_out)
+Test(reload, remove_a_pool_with_a_lease_out_and_add_one)
 {
 	struct harness *h = h_start(POOL("a", "min_idle = 1\nmax = 2")
 				    POOL("b", "min_idle = 1\nmax = 1"));
@@ -195,7 +196,8 @@ Test(reload, remove_pool_with_a_lease_out)
 
 	pid_t a_before[4];
 	size_t n_a = h_child_pids(h, "a", NULL, a_before, 4);
-	rewrite_config(h, 0, POOL("a", "min_idle = 1\nmax = 2"));
+	/* b goes, c comes. */
+	rewrite_config(h, 0, POOL("a", "min_idle = 1\nmax = 2") POOL("c", "min_idle = 1\nmax = 1"));
 	cr_assert_eq(kill(h->pid, SIGHUP), 0);
 
 	expect_error_reply(waiter, 7, E(UNAVAILABLE), "Acquire waiting on a removed pool");
@@ -217,12 +219,23 @@ Test(reload, remove_pool_with_a_lease_out)
 		cr_assert(h_pid_in(a_before[i], a_after, n_a), "pool a's child %d replaced",
 			  a_before[i]);
 
+	/* The added pool fills and serves. */
+	struct pool_arg c = { .h = h, .pool = "c", .want_idle = 1 };
+	cr_assert(h_wait_until(idle_at_least, &c, H_WAIT_MS), "added pool c did not fill");
+	int vm = acquire_ok(h->c, "c", 5000, NULL);
+	vm_ping_ok(vm, "a VM of the added pool");
+	vm_release_ok(vm);
+	close(vm);
+
 	vm_release_ok(leased);
 	close(leased);
 	cr_assert(h_wait_pid_gone(leased_pid, H_WAIT_MS), "the leased child did not exit");
 	cr_assert(h_wait_until(pool_gone, &b, H_WAIT_MS),
 		  "b still in Status after its last lease ended");
-	h->baseline_fds -= FDS_PER_IDLE_CHILD; /* b's idle child */
+	struct h_stats st = h_stats(h, "a");
+	cr_assert_eq(st.retired_reload + st.retired_max_age, 0, "pool a was not touched");
+	/* b's idle child went (at max, b had none when it was removed), c's
+	 * came: one idle child either way. */
 	h_finish(h);
 }
 
@@ -367,4 +380,61 @@ Test(reload, max_idle_age_replaces_idle_children)
 			  "refresh was switched off", kept[i]);
 	cr_assert_eq(h_stats(h, "p").retired_max_age, retired);
 	h_finish(h);
+}
+
+/* ---- reuse = snapshot: a lease of an old generation ends in a retirement -- */
+
+#define BOOTED_FOR_SNAPSHOT                                                      \
+	"[pool \"b\"]\nkind = booted\nguest = " HATCH_DEFAULT_GUEST                 \
+	"\nmemory_mib = 64\nmin_idle = 1\nmax = 2\n"
+/* printf-style: the snapshot's path, then cpu_max_pct (a key a child is
+ * built with: changing it starts a new generation). */
+#define REUSING "[pool \"r\"]\nkind = restore\nsnapshot = %s\nreuse = snapshot\n"   \
+		"memory_mib = 64\nmin_idle = 1\nmax = 3\ncpu_max_pct = %u\n"
+
+Test(reload, reused_child_of_an_old_generation_is_retired_after_its_lease)
+{
+	char dir[64] = "/tmp/hatchery-rl.XXXXXX", snap[96];
+	cr_assert_not_null(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
+	snprintf(snap, sizeof(snap), "%s/guest.snap", dir);
+	{
+		struct harness *h = h_start(BOOTED_FOR_SNAPSHOT);
+		int vm = acquire_ok(h->c, "b", 5000, NULL);
+		int fd = open(snap, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		cr_assert_geq(fd, 0, "%s: %s", snap, strerror(errno));
+		Hatchery__V1__VmSaveReply *sr = NULL;
+		struct hatch_err err = { 0 };
+		cr_assert_eq(hatch_vm_save(vm, fd, &sr, &err), 0, "Save: %s", err.msg);
+		hatch_free(sr);
+		close(fd);
+		vm_release_ok(vm);
+		close(vm);
+		h_finish(h);
+	}
+	struct harness *h = h_start(REUSING, snap, 100u);
+	Hatchery__V1__AcquireReply *info = NULL;
+	int vm = acquire_ok(h->c, "r", 5000, &info);
+	pid_t pid = (pid_t)info->child_pid;
+	hatch_free(info);
+	vm_ping_ok(vm, "reused pool's VM");
+
+	rewrite_config(h, 0, REUSING, snap, 50u);
+	char out[4096];
+	cr_assert_eq(ctl(h, out, sizeof(out), "reload"), 0, "%s", out);
+	cr_assert_not_null(strstr(out, "1 rebuilt"), "%s", out);
+	vm_ping_ok(vm, "the lease goes on across the reload");
+
+	/* The clean end of the lease would reset it to idle; it was built
+	 * for the old file, so it is retired instead. */
+	vm_release_ok(vm);
+	close(vm);
+	cr_assert(h_wait_pid_gone(pid, H_WAIT_MS), "old-generation child %d was reused", pid);
+	struct pool_arg a = { .h = h, .pool = "r", .want_idle = 1 };
+	cr_assert(h_wait_until(idle_at_least, &a, H_WAIT_MS), "pool did not refill");
+	struct h_stats st = h_stats(h, "r");
+	cr_assert_eq(st.resets, 0, "a child of the old generation was reset to idle");
+	cr_assert_geq(st.retired_reload, 1);
+	h_finish(h);
+	unlink(snap);
+	rmdir(dir);
 }
