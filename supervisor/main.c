@@ -189,6 +189,14 @@ int main(int argc, char **argv)
 	bool verbose = a.verbose, no_jail = a.no_jail;
 	int kvm_fd = a.kvm_fd;
 	setvbuf(stderr, NULL, _IOLBF, 0);
+	/* SIGHUP means reload (the loop's signalfd reads it). Blocked from
+	 * here, not only from the loop's set-up: a reload asked while the
+	 * pools' files are still loading must not kill us (its default
+	 * action); it stays pending and is served once the loop runs. */
+	sigset_t hup;
+	sigemptyset(&hup);
+	sigaddset(&hup, SIGHUP);
+	sigprocmask(SIG_BLOCK, &hup, NULL);
 
 	struct hatch_err err = { 0 };
 	struct sup_config cfg = { 0 };
