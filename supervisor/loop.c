@@ -1,8 +1,8 @@
 /* loop.c - hatcheryd's event loop: one epoll, no threads.
  *
  * One epoll instance watches: the listening socket, a signalfd (SIGTERM,
- * SIGINT: shut down; SIGHUP: reload, reload.c), one timerfd (health checks, acquire deadlines, spawn backoff),
- * every client connection (clients.c), and for every child its control
+ * SIGINT; SIGHUP: reload.c), one timerfd (health checks, acquire deadlines,
+ * spawn backoff, retirements), every client connection (clients.c), and for every child its control
  * socket and its pidfd (children.c). Each epoll entry carries a pointer
  * with a tag in its low bits saying which of those it is.
  */
@@ -105,7 +105,7 @@ int sup_socket_check_free(const char *path, struct hatch_err *err)
 
 static int bind_socket(struct server *s, struct hatch_err *err)
 {
-	const char *path = s->cfg->socket_path;
+	const char *path = s->o->cfg->socket_path;
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 
@@ -136,7 +136,7 @@ static int bind_socket(struct server *s, struct hatch_err *err)
 	}
 	/* Access control is SO_PEERCRED against allow_uids; the mode only
 	 * decides who may reach that check. */
-	if (chmod(path, s->cfg->socket_mode) < 0)
+	if (chmod(path, s->o->cfg->socket_mode) < 0)
 		return hatch_err_set(err, E(INTERNAL), errno, "chmod %s", path);
 	if (listen(fd, 256) < 0)
 		return hatch_err_set(err, E(INTERNAL), errno, "listen %s", path);
@@ -210,7 +210,7 @@ static void begin_shutdown(struct server *s, int sig)
 	epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->lfd, NULL);
 	close(s->lfd);
 	s->lfd = -1;
-	unlink(s->cfg->socket_path);
+	unlink(s->o->cfg->socket_path);
 	while (s->conns) {
 		struct conn *cn = s->conns;
 		if (cn->wpool) {
@@ -243,7 +243,7 @@ static void teardown(struct server *s)
 	free(s->slot_used);
 	if (s->lfd >= 0) {
 		close(s->lfd);
-		unlink(s->cfg->socket_path);
+		unlink(s->o->cfg->socket_path);
 	}
 	if (s->tfd >= 0)
 		close(s->tfd);
@@ -251,7 +251,7 @@ static void teardown(struct server *s)
 		close(s->sfd);
 	if (s->epfd >= 0)
 		close(s->epfd);
-	pools_free_all(s); /* after the socket's unlink: it names s->cfg's path */
+	pools_free_all(s);
 }
 
 int sup_server_run(const struct sup_server_opts *o, struct hatch_err *err)
@@ -269,7 +269,7 @@ int sup_server_run(const struct sup_server_opts *o, struct hatch_err *err)
 		free(s);
 		return -1;
 	}
-	sup_log("listening on %s with %zu pool(s)", s->cfg->socket_path, s->n_pools);
+	sup_log("listening on %s with %zu pool(s)", o->cfg->socket_path, s->n_pools);
 	for (size_t i = 0; i < s->n_pools; i++)
 		s->pools[i]->dirty = true;
 

@@ -20,8 +20,9 @@
 
 struct sup_server_opts {
 	/* Not owned. The first reload releases its assets
-	 * (sup_config_release_assets) and stops reading it, except for what
-	 * a reload cannot change ([supervisor] jail_uid_base, ...). */
+	 * (sup_config_release_assets); from then on only what a reload
+	 * cannot change is read here ([supervisor] socket, socket_mode,
+	 * jail_uid_base). The running configuration is the server's cfg. */
 	struct sup_config *cfg;
 	const char *config_path;          /* what a reload re-reads */
 	const char *socket_override;      /* --socket, or NULL: applied to a
