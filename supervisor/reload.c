@@ -18,7 +18,8 @@
  *     their lease (a reuse = snapshot child is retired instead of reset);
  *   - a pool only in the new file: filled from scratch;
  *   - a pool only in the old one: removed. Its waiting Acquires fail with
- *     UNAVAILABLE and new ones get NOT_FOUND; its idle and building
+ *     NOT_FOUND, as new ones do (not UNAVAILABLE: hatchctl's exit 3 says
+ *     "retry", and the pool will not come back); its idle and building
  *     children are retired; its leased ones finish their leases. It keeps a
  *     copy of its settings and stays in Status (removed = true) until its
  *     last child is gone (collect_removed_pools).
@@ -196,7 +197,7 @@ static void remove_pool(struct server *s, struct spool *sp, struct sup_pool_conf
 	char why[128];
 	snprintf(why, sizeof(why), "pool \"%s\" was removed by a configuration reload",
 		 copy->name);
-	fail_waiters(s, sp, E(UNAVAILABLE), why);
+	fail_waiters(s, sp, E(NOT_FOUND), why);
 	while (p->list[CHILD_READY])
 		kill_child(s, p->list[CHILD_READY], EV_RETIRE);
 	while (p->list[CHILD_SPAWNING])

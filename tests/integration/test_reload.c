@@ -200,7 +200,7 @@ Test(reload, remove_a_pool_with_a_lease_out_and_add_one)
 	rewrite_config(h, 0, POOL("a", "min_idle = 1\nmax = 2") POOL("c", "min_idle = 1\nmax = 1"));
 	cr_assert_eq(kill(h->pid, SIGHUP), 0);
 
-	expect_error_reply(waiter, 7, E(UNAVAILABLE), "Acquire waiting on a removed pool");
+	expect_error_reply(waiter, 7, E(NOT_FOUND), "Acquire waiting on a removed pool");
 	close(waiter);
 	cr_assert(h_wait_until(pool_removed, &b, H_WAIT_MS),
 		  "b not shown as removed with its one lease");
