@@ -1,5 +1,5 @@
-/* cmd_daemon.c - ping, status, stats: the requests hatcheryd answers
- * itself, each printed as text for people or as one JSON object. */
+/* cmd_daemon.c - ping, status, stats, reload: the requests hatcheryd
+ * answers itself, each printed as text for people or as one JSON object. */
 #include <stdio.h>
 
 #include "hatchery/clock.h"
@@ -74,6 +74,8 @@ static void status_json(const Hatchery__V1__StatusReply *st)
 		json_u64(&j, "max", p->max);
 		json_bool(&j, "degraded", p->degraded);
 		json_str(&j, "last_error", p->last_error);
+		json_bool(&j, "removed", p->removed);
+		json_u64(&j, "generation", p->generation);
 		json_open(&j, "children", '[');
 		for (size_t k = 0; k < p->n_children; k++) {
 			const Hatchery__V1__ChildStatus *ch = p->children[k];
@@ -130,7 +132,7 @@ static int status_text(const Hatchery__V1__StatusReply *st)
 		table_cell(&t, "%u", p->waiting);
 		table_cell(&t, "%u", p->min_idle);
 		table_cell(&t, "%u", p->max);
-		table_cell(&t, "%s", p->degraded ? "DEGRADED" : "ok");
+		table_cell(&t, "%s", p->removed ? "REMOVED" : p->degraded ? "DEGRADED" : "ok");
 		table_cell(&t, "%s", *p->last_error ? p->last_error : "-");
 		nchildren += p->n_children;
 		truncated |= p->children_truncated;
@@ -213,6 +215,8 @@ static void stats_json(const Hatchery__V1__StatsReply *st)
 		json_u64(&j, "health_failures", p->health_failures);
 		json_u64(&j, "seccomp_kills", p->seccomp_kills);
 		json_u64(&j, "resets", p->resets);
+		json_u64(&j, "retired_max_age", p->retired_max_age);
+		json_u64(&j, "retired_reload", p->retired_reload);
 		json_u64(&j, "active_leases", p->active_leases);
 		latency_json(&j, "acquire", p->acquire);
 		latency_json(&j, "spawn_to_ready", p->spawn_to_ready);
@@ -247,10 +251,11 @@ static int stats_text(const Hatchery__V1__StatsReply *st)
 		printf("no pools\n");
 		return HX_OK;
 	}
-	struct table t = { .ncols = 10, .align = "lrrrrrrrrr" };
+	struct table t = { .ncols = 12, .align = "lrrrrrrrrrrr" };
 	const char *hdr[] = { "POOL", "ACQUIRED", "HITS", "MISSES", "SPAWNED",
 			      "SPAWN_FAIL", "UNEXP_EXIT", "HEALTH_FAIL",
-			      "SECCOMP_KILL", "LEASED" };
+			      "SECCOMP_KILL", "RETIRED_AGE", "RETIRED_RELOAD",
+			      "LEASED" };
 	for (size_t i = 0; i < HATCH_ARRAY_SIZE(hdr); i++)
 		table_cell(&t, "%s", hdr[i]);
 	for (size_t i = 0; i < st->n_pools; i++) {
@@ -264,6 +269,8 @@ static int stats_text(const Hatchery__V1__StatsReply *st)
 		table_cell(&t, "%llu", (unsigned long long)p->unexpected_exits);
 		table_cell(&t, "%llu", (unsigned long long)p->health_failures);
 		table_cell(&t, "%llu", (unsigned long long)p->seccomp_kills);
+		table_cell(&t, "%llu", (unsigned long long)p->retired_max_age);
+		table_cell(&t, "%llu", (unsigned long long)p->retired_reload);
 		table_cell(&t, "%u", p->active_leases);
 	}
 	int r = table_flush(&t);
@@ -382,4 +389,37 @@ int cmd_stats(const struct hx_ctx *cx, int argc, char **argv)
 	if (o.json && o.prometheus)
 		return hx_usage_error("stats: --json and --prometheus exclude each other");
 	return o.prometheus ? stats_prometheus(cx) : run_query(cx, &o, &q);
+}
+
+/* --- reload --------------------------------------------------------------- */
+
+int cmd_reload(const struct hx_ctx *cx, int argc, char **argv)
+{
+	struct hx_opts o = { 0 };
+	int r = hx_parse_cmd(argc, argv, json_only_opts, 0, NULL, &o);
+	if (r != HX_OK)
+		return r;
+
+	struct hatch_err err = { 0 };
+	struct hatch_client *c = NULL;
+	if (hx_connect(cx, &c, &err) < 0)
+		return hx_fail(&err);
+	Hatchery__V1__ReloadReply *rep = NULL;
+	r = hatch_reload(c, &rep, &err);
+	hatch_close(c);
+	if (r < 0)
+		return hx_fail(&err);
+	if (o.json) {
+		struct json j = { 0 };
+		json_open(&j, NULL, '{');
+		json_str(&j, "summary", rep->summary);
+		json_close(&j, '}');
+		putchar('\n');
+	} else {
+		fputs("reloaded: ", stdout);
+		put_clean(rep->summary);
+		putchar('\n');
+	}
+	hatch_free(rep);
+	return hx_finish_stdout();
 }

@@ -4,7 +4,7 @@
  * (hatchery/client.h). The files:
  *   main.c         arguments, dispatch, usage, exit statuses (hx_fail())
  *   connect.c      reaching hatcheryd, and leasing a VM (hx_lease_vm())
- *   cmd_daemon.c   ping, status, stats: requests the daemon answers itself
+ *   cmd_daemon.c   ping, status, stats, reload: requests the daemon answers itself
  *   cmd_acquire.c  acquire: lease, ping, info, release, and its two views
  *   cmd_vm.c       run, snapshot, restore: work done inside a leased VM
  *   cmd_exec.c     exec: a program in a Linux VM, with uploads/downloads
@@ -164,6 +164,7 @@ int hx_parse_bytes(const char *s, uint64_t *out);
 int cmd_ping(const struct hx_ctx *cx, int argc, char **argv);
 int cmd_status(const struct hx_ctx *cx, int argc, char **argv);
 int cmd_stats(const struct hx_ctx *cx, int argc, char **argv);
+int cmd_reload(const struct hx_ctx *cx, int argc, char **argv);
 int cmd_acquire(const struct hx_ctx *cx, int argc, char **argv);
 int cmd_run(const struct hx_ctx *cx, int argc, char **argv);
 int cmd_snapshot(const struct hx_ctx *cx, int argc, char **argv);

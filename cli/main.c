@@ -23,11 +23,16 @@ static void usage(FILE *f)
 "                      degraded, last error) and every child (id, pid,\n"
 "                      state, age)\n"
 "  stats [--json|--prometheus]\n"
-"                      per-pool counters and acquire / spawn-to-ready\n"
-"                      latency (count, p50, p90, p99, max); --prometheus:\n"
-"                      these and status's gauges in Prometheus's text\n"
-"                      format (latencies as histograms), for a textfile\n"
-"                      collector\n"
+"                      per-pool counters (retirements too) and acquire /\n"
+"                      spawn-to-ready latency (count, p50, p90, p99, max);\n"
+"                      --prometheus: these and status's gauges in\n"
+"                      Prometheus's text format (latencies as histograms),\n"
+"                      for a textfile collector\n"
+"  reload [--json]     hatcheryd re-reads its configuration file (as on\n"
+"                      SIGHUP; root or hatcheryd's own uid): pools added,\n"
+"                      removed, rebuilt; leased VMs are not touched. A file\n"
+"                      that does not load is refused with its error (exit\n"
+"                      1) and the running configuration stays\n"
 "  ping [--json]       ping hatcheryd: version, pid, round-trip time\n"
 "  acquire POOL [--deadline MS] [--json]\n"
 "                      lease a VM of POOL (waiting up to MS for one, default\n"
@@ -231,6 +236,7 @@ static const struct command {
 } commands[] = {
 	{ "status", cmd_status },
 	{ "stats", cmd_stats },
+	{ "reload", cmd_reload },
 	{ "ping", cmd_ping },
 	{ "acquire", cmd_acquire },
 	{ "run", cmd_run },

@@ -267,6 +267,21 @@ int hatch_stats(struct hatch_client *c, Hatchery__V1__StatsReply **out,
 	return 0;
 }
 
+int hatch_reload(struct hatch_client *c, Hatchery__V1__ReloadReply **out,
+		 struct hatch_err *err)
+{
+	Hatchery__V1__Request req = HATCHERY__V1__REQUEST__INIT;
+	Hatchery__V1__ReloadRequest body = HATCHERY__V1__RELOAD_REQUEST__INIT;
+	req.body_case = HATCHERY__V1__REQUEST__BODY_RELOAD;
+	req.reload = &body;
+	Hatchery__V1__Reply *rep = NULL;
+	if (sup_call(c, &req, HATCHERY__V1__REPLY__BODY_RELOAD, &rep, NULL, 0,
+		     err) < 0)
+		return -1;
+	TAKE_BODY(rep, reload, out, HATCHERY__V1__REPLY__BODY__NOT_SET);
+	return 0;
+}
+
 /* VM calls have no client object to own a receive buffer. A fresh 64 KiB
  * per call would be returned to the kernel by free() and page-faulted in
  * again on the next call; a per-thread buffer is not, and the key's

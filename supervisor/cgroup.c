@@ -297,6 +297,18 @@ int sup_cgroup_setup(struct sup_cgroup *cg, const struct sup_config *cfg,
 	return 0;
 }
 
+int sup_cgroup_pool_add(const struct sup_cgroup *cg, const char *pool,
+			struct hatch_err *err)
+{
+	if (!cg->usable)
+		return 0;
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", cg->base, pool);
+	if (make_level(path, true) < 0)
+		return hatch_err_set(err, E_INTERNAL, errno, "cgroup %s", path);
+	return 0;
+}
+
 int sup_cgroup_child_create(const struct sup_cgroup *cg,
 			    const struct sup_pool_config *p, uint64_t id,
 			    int *dirfd, struct hatch_err *err)

@@ -67,6 +67,11 @@ struct sup_cgroup {
 int sup_cgroup_setup(struct sup_cgroup *cg, const struct sup_config *cfg,
 		     struct hatch_err *err);
 
+/* The cgroup of a pool a reload added (setup made the others). A no-op
+ * when cgroups are not usable. Returns 0 or -1 with err. */
+int sup_cgroup_pool_add(const struct sup_cgroup *cg, const char *pool,
+			struct hatch_err *err);
+
 /* Create the child's cgroup with the pool's limits; *dirfd is an O_PATH fd
  * of it for clone3 (caller closes). Returns 0 or -1 with err. */
 int sup_cgroup_child_create(const struct sup_cgroup *cg,

@@ -199,7 +199,7 @@ static bool refill_due(struct server *s, struct spool *sp)
 void refill_pools(struct server *s)
 {
 	for (size_t i = 0; i < s->n_pools; i++) {
-		struct spool *sp = &s->pools[i];
+		struct spool *sp = s->pools[i];
 		if (sp->dirty && refill_due(s, sp)) {
 			sp->dirty = false;
 			sp->refill_at = 0;
@@ -270,7 +270,7 @@ void reap_child(struct server *s, struct sup_child *c)
 void children_free_all(struct server *s)
 {
 	for (size_t i = 0; i < s->n_pools; i++) {
-		struct sup_pool *p = &s->pools[i].p;
+		struct sup_pool *p = &s->pools[i]->p;
 		for (int st = 0; st < CHILD__NSTATES; st++) {
 			while (p->list[st]) {
 				struct sup_child *c = p->list[st];
@@ -299,6 +299,31 @@ static void ping(struct sup_child *c, uint64_t now)
 	c->ping_sent_at = now;
 }
 
+/* Refresh and reload: retire idle children no longer wanted, one per pool
+ * per tick so a pool's children are replaced one after the other, each
+ * only once its replacement is ready (the refill over-provisions by one
+ * while a candidate waits: sup_pool_spawn_needed). A removed pool's idle
+ * and still-building children all go at once: nothing replaces them.
+ * Leased children are never candidates. */
+static void retire_idle(struct server *s, struct spool *sp, uint64_t now)
+{
+	struct sup_pool *p = &sp->p;
+	if (p->removed) {
+		while (p->list[CHILD_READY])
+			kill_child(s, p->list[CHILD_READY], EV_RETIRE);
+		while (p->list[CHILD_SPAWNING])
+			kill_child(s, p->list[CHILD_SPAWNING], EV_RETIRE);
+		return;
+	}
+	struct sup_child *c = sup_pool_retire_candidate(p, now);
+	if (!c || !sup_pool_may_retire(p))
+		return;
+	sup_log("pool %s: retiring idle child %d: %s", p->cfg->name, c->pid,
+		c->gen != p->gen ? "built for an earlier configuration"
+				 : "idle longer than max_idle_age_ms");
+	kill_child(s, c, EV_RETIRE);
+}
+
 void check_children(struct server *s, struct spool *sp, uint64_t now)
 {
 	struct sup_pool *p = &sp->p;
@@ -315,6 +340,7 @@ void check_children(struct server *s, struct spool *sp, uint64_t now)
 			ping(c, now);
 		}
 	}
+	retire_idle(s, sp, now);
 	/* A Linux child enforces its own boot deadline and says why it
 	 * missed it (the console's last lines); this is the backstop. */
 	uint64_t spawn_timeout = cfg->kind == SUP_POOL_LINUX
@@ -344,6 +370,14 @@ static void child_reset(struct server *s, struct sup_child *c, uint64_t reset_ns
 	struct sup_pool *p = c->pool;
 	if (s->reaping)
 		return; /* it is dead already: the reap accounts */
+	/* Its lease is over; a reload since made it an old generation (or
+	 * removed its pool): it is not made idle again. */
+	if (c->state == CHILD_LEASED && (c->gen != p->gen || p->removed)) {
+		sup_log("pool %s: child %d reset after its lease, but it was built for "
+			"an earlier configuration; retiring it", p->cfg->name, c->pid);
+		kill_child(s, c, EV_RETIRE);
+		return;
+	}
 	if (c->state != CHILD_LEASED || p->cfg->reuse != SUP_REUSE_SNAPSHOT ||
 	    c->vm_fd >= 0) {
 		sup_log("pool %s: child %d reported a reset in state %s (reuse = %s); "

@@ -194,13 +194,25 @@ uint64_t expire_waiters(struct server *s, struct spool *sp, uint64_t now, uint64
 	return next;
 }
 
+void fail_waiters(struct server *s, struct spool *sp, int code, const char *why)
+{
+	while (sp->whead) {
+		struct conn *cn = sp->whead;
+		uint64_t id = cn->wreq_id;
+		wait_remove(cn);
+		ep_mod(s, cn->fd, EPOLLIN | EPOLLRDHUP, cn, TAG_CONN);
+		send_error(s, cn, id, code, "%s", why); /* may close cn */
+	}
+}
+
 static void handle_acquire(struct server *s, struct conn *cn, uint64_t id,
 			   const Hatchery__V1__AcquireRequest *a, uint64_t t_recv)
 {
 	struct spool *sp = NULL;
+	/* A removed pool (still draining its leases) is no pool any more. */
 	for (size_t i = 0; i < s->n_pools; i++)
-		if (strcmp(s->pools[i].p.cfg->name, a->pool) == 0)
-			sp = &s->pools[i];
+		if (!s->pools[i]->p.removed && strcmp(s->pools[i]->p.cfg->name, a->pool) == 0)
+			sp = s->pools[i];
 	if (!sp) {
 		send_error(s, cn, id, E(NOT_FOUND), "no pool named \"%s\"", a->pool);
 		return;
@@ -249,9 +261,15 @@ void conn_close(struct server *s, struct conn *cn)
 static bool uid_in_any_pool(const struct server *s, uid_t uid)
 {
 	for (size_t i = 0; i < s->n_pools; i++)
-		if (sup_pool_allows(s->pools[i].p.cfg, uid))
+		if (!s->pools[i]->p.removed && sup_pool_allows(s->pools[i]->p.cfg, uid))
 			return true;
 	return false;
+}
+
+void conns_reauthorize(struct server *s)
+{
+	for (struct conn *cn = s->conns; cn; cn = cn->next)
+		cn->authorized = uid_in_any_pool(s, cn->uid);
 }
 
 void accept_conns(struct server *s)
@@ -308,6 +326,12 @@ static void handle_request(struct server *s, struct conn *cn,
 			   const Hatchery__V1__Request *req, uint64_t t_recv)
 {
 	uint64_t id = req->id;
+	/* Not a pool's client's request: its own rule (uid 0 or ours),
+	 * whatever allow_uids say. */
+	if (req->body_case == HATCHERY__V1__REQUEST__BODY_RELOAD) {
+		handle_reload(s, cn, id);
+		return;
+	}
 	if (!cn->authorized) {
 		send_error(s, cn, id, E(PERMISSION_DENIED), "uid %u is not allowed by any pool",
 			   cn->uid);

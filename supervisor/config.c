@@ -441,6 +441,10 @@ static int check(struct parse_state *st)
 				       "[pool \"%s\"] memory_mib: a booted pool needs at "
 				       "least %u, got \"%u\"", p->name,
 				       SUP_GUEST_MIN_MEMORY_MIB, p->memory_mib);
+		if (p->max_idle_age_ms && p->max_idle_age_ms < 100)
+			return fail_at(st, pool_key_line(&st->pool_meta[i], "max_idle_age_ms"),
+				       "[pool \"%s\"] max_idle_age_ms: expected 0 (off) or "
+				       "100..86400000, got \"%u\"", p->name, p->max_idle_age_ms);
 		/* The cgroup must hold the guest RAM plus vmproc itself. */
 		if (!pool_key_line(&st->pool_meta[i], "memory_max_mib"))
 			st->cfg.pools[i].memory_max_mib = p->memory_mib + 64;
@@ -554,6 +558,49 @@ void sup_config_free(struct sup_config *c)
 	}
 	free(c->pools);
 	memset(c, 0, sizeof(*c));
+}
+
+void sup_config_release_assets(struct sup_config *c)
+{
+	for (size_t i = 0; c && i < c->n_pools; i++) {
+		struct sup_pool_config *p = &c->pools[i];
+		free(p->guest_elf);
+		free(p->kernel_img);
+		free(p->initrd_img);
+		p->guest_elf = p->kernel_img = p->initrd_img = NULL;
+		p->guest_elf_len = p->kernel_len = p->initrd_len = 0;
+		if (p->snap_fd >= 0)
+			close(p->snap_fd);
+		p->snap_fd = -1;
+	}
+}
+
+static bool same_bytes(const unsigned char *a, size_t alen, const unsigned char *b,
+		       size_t blen)
+{
+	return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
+}
+
+bool sup_pool_config_same_build(const struct sup_pool_config *a,
+				const struct sup_pool_config *b)
+{
+	return a->kind == b->kind && strcmp(a->guest, b->guest) == 0 &&
+	       strcmp(a->snapshot, b->snapshot) == 0 &&
+	       strcmp(a->kernel, b->kernel) == 0 && strcmp(a->initrd, b->initrd) == 0 &&
+	       strcmp(a->cmdline, b->cmdline) == 0 &&
+	       a->boot_timeout_ms == b->boot_timeout_ms &&
+	       a->prerestore == b->prerestore && a->reuse == b->reuse &&
+	       a->memory_mib == b->memory_mib && a->vcpus == b->vcpus &&
+	       a->seccomp == b->seccomp && a->memory_max_mib == b->memory_max_mib &&
+	       a->pids_max == b->pids_max && a->cpu_max_pct == b->cpu_max_pct &&
+	       /* The same path may hold a rebuilt guest or kernel, or a new
+	        * snapshot file (another inode, or rewritten: another header). */
+	       same_bytes(a->guest_elf, a->guest_elf_len, b->guest_elf, b->guest_elf_len) &&
+	       same_bytes(a->kernel_img, a->kernel_len, b->kernel_img, b->kernel_len) &&
+	       same_bytes(a->initrd_img, a->initrd_len, b->initrd_img, b->initrd_len) &&
+	       a->snap_dev == b->snap_dev && a->snap_ino == b->snap_ino &&
+	       a->snap_size == b->snap_size && a->snap_mtime == b->snap_mtime &&
+	       a->snap_header_crc == b->snap_header_crc;
 }
 
 unsigned sup_config_jail_slots(const struct sup_config *c)

@@ -100,6 +100,9 @@ struct sup_pool_config {
 	unsigned vcpus;                 /* 1..64, default 1                     */
 	unsigned health_interval_ms;    /* 10..3600000, default 1000            */
 	unsigned health_timeout_ms;     /* 1..60000, default 200                */
+	unsigned max_idle_age_ms;       /* 0 (off, default) or 100..86400000: an
+	                                 * idle child ready this long is retired
+	                                 * once its replacement is ready */
 	uid_t allow_uids[SUP_MAX_ALLOW_UIDS]; /* allow_uids = 0, 1000 (default: 0) */
 	size_t n_allow_uids;
 	enum vmp_seccomp_mode seccomp;  /* seccomp = kill|log, default kill    */
@@ -131,6 +134,21 @@ int sup_config_parse_string(const char *text, const char *name,
 			    struct sup_config *out, struct hatch_err *err);
 
 void sup_config_free(struct sup_config *c);
+
+/* Free what hatcheryd loaded per pool (guest ELF, kernel and initrd bytes;
+ * close the snapshot fd) and leave the rest of `c` valid: a reload does
+ * this to the configuration it replaces once no spawn can use it (forked
+ * children have their own copies). sup_config_free() stays safe after. */
+void sup_config_release_assets(struct sup_config *c);
+
+/* Would children of `a` and of `b` be built the same? Everything a child
+ * is built from (kind, guest, memory_mib, vcpus, seccomp, cgroup limits,
+ * ...) including the loaded bytes; not what only the supervisor's
+ * bookkeeping uses (min_idle, max, health, refill, allow_uids,
+ * max_idle_age_ms). A reload bumps a pool's generation when this is
+ * false. */
+bool sup_pool_config_same_build(const struct sup_pool_config *a,
+				const struct sup_pool_config *b);
 
 const char *sup_pool_kind_name(enum sup_pool_kind k);
 const char *sup_seccomp_mode_name(enum vmp_seccomp_mode m);

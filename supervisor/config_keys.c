@@ -301,6 +301,8 @@ static const struct key_spec pool_rows[] = {
 	{ "memory_max_mib", parse_uint, POOL(memory_max_mib), 1, 1048576 },
 	{ "pids_max", parse_uint, POOL(pids_max), 1, 4096 },
 	{ "cpu_max_pct", parse_uint, POOL(cpu_max_pct), 0, 6400 },
+	/* 1..99 is refused in check(): a refresh every few ms is a fork loop. */
+	{ "max_idle_age_ms", parse_uint, POOL(max_idle_age_ms), 0, 86400000 },
 };
 
 #undef SUP

@@ -1,8 +1,8 @@
 /* loop.c - hatcheryd's event loop: one epoll, no threads.
  *
  * One epoll instance watches: the listening socket, a signalfd (SIGTERM,
- * SIGINT), one timerfd (health checks, acquire deadlines, spawn backoff),
- * every client connection (clients.c), and for every child its control
+ * SIGINT; SIGHUP: reload.c), one timerfd (health checks, acquire deadlines,
+ * spawn backoff, retirements), every client connection (clients.c), and for every child its control
  * socket and its pidfd (children.c). Each epoll entry carries a pointer
  * with a tag in its low bits saying which of those it is.
  */
@@ -78,7 +78,7 @@ static void health_and_deadlines(struct server *s)
 	uint64_t now = hatch_now_ns();
 	uint64_t next = now + s->tick_ns;
 	for (size_t i = 0; i < s->n_pools; i++) {
-		struct spool *sp = &s->pools[i];
+		struct spool *sp = s->pools[i];
 		check_children(s, sp, now);
 		next = expire_waiters(s, sp, now, next);
 		if (sp->p.next_spawn_at > now && sp->p.next_spawn_at < next)
@@ -144,9 +144,21 @@ static int bind_socket(struct server *s, struct hatch_err *err)
 	return 0;
 }
 
+void update_tick(struct server *s)
+{
+	/* The tick: fine enough to notice a missed health check within a
+	 * quarter of its timeout, never busier than every 5 ms. */
+	s->tick_ns = 50ull * 1000000;
+	for (size_t i = 0; i < s->n_pools; i++) {
+		uint64_t q = (uint64_t)s->pools[i]->p.cfg->health_timeout_ms * 1000000ull / 4;
+		if (q < s->tick_ns)
+			s->tick_ns = q < 5000000 ? 5000000 : q;
+	}
+}
+
 static int setup(struct server *s, struct hatch_err *err)
 {
-	const struct sup_config *cfg = s->o->cfg;
+	const struct sup_config *cfg = s->cfg;
 	s->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (s->epfd < 0)
 		return hatch_err_set(err, E(INTERNAL), errno, "epoll_create1");
@@ -155,6 +167,7 @@ static int setup(struct server *s, struct hatch_err *err)
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
 	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
 		return hatch_err_set(err, E(INTERNAL), errno, "sigprocmask");
 	s->sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -168,21 +181,19 @@ static int setup(struct server *s, struct hatch_err *err)
 	if (s->lfd < 0 && bind_socket(s, err) < 0)
 		return -1;
 
-	s->n_pools = cfg->n_pools;
 	s->pools = calloc(cfg->n_pools, sizeof(*s->pools));
 	s->n_slots = sup_config_jail_slots(cfg);
 	s->slot_used = calloc(s->n_slots, 1);
 	if (!s->pools || !s->slot_used)
 		return hatch_err_set(err, E(INTERNAL), ENOMEM, "pools");
-	/* The tick: fine enough to notice a missed health check within a
-	 * quarter of its timeout, never busier than every 5 ms. */
-	s->tick_ns = 50ull * 1000000;
 	for (size_t i = 0; i < cfg->n_pools; i++) {
-		sup_pool_init(&s->pools[i].p, &cfg->pools[i]);
-		uint64_t q = (uint64_t)cfg->pools[i].health_timeout_ms * 1000000ull / 4;
-		if (q < s->tick_ns)
-			s->tick_ns = q < 5000000 ? 5000000 : q;
+		s->pools[i] = calloc(1, sizeof(*s->pools[i]));
+		if (!s->pools[i])
+			return hatch_err_set(err, E(INTERNAL), ENOMEM, "pools");
+		s->n_pools++;
+		sup_pool_init(&s->pools[i]->p, &cfg->pools[i]);
 	}
+	update_tick(s);
 	if (ep_add(s, s->lfd, EPOLLIN, s, TAG_LISTEN) < 0 ||
 	    ep_add(s, s->sfd, EPOLLIN, s, TAG_SIGNAL) < 0 ||
 	    ep_add(s, s->tfd, EPOLLIN, s, TAG_TIMER) < 0)
@@ -215,15 +226,15 @@ static void begin_shutdown(struct server *s, int sig)
 	}
 	for (size_t i = 0; i < s->n_pools; i++)
 		for (int st = CHILD_SPAWNING; st <= CHILD_LEASED; st++)
-			while (s->pools[i].p.list[st])
-				kill_child(s, s->pools[i].p.list[st], EV_KILL_SHUTDOWN);
+			while (s->pools[i]->p.list[st])
+				kill_child(s, s->pools[i]->p.list[st], EV_KILL_SHUTDOWN);
 }
 
 static unsigned live_children(const struct server *s)
 {
 	unsigned n = 0;
 	for (size_t i = 0; i < s->n_pools; i++)
-		n += sup_pool_total(&s->pools[i].p);
+		n += sup_pool_total(&s->pools[i]->p);
 	return n;
 }
 
@@ -232,7 +243,6 @@ static void teardown(struct server *s)
 	children_free_all(s);
 	while (s->conns)
 		conn_close(s, s->conns);
-	free(s->pools);
 	free(s->slot_used);
 	if (s->lfd >= 0) {
 		close(s->lfd);
@@ -245,6 +255,7 @@ static void teardown(struct server *s)
 		close(s->sfd);
 	if (s->epfd >= 0)
 		close(s->epfd);
+	pools_free_all(s);
 }
 
 int sup_server_run(const struct sup_server_opts *o, struct hatch_err *err)
@@ -254,6 +265,7 @@ int sup_server_run(const struct sup_server_opts *o, struct hatch_err *err)
 	if (!s)
 		return hatch_err_set(err, E(INTERNAL), ENOMEM, "server");
 	s->o = o;
+	s->cfg = o->cfg;
 	s->epfd = s->sfd = s->tfd = -1;
 	s->lfd = o->listen_fd; /* a socket systemd passed is ours now, whatever happens */
 	s->t_start = hatch_now_ns();
@@ -265,11 +277,12 @@ int sup_server_run(const struct sup_server_opts *o, struct hatch_err *err)
 	sup_log("listening on %s with %zu pool(s)%s", o->cfg->socket_path, s->n_pools,
 		o->listen_fd >= 0 ? " (socket passed by systemd)" : "");
 	for (size_t i = 0; i < s->n_pools; i++)
-		s->pools[i].dirty = true;
+		s->pools[i]->dirty = true;
 	notify_start(s);
 
 	struct epoll_event evs[64];
 	for (;;) {
+		collect_removed_pools(s);
 		refill_pools(s);
 		notify_turn(s);
 		if (s->stopping && (live_children(s) == 0 || hatch_now_ns() > s->stop_deadline))
@@ -290,8 +303,15 @@ int sup_server_run(const struct sup_server_opts *o, struct hatch_err *err)
 				break;
 			case TAG_SIGNAL: {
 				struct signalfd_siginfo si;
-				if (read(s->sfd, &si, sizeof(si)) == sizeof(si) && !s->stopping)
+				if (read(s->sfd, &si, sizeof(si)) != sizeof(si) || s->stopping)
+					break;
+				if (si.ssi_signo == SIGHUP) {
+					char summary[256];
+					struct hatch_err rerr = { 0 };
+					sup_reload(s, summary, sizeof(summary), &rerr); /* logs */
+				} else {
 					begin_shutdown(s, (int)si.ssi_signo);
+				}
 				break;
 			}
 			case TAG_TIMER: {

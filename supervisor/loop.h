@@ -9,6 +9,8 @@
  *   clients.c   client connections, Acquire, leases and the wait queue
  *   status.c    Status and Stats replies
  *   notify.c    what systemd is told (READY=1, STATUS=, WATCHDOG=1)
+ *   reload.c    SIGHUP and Reload: a new configuration replaces the
+ *               running one; pools added, removed, rebuilt
  *   log.c       sup_log/sup_debug
  *
  * Single-threaded: everything runs on the loop's thread.
@@ -60,12 +62,23 @@ struct spool {
 	struct conn *whead, *wtail;
 	bool dirty; /* counts changed: replenish at the end of this loop turn */
 	uint64_t refill_at; /* replenish no earlier (0: now); see ACT_REFILL_LATER */
+	/* A pool a reload removed keeps its own copy of its settings (the
+	 * configuration they came from is freed) until its last child is
+	 * gone; NULL for the others, whose p.cfg points into s->cfg. */
+	struct sup_pool_config *own_cfg;
 };
 
 struct server {
 	const struct sup_server_opts *o;
 	int epfd, lfd, sfd, tfd;
-	struct spool *pools;
+	/* The running configuration: o->cfg until the first reload, then the
+	 * one the last reload loaded (cfg_owned, ours to free). */
+	const struct sup_config *cfg;
+	struct sup_config *cfg_owned;
+	/* Pointers, not an array of pools: children and waiters point at
+	 * their pool, and a reload adds and removes pools. The running
+	 * configuration's pools in file order, then removed ones draining. */
+	struct spool **pools;
 	size_t n_pools;
 	struct conn *conns;
 	unsigned nconns;
@@ -100,6 +113,8 @@ int ep_add(struct server *s, int fd, uint32_t events, void *p, enum tag t);
 void ep_mod(struct server *s, int fd, uint32_t events, void *p, enum tag t);
 /* Make sure the timer fires no later than `at` (CLOCK_MONOTONIC ns). */
 void arm_timer(struct server *s, uint64_t at);
+/* The tick from the pools' health timeouts (at start-up and each reload). */
+void update_tick(struct server *s);
 
 /* children.c */
 /* Feed `ev` to the state machine and perform the actions it returns. After
@@ -111,7 +126,9 @@ void handle_ctrl(struct server *s, struct sup_child *c);
 void reap_child(struct server *s, struct sup_child *c);
 /* Replenish every dirty pool whose refill is due. */
 void refill_pools(struct server *s);
-/* Health checks of its ready children, the spawn timeout of the others. */
+/* Health checks of its ready children, the spawn timeout of the others,
+ * and retirement: at most one idle child per pool per tick (a removed
+ * pool's: every one not leased). */
 void check_children(struct server *s, struct spool *sp, uint64_t now);
 /* Teardown: kill, wait for and free every child still there. */
 void children_free_all(struct server *s);
@@ -127,6 +144,10 @@ int send_reply(struct server *s, struct conn *cn, Hatchery__V1__Reply *rep,
 int send_error(struct server *s, struct conn *cn, uint64_t id, int code,
 	       const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 void wait_remove(struct conn *cn);
+/* Answer every Acquire waiting on `sp` with `code` and `why`. */
+void fail_waiters(struct server *s, struct spool *sp, int code, const char *why);
+/* After a reload: which connections may make requests (allow_uids). */
+void conns_reauthorize(struct server *s);
 /* Try to serve the oldest waiters of sp with ready children. */
 void serve_waiters(struct server *s, struct spool *sp);
 /* Refuse the waiters whose deadline passed; returns the earliest deadline
@@ -142,6 +163,19 @@ void notify_start(struct server *s);           /* after setup */
 void notify_turn(struct server *s);            /* every loop turn: READY=1? */
 void notify_tick(struct server *s, uint64_t now); /* the timer: STATUS=, WATCHDOG=1 */
 void notify_stopping(struct server *s);        /* SIGTERM: STOPPING=1 */
+
+/* reload.c */
+/* Re-read the configuration file and, if it loads and changes nothing
+ * that needs a restart, make it the running one. Returns 0 with a one-line
+ * summary, or -1 with err (the running configuration unchanged). Logs
+ * either way. */
+int sup_reload(struct server *s, char *summary, size_t cap, struct hatch_err *err);
+/* The Reload request (uid 0 and our own uid only). */
+void handle_reload(struct server *s, struct conn *cn, uint64_t id);
+/* Free removed pools whose last child is gone (each loop turn). */
+void collect_removed_pools(struct server *s);
+/* Teardown: every pool, and the configuration a reload loaded. */
+void pools_free_all(struct server *s);
 
 /* log.c */
 void sup_log_set_verbose(bool on);

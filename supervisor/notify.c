@@ -34,7 +34,7 @@ static uint64_t ready_wait_ns(const struct server *s)
 {
 	uint64_t w = READY_WAIT_MIN_NS;
 	for (size_t i = 0; i < s->n_pools; i++) {
-		const struct sup_pool_config *c = s->pools[i].p.cfg;
+		const struct sup_pool_config *c = s->pools[i]->p.cfg;
 		uint64_t t = c->kind == SUP_POOL_LINUX
 				     ? (uint64_t)c->boot_timeout_ms * 1000000ull + SPAWN_SLACK_NS
 				     : SPAWN_SLACK_NS;
@@ -67,7 +67,7 @@ static size_t append_short(const struct server *s, char *buf, size_t len, size_t
 {
 	bool first = true;
 	for (size_t i = 0; i < s->n_pools; i++) {
-		const struct sup_pool *p = &s->pools[i].p;
+		const struct sup_pool *p = &s->pools[i]->p;
 		if (!pool_short(p))
 			continue;
 		o = append(buf, len, o, "%s%s %u/%u idle", first ? "; short: " : ", ",
@@ -86,7 +86,7 @@ static void status_text(const struct server *s, char *buf, size_t len)
 {
 	unsigned idle = 0, leased = 0, spawning = 0, degraded = 0, filled = 0;
 	for (size_t i = 0; i < s->n_pools; i++) {
-		const struct sup_pool *p = &s->pools[i].p;
+		const struct sup_pool *p = &s->pools[i]->p;
 		idle += p->count[CHILD_READY];
 		leased += p->count[CHILD_LEASED];
 		spawning += p->count[CHILD_SPAWNING];
@@ -146,7 +146,7 @@ void notify_turn(struct server *s)
 	bool timed_out = hatch_now_ns() >= s->sd_ready_by;
 	unsigned short_ok = 0, n_short = 0;
 	for (size_t i = 0; i < s->n_pools; i++) {
-		const struct sup_pool *p = &s->pools[i].p;
+		const struct sup_pool *p = &s->pools[i]->p;
 		if (!pool_short(p))
 			continue;
 		n_short++;

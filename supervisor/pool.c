@@ -32,6 +32,8 @@ static const struct transition table[CHILD__NSTATES][EV__N] = {
 		[EV_HANGUP] = HUNG_UP(CHILD_SPAWNING),
 		[EV_KILL_HEALTH] = KILLED, [EV_KILL_SPAWN_TIMEOUT] = KILLED,
 		[EV_KILL_PROTOCOL] = KILLED, [EV_KILL_SHUTDOWN] = KILLED,
+		/* A removed pool's children that are still building. */
+		[EV_RETIRE] = KILLED,
 		[EV_EXIT] = REAPED, [EV_CRASH] = REAPED, [EV_SECCOMP] = REAPED,
 	},
 	[CHILD_READY] = {
@@ -43,6 +45,9 @@ static const struct transition table[CHILD__NSTATES][EV__N] = {
 		[EV_HANGUP] = { true, CHILD_DYING, ACT_KILL | ACT_CLOSE | ACT_REFILL },
 		[EV_KILL_HEALTH] = KILLED, [EV_KILL_SPAWN_TIMEOUT] = KILLED,
 		[EV_KILL_PROTOCOL] = KILLED, [EV_KILL_SHUTDOWN] = KILLED,
+		/* Too old, or of an old generation: its replacement is ready
+		 * (sup_pool_may_retire); the refill makes the next one. */
+		[EV_RETIRE] = KILLED,
 		[EV_EXIT] = REAPED, [EV_CRASH] = REAPED, [EV_SECCOMP] = REAPED,
 	},
 	[CHILD_LEASED] = {
@@ -50,6 +55,10 @@ static const struct transition table[CHILD__NSTATES][EV__N] = {
 		[EV_HANGUP] = HUNG_UP(CHILD_LEASED),
 		[EV_KILL_HEALTH] = KILLED, [EV_KILL_SPAWN_TIMEOUT] = KILLED,
 		[EV_KILL_PROTOCOL] = KILLED, [EV_KILL_SHUTDOWN] = KILLED,
+		/* Only once its lease has ended in a reset (ChildReset) and it
+		 * is of an old generation: the server fires it instead of
+		 * EV_RESET, never while the client holds the VM. */
+		[EV_RETIRE] = KILLED,
 		[EV_EXIT] = REAPED, [EV_CRASH] = REAPED, [EV_SECCOMP] = REAPED,
 	},
 	[CHILD_DYING] = {
@@ -66,6 +75,7 @@ static enum sup_kill_reason kill_reason(enum sup_child_event ev)
 	case EV_KILL_SPAWN_TIMEOUT: return KILL_SPAWN_TIMEOUT;
 	case EV_KILL_PROTOCOL: return KILL_PROTOCOL;
 	case EV_KILL_SHUTDOWN: return KILL_SHUTDOWN;
+	case EV_RETIRE: return KILL_RETIRE;
 	default: return KILL_NONE;
 	}
 }
@@ -129,6 +139,7 @@ struct sup_child *sup_child_new(struct sup_pool *p, uint64_t id, uint64_t now)
 	c->vm_fd = -1;
 	c->slot = -1;
 	c->pool = p;
+	c->gen = p->gen;
 	c->state = CHILD_SPAWNING;
 	c->t_fork = c->t_state = now;
 	list_append(p, c);
@@ -171,13 +182,20 @@ static void count(struct sup_child *c, enum sup_child_state to,
 	bool reaped = ev == EV_EXIT || ev == EV_CRASH || ev == EV_SECCOMP;
 	if (ev == EV_SECCOMP)
 		p->stats.seccomp_kills++;
+	if (ev == EV_RETIRE) {
+		if (c->gen != p->gen || p->removed)
+			p->stats.retired_reload++;
+		else
+			p->stats.retired_max_age++;
+	}
 	switch (c->state) {
 	case CHILD_SPAWNING:
 		if (to == CHILD_READY) {
 			lat_record(&p->stats.spawn_to_ready, now - c->t_fork);
 			p->consecutive_failures = 0;
 			p->next_spawn_at = 0;
-		} else if (to != CHILD_SPAWNING && ev != EV_KILL_SHUTDOWN) {
+		} else if (to != CHILD_SPAWNING && ev != EV_KILL_SHUTDOWN &&
+			   ev != EV_RETIRE) {
 			spawn_failed(p, now);
 		}
 		break;
@@ -254,11 +272,15 @@ unsigned sup_pool_total(const struct sup_pool *p)
 
 unsigned sup_pool_spawn_needed(const struct sup_pool *p, uint64_t now)
 {
-	if (now < p->next_spawn_at)
+	if (now < p->next_spawn_at || p->removed)
 		return 0;
 	const struct sup_pool_config *cfg = p->cfg;
 	unsigned have = p->count[CHILD_READY] + p->count[CHILD_SPAWNING];
-	unsigned want = cfg->min_idle + p->waiting;
+	/* Over-provision by one while a ready child is due for retirement:
+	 * its replacement comes first, so the pool never has fewer than
+	 * min_idle ready children on account of a retirement. */
+	unsigned want = cfg->min_idle + p->waiting +
+			(sup_pool_retire_candidate(p, now) ? 1u : 0u);
 	if (have >= want)
 		return 0;
 	unsigned n = want - have;
@@ -281,5 +303,30 @@ bool sup_pool_degraded(const struct sup_pool *p)
 
 struct sup_child *sup_pool_first_ready(const struct sup_pool *p)
 {
+	for (struct sup_child *c = p->list[CHILD_READY]; c; c = c->next)
+		if (c->gen == p->gen)
+			return c;
 	return p->list[CHILD_READY];
+}
+
+struct sup_child *sup_pool_retire_candidate(const struct sup_pool *p, uint64_t now)
+{
+	for (struct sup_child *c = p->list[CHILD_READY]; c; c = c->next)
+		if (c->gen != p->gen)
+			return c;
+	uint64_t age = (uint64_t)p->cfg->max_idle_age_ms * 1000000ull;
+	/* The list is in the order they became ready: the head is oldest. */
+	struct sup_child *c = p->list[CHILD_READY];
+	if (age && c && now - c->t_state >= age)
+		return c;
+	return NULL;
+}
+
+bool sup_pool_may_retire(const struct sup_pool *p)
+{
+	if (p->removed || p->count[CHILD_READY] > p->cfg->min_idle)
+		return true;
+	/* Dying children free their room when reaped: wait for that. */
+	return sup_pool_total(p) >= p->cfg->max && p->count[CHILD_SPAWNING] == 0 &&
+	       p->count[CHILD_DYING] == 0;
 }

@@ -13,7 +13,7 @@
  *      |                  ^                 |
  *      |                  +-----reset-------+  (reuse = snapshot only)
  *      |                  |                 |
- *      |      kill (any reason), hangup     | kill
+ *      |   kill (any reason), hangup, retire | kill
  *      |                  v                 v
  *      +----- kill ---> DYING <-------------+
  *      |                  |
@@ -60,6 +60,16 @@ enum sup_child_event {
 	EV_KILL_SPAWN_TIMEOUT, /* it never reported ready */
 	EV_KILL_PROTOCOL,      /* it spoke garbage or made an odd claim */
 	EV_KILL_SHUTDOWN,      /* hatcheryd is stopping */
+	EV_RETIRE,             /* no longer wanted: an idle child past the
+	                        * pool's max_idle_age_ms, or one of an older
+	                        * generation than its pool (a reload changed
+	                        * how children are built, or removed the
+	                        * pool). Never fired at a leased child while
+	                        * its lease runs (sup_pool_retire_candidate
+	                        * only offers READY ones); a leased child of
+	                        * an old generation whose lease ended with a
+	                        * reset (ChildReset) is retired instead of
+	                        * going back to idle. */
 	/* Reaped (its pidfd fired). */
 	EV_EXIT,        /* it exited with status 0                         */
 	EV_CRASH,       /* it died by a signal or with a non-zero status   */
@@ -74,6 +84,7 @@ enum sup_kill_reason {
 	KILL_SHUTDOWN,
 	KILL_PROTOCOL,  /* it spoke garbage on its control channel */
 	KILL_SPAWN_TIMEOUT, /* it never reported ready */
+	KILL_RETIRE,    /* retired (EV_RETIRE): not a failure */
 };
 
 /* What a transition asks the server to do, as a set of bits. One function
@@ -105,6 +116,7 @@ struct sup_child {
 	                              * on lease (-1 after) */
 	enum sup_child_state state;
 	struct sup_pool *pool;
+	unsigned gen;                /* the pool's generation it was built for */
 	uint64_t t_fork;             /* CLOCK_MONOTONIC ns */
 	uint64_t t_state;            /* when it entered its state */
 	uint64_t ping_seq;           /* last health ping sent */
@@ -127,6 +139,8 @@ struct sup_pool_stats {
 	uint64_t spawned, spawn_failures, unexpected_exits, health_failures;
 	uint64_t seccomp_kills;      /* died by SIGSYS (EV_SECCOMP) */
 	uint64_t resets;             /* leased children reset to idle (EV_RESET) */
+	uint64_t retired_max_age;    /* EV_RETIRE of a current-generation child */
+	uint64_t retired_reload;     /* EV_RETIRE of an older generation's */
 	struct lat_hist acquire;
 	struct lat_hist spawn_to_ready;
 };
@@ -137,7 +151,11 @@ struct sup_pool {
 	struct sup_child *tail[CHILD__NSTATES];
 	unsigned count[CHILD__NSTATES];
 	unsigned waiting;            /* Acquire requests queued (server-owned count) */
-	/* spawn failure backoff */
+	/* Bumped by a reload that changes how children are built (or that
+	 * removes the pool): children of older generations are retired. */
+	unsigned gen;
+	bool removed;                /* a reload removed it: no spawns, and
+	                              * every child not leased is retired */	/* spawn failure backoff */
 	unsigned consecutive_failures;
 	uint64_t next_spawn_at;      /* no forks before this time */
 	char last_error[256];
@@ -179,14 +197,29 @@ void sup_pool_set_error(struct sup_pool *p, const char *msg);
 unsigned sup_pool_total(const struct sup_pool *p);
 
 /* How many children to fork now: enough to bring idle + spawning up to
- * min_idle plus the queued requests, bounded by max, max_spawning and the
- * failure backoff. */
+ * min_idle plus the queued requests, plus one while a ready child is due
+ * for retirement (its replacement is made first), bounded by max,
+ * max_spawning and the failure backoff. None for a removed pool. */
 unsigned sup_pool_spawn_needed(const struct sup_pool *p, uint64_t now);
 
 bool sup_pool_degraded(const struct sup_pool *p);
 
-/* Oldest READY child, or NULL. */
+/* The child to lease: the oldest READY one of the pool's current
+ * generation, else the oldest READY one (an old-generation VM now beats a
+ * wait), or NULL. */
 struct sup_child *sup_pool_first_ready(const struct sup_pool *p);
+
+/* The READY child due for retirement, or NULL: of an older generation
+ * first (oldest first), else the oldest one ready for max_idle_age_ms or
+ * longer (0: never). Only a candidate: see sup_pool_may_retire. */
+struct sup_child *sup_pool_retire_candidate(const struct sup_pool *p, uint64_t now);
+
+/* May a candidate be retired now? Without dropping the pool below
+ * min_idle ready children: its replacement must be ready first (ready >
+ * min_idle). A removed pool retires everything; a pool that cannot
+ * over-provision (at max with nothing spawning or dying) retires one
+ * anyway, or it would keep its old children for ever. */
+bool sup_pool_may_retire(const struct sup_pool *p);
 
 const char *sup_child_state_name(enum sup_child_state s);
 

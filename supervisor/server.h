@@ -20,7 +20,14 @@
 #include "vmproc.h"
 
 struct sup_server_opts {
-	const struct sup_config *cfg;     /* not owned */
+	/* Not owned. The first reload releases its assets
+	 * (sup_config_release_assets); from then on only what a reload
+	 * cannot change is read here ([supervisor] socket, socket_mode,
+	 * jail_uid_base). The running configuration is the server's cfg. */
+	struct sup_config *cfg;
+	const char *config_path;          /* what a reload re-reads */
+	const char *socket_override;      /* --socket, or NULL: applied to a
+	                                   * reloaded configuration too */
 	const struct vmp_kvm_host *kvm;   /* not owned; kvm_fd inherited by children */
 	bool verbose;
 	bool no_jail;                     /* --no-jail: children run as we do */

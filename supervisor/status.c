@@ -42,7 +42,7 @@ void handle_stats(struct server *s, struct conn *cn, uint64_t id)
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
-		const struct sup_pool *p = &s->pools[i].p;
+		const struct sup_pool *p = &s->pools[i]->p;
 		hatchery__v1__pool_stats__init(&ps[i]);
 		hatchery__v1__latency__init(&lat[2 * i]);
 		hatchery__v1__latency__init(&lat[2 * i + 1]);
@@ -56,6 +56,8 @@ void handle_stats(struct server *s, struct conn *cn, uint64_t id)
 		ps[i].health_failures = p->stats.health_failures;
 		ps[i].seccomp_kills = p->stats.seccomp_kills;
 		ps[i].resets = p->stats.resets;
+		ps[i].retired_max_age = p->stats.retired_max_age;
+		ps[i].retired_reload = p->stats.retired_reload;
 		ps[i].active_leases = p->count[CHILD_LEASED];
 		fill_latency(&lat[2 * i], &p->stats.acquire, &le[2 * i * LAT_LE_N]);
 		fill_latency(&lat[2 * i + 1], &p->stats.spawn_to_ready,
@@ -80,7 +82,7 @@ void handle_status(struct server *s, struct conn *cn, uint64_t id)
 {
 	size_t n = s->n_pools, nchildren = 0;
 	for (size_t i = 0; i < n; i++)
-		nchildren += sup_pool_total(&s->pools[i].p);
+		nchildren += sup_pool_total(&s->pools[i]->p);
 	_cleanup_free_ Hatchery__V1__PoolStatus *ps = calloc(n, sizeof(*ps));
 	_cleanup_free_ Hatchery__V1__PoolStatus **pp = calloc(n, sizeof(*pp));
 	_cleanup_free_ Hatchery__V1__ChildStatus *cs = calloc(nchildren + 1, sizeof(*cs));
@@ -92,7 +94,7 @@ void handle_status(struct server *s, struct conn *cn, uint64_t id)
 	uint64_t now = hatch_now_ns();
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++) {
-		const struct sup_pool *p = &s->pools[i].p;
+		const struct sup_pool *p = &s->pools[i]->p;
 		hatchery__v1__pool_status__init(&ps[i]);
 		ps[i].name = (char *)p->cfg->name;
 		ps[i].kind = (char *)sup_pool_kind_name(p->cfg->kind);
@@ -105,6 +107,8 @@ void handle_status(struct server *s, struct conn *cn, uint64_t id)
 		ps[i].degraded = sup_pool_degraded(p);
 		ps[i].last_error = (char *)p->last_error;
 		ps[i].waiting = p->waiting;
+		ps[i].removed = p->removed;
+		ps[i].generation = p->gen;
 		ps[i].children = &cp[k];
 		for (int st = 0; st < CHILD__NSTATES; st++) {
 			for (struct sup_child *c = p->list[st]; c && k < nchildren; c = c->next) {

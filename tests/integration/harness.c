@@ -377,6 +377,8 @@ struct h_stats h_stats(struct harness *h, const char *pool)
 		found = true;
 		s.acquisitions = p->acquisitions;
 		s.hits = p->hits;
+		s.retired_max_age = p->retired_max_age;
+		s.retired_reload = p->retired_reload;
 		s.misses = p->misses;
 		s.spawned = p->spawned;
 		s.spawn_failures = p->spawn_failures;

@@ -117,6 +117,7 @@ struct h_stats {
 	uint64_t acquisitions, hits, misses, spawned, spawn_failures;
 	uint64_t unexpected_exits, health_failures;
 	uint64_t resets;
+	uint64_t retired_max_age, retired_reload;
 	uint32_t active_leases;
 };
 struct h_stats h_stats(struct harness *h, const char *pool);

@@ -776,3 +776,52 @@ Test(config, linux_pool_pids_max_fits_the_vcpu_threads)
 	sup_config_free(&cfg);
 	fails_with(POOL "kind = linux\nvcpus = 8\npids_max = 9\n", "at least vcpus + 2 (10)", NULL);
 }
+
+/* --- reload ------------------------------------------------------------------ */
+
+Test(config, max_idle_age_ms_key)
+{
+	parses(POOL "min_idle = 1\n");
+	cr_assert_eq(cfg.pools[0].max_idle_age_ms, 0, "off by default");
+	sup_config_free(&cfg);
+	parses(POOL "max_idle_age_ms = 60000\n");
+	cr_assert_eq(cfg.pools[0].max_idle_age_ms, 60000);
+	sup_config_free(&cfg);
+	fails_with(POOL "max_idle_age_ms = 50\n", "t.conf:2:", "max_idle_age_ms",
+		   "0 (off) or 100..86400000", NULL);
+	fails_with(POOL "max_idle_age_ms = 86400001\n", "t.conf:2:", "max_idle_age_ms",
+		   "0..86400000", NULL);
+}
+
+Test(config, same_build_tells_build_keys_from_bookkeeping)
+{
+	struct sup_config b = { 0 };
+	parses(POOL "min_idle = 1\nmemory_mib = 64\n");
+	cr_assert_eq(sup_config_parse_string(POOL "min_idle = 3\nmax = 9\nallow_uids = 0 7\n"
+					     "max_idle_age_ms = 1000\nmemory_mib = 64\n",
+					     "u.conf", &b, &err), 0, "%s", err.msg);
+	cr_assert(sup_pool_config_same_build(&cfg.pools[0], &b.pools[0]),
+		  "bookkeeping keys build nothing");
+	sup_config_free(&b);
+	static const char *const rebuild[] = { "memory_mib = 80\n", "vcpus = 2\n",
+					       "seccomp = log\n", "pids_max = 20\n",
+					       "cpu_max_pct = 50\n", "memory_max_mib = 200\n",
+					       "kind = booted\nguest = /g\n" };
+	for (size_t i = 0; i < sizeof(rebuild) / sizeof(rebuild[0]); i++) {
+		char text[256];
+		snprintf(text, sizeof(text), POOL "min_idle = 1\n%s", rebuild[i]);
+		cr_assert_eq(sup_config_parse_string(text, "u.conf", &b, &err), 0, "%s", err.msg);
+		cr_assert_not(sup_pool_config_same_build(&cfg.pools[0], &b.pools[0]),
+			      "%s changes how a child is built", rebuild[i]);
+		sup_config_free(&b);
+	}
+	/* The same path with other bytes (a rebuilt guest) is a new build. */
+	unsigned char x[] = "x", y[] = "y";
+	struct sup_pool_config p = cfg.pools[0], q = cfg.pools[0];
+	p.guest_elf = x;
+	q.guest_elf = y;
+	p.guest_elf_len = q.guest_elf_len = 1;
+	cr_assert_not(sup_pool_config_same_build(&p, &q));
+	q.guest_elf = x;
+	cr_assert(sup_pool_config_same_build(&p, &q));
+}

@@ -337,3 +337,94 @@ Test(pool, every_counter_is_kept_here)
 	cr_assert_eq(pool.stats.acquire.count, 2);
 	cr_assert_eq(pool.stats.acquire.max, 7 * MS);
 }
+
+/* ---- retirement: max_idle_age_ms and generations ---------------------------- */
+
+static struct sup_child *ready_child(uint64_t id, uint64_t at)
+{
+	struct sup_child *c = sup_child_new(&pool, id, at);
+	cr_assert_eq(sup_child_event(c, EV_READY, at), ACTS_READY);
+	return c;
+}
+
+Test(pool, max_idle_age_picks_the_oldest_and_replaces_it_first)
+{
+	cfg.max_idle_age_ms = 100;
+	struct sup_child *a = ready_child(1, 0), *b = ready_child(2, 50 * MS);
+	cr_assert_null(sup_pool_retire_candidate(&pool, 99 * MS), "not old enough yet");
+	cr_assert_eq(sup_pool_spawn_needed(&pool, 99 * MS), 0, "min_idle 2, 2 ready");
+	cr_assert_eq(sup_pool_retire_candidate(&pool, 100 * MS), a);
+	/* Its replacement first: one more than min_idle, and no retirement
+	 * while only min_idle are ready. */
+	cr_assert_eq(sup_pool_spawn_needed(&pool, 100 * MS), 1);
+	cr_assert_not(sup_pool_may_retire(&pool), "would drop below min_idle");
+	struct sup_child *c = ready_child(3, 110 * MS);
+	cr_assert(sup_pool_may_retire(&pool));
+	cr_assert_eq(sup_child_event(a, EV_RETIRE, 110 * MS), ACTS_KILLED);
+	cr_assert_eq(a->state, CHILD_DYING);
+	cr_assert_eq(a->killed, KILL_RETIRE);
+	cr_assert_eq(pool.stats.retired_max_age, 1);
+	cr_assert_eq(pool.stats.retired_reload, 0);
+	cr_assert_eq(pool.stats.unexpected_exits, 0, "a retirement is no failure");
+	cr_assert_eq(pool.stats.spawn_failures, 0);
+	cr_assert_eq(sup_pool_retire_candidate(&pool, 160 * MS), b, "then the next oldest");
+	cr_assert_eq(sup_child_event(a, EV_CRASH, 120 * MS), ACTS_REAPED, "SIGKILLed, reaped");
+	(void)c;
+	cfg.max_idle_age_ms = 0;
+	cr_assert_null(sup_pool_retire_candidate(&pool, 1000 * 1000 * MS), "0 is off");
+}
+
+Test(pool, old_generations_are_retired_and_leased_last)
+{
+	struct sup_child *old1 = ready_child(1, 0), *old2 = ready_child(2, 0);
+	struct sup_child *leased = ready_child(3, 0);
+	sup_child_event(leased, EV_LEASE, 1);
+	pool.gen++; /* a reload changed how children are built */
+	cr_assert_eq(sup_pool_retire_candidate(&pool, 2), old1);
+	cr_assert_eq(sup_pool_first_ready(&pool), old1, "an old VM beats a wait");
+	struct sup_child *fresh = ready_child(4, 3);
+	cr_assert_eq(fresh->gen, pool.gen);
+	cr_assert_eq(sup_pool_first_ready(&pool), fresh, "the current generation first");
+	cr_assert_eq(sup_pool_retire_candidate(&pool, 4), old1, "never a leased one");
+	cr_assert_eq(sup_child_event(old1, EV_RETIRE, 5), ACTS_KILLED);
+	cr_assert_eq(pool.stats.retired_reload, 1);
+	cr_assert_eq(pool.stats.retired_max_age, 0);
+	cr_assert_eq(sup_pool_retire_candidate(&pool, 6), old2);
+	/* A leased child of an old generation whose lease ended in a reset. */
+	cr_assert_eq(sup_child_event(leased, EV_RETIRE, 7), ACTS_KILLED);
+	cr_assert_eq(pool.stats.retired_reload, 2);
+	cr_assert_eq(sup_child_event(leased, EV_RETIRE, 8), ACT_INVALID, "dying already");
+}
+
+Test(pool, removed_pool_spawns_nothing_and_retires_anything)
+{
+	cfg.min_idle = 1;
+	struct sup_child *a = ready_child(1, 0);
+	struct sup_child *s = sup_child_new(&pool, 2, 1);
+	cr_assert_not(sup_pool_may_retire(&pool), "min_idle 1, 1 ready");
+	pool.removed = true;
+	pool.gen++;
+	pool.waiting = 3;
+	cr_assert_eq(sup_pool_spawn_needed(&pool, 1), 0);
+	cr_assert(sup_pool_may_retire(&pool));
+	cr_assert_eq(sup_child_event(s, EV_RETIRE, 2), ACTS_KILLED, "a building child too");
+	cr_assert_eq(pool.stats.spawn_failures, 0, "and that is no spawn failure");
+	cr_assert_eq(pool.consecutive_failures, 0);
+	cr_assert_eq(sup_child_event(a, EV_RETIRE, 2), ACTS_KILLED);
+	cr_assert_eq(pool.stats.retired_reload, 2);
+	pool.waiting = 0;
+}
+
+Test(pool, a_pool_at_max_retires_without_a_replacement)
+{
+	cfg.min_idle = 2;
+	cfg.max = 2;
+	cfg.max_idle_age_ms = 100;
+	struct sup_child *a = ready_child(1, 0);
+	ready_child(2, 0);
+	cr_assert_eq(sup_pool_retire_candidate(&pool, 200 * MS), a);
+	cr_assert_eq(sup_pool_spawn_needed(&pool, 200 * MS), 0, "no room");
+	cr_assert(sup_pool_may_retire(&pool), "else it keeps its old children for ever");
+	sup_child_event(a, EV_RETIRE, 200 * MS);
+	cr_assert_not(sup_pool_may_retire(&pool), "not while one is dying");
+}

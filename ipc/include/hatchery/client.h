@@ -71,6 +71,11 @@ int hatch_status(struct hatch_client *c, Hatchery__V1__StatusReply **out,
 		 struct hatch_err *err);
 int hatch_stats(struct hatch_client *c, Hatchery__V1__StatsReply **out,
 		struct hatch_err *err);
+/* Ask hatcheryd to re-read its configuration file (uid 0 and its own uid
+ * only). A refused file is an error whose message says why; the running
+ * configuration then stays. `out` (the summary) may be NULL. */
+int hatch_reload(struct hatch_client *c, Hatchery__V1__ReloadReply **out,
+		 struct hatch_err *err);
 
 /* Calls on a leased VM's socket. */
 int hatch_vm_ping(int vm_fd, struct hatch_err *err);
