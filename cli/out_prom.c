@@ -229,6 +229,12 @@ static void write_stats(FILE *f, const Hatchery__V1__StatsReply *st)
 		{ "hatchery_resets_total",
 		  "Leases after which the VM reset itself to its snapshot and went back to idle (reuse = snapshot).",
 		  STATS_U64(resets) },
+		{ "hatchery_retired_max_age_total",
+		  "Idle VM processes retired for being older than max_idle_age_ms (and replaced).",
+		  STATS_U64(retired_max_age) },
+		{ "hatchery_retired_reload_total",
+		  "Idle VM processes retired by a reload (their pool removed or rebuilt).",
+		  STATS_U64(retired_reload) },
 	};
 	for (size_t c = 0; c < HATCH_ARRAY_SIZE(counters); c++) {
 		family(f, counters[c].name, "counter", counters[c].help);
