@@ -97,7 +97,9 @@ static int read_whole(const char *pool, const char *what, const char *path,
 int sup_load_linux(struct sup_config *cfg, const struct vmp_kvm_host *kvm,
 		   struct hatch_err *err)
 {
-	bool probed = false;
+	/* The probe runs a guest (up to ~0.2 s where KVM emulates CPL 0): once
+	 * it said yes, a reload does not ask again. */
+	static bool probed;
 	for (size_t i = 0; i < cfg->n_pools; i++) {
 		struct sup_pool_config *p = &cfg->pools[i];
 		if (p->kind != SUP_POOL_LINUX)

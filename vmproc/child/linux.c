@@ -124,13 +124,18 @@ static void send_pong(uint64_t seq)
  * health timeout then replaces us. */
 static void health_ping(struct child *ch, uint64_t seq)
 {
-	static const uint8_t ping[] = {
-		/* VmRequest{id: UINT64_MAX, ping: {}} */
-		0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x52, 0x00,
-	};
 	if (ch->relay.health || ch->relay.id)
 		return;
-	if (vmp_linux_agent_send(ch->lm, ping, sizeof(ping)) == 0) {
+	Hatchery__V1__VmRequest req = HATCHERY__V1__VM_REQUEST__INIT;
+	Hatchery__V1__VmPingRequest ping = HATCHERY__V1__VM_PING_REQUEST__INIT;
+	req.id = VMP_RELAY_HEALTH_ID;
+	req.body_case = HATCHERY__V1__VM_REQUEST__BODY_PING;
+	req.ping = &ping;
+	uint8_t buf[32]; /* packs to 13 bytes: the id's varint, an empty ping */
+	if (hatchery__v1__vm_request__get_packed_size(&req) > sizeof(buf))
+		return;
+	size_t len = hatchery__v1__vm_request__pack(&req, buf);
+	if (vmp_linux_agent_send(ch->lm, buf, len) == 0) {
 		vmp_relay_health_start(&ch->relay);
 		ch->health_seq = seq;
 	}

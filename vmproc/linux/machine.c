@@ -103,12 +103,8 @@ static const struct vmp_agent_chan_cbs chan_cbs = {
 
 /* ---- lifecycle ------------------------------------------------------------ */
 
-static int fail(struct vmp_linux *m, int r)
-{
-	(void)m; /* the child exits on failure: its exit is the teardown */
-	return r;
-}
-
+/* On failure the child exits: whatever was built goes with the process
+ * (no destroy, see machine.h). */
 int vmp_linux_create(struct vmp_vm *vm, const struct vmp_linux_config *cfg,
 		     struct vmp_linux **out, struct hatch_err *err)
 {
@@ -126,27 +122,27 @@ int vmp_linux_create(struct vmp_vm *vm, const struct vmp_linux_config *cfg,
 	};
 	if (vmp_linux_cpu_init(vm, cfg->host_cpuid, err) < 0 ||
 	    vmp_linux_load(vm, &b, NULL, err) < 0)
-		return fail(m, -1);
+		return -1;
 	if (vmp_bus_create(&m->bus, err) < 0 ||
 	    vmp_uart_create(m->bus, vm->vm_fd, VMP_UART_COM1_BASE, VMP_UART_COM1_IRQ,
 			    &m->uart, err) < 0 ||
 	    vmp_i8042_attach(m->bus, err) < 0)
-		return fail(m, -1);
+		return -1;
 	m->chan = vmp_agent_chan_new(&m->con, 0, &chan_cbs, m, err);
 	if (!m->chan)
-		return fail(m, -1);
+		return -1;
 	if (vmp_console_init(&m->con, &vmp_agent_chan_console_cbs, m->chan, vmp_vm_gpa_xlate,
 			     vm, NULL, NULL) < 0)
 		return hatch_err_set(err, E(INTERNAL), EINVAL, "virtio-console init");
 	if (vmp_virtio_kvm_bind(&m->kb, vm->vm_fd, VMP_VIRTIO_MMIO_BASE(AGENT_DEV),
 				VMP_VIRTIO_MMIO_GSI(AGENT_DEV), 2, err) < 0)
-		return fail(m, -1);
+		return -1;
 	vmp_virtio_kvm_attach(&m->kb, &m->con.mmio);
 	if (vmp_bus_register(m->bus, VMP_BUS_MMIO, VMP_VIRTIO_MMIO_BASE(AGENT_DEV), 0x1000,
 			     &virtio_bus_ops, &m->con.mmio, err) < 0)
-		return fail(m, -1);
+		return -1;
 	if (vmp_vcpus_create(vm, m->bus, &m->vcpus, err) < 0)
-		return fail(m, -1);
+		return -1;
 	*out = m;
 	return 0;
 }
