@@ -10,29 +10,35 @@
 
 #define E(x) HATCHERY__V1__ERROR_CODE__##x
 
-/* Serve every available chain of a ready ring, then notify once. */
-static void serve_ring(struct vhu_backend *b, unsigned q)
+/* Serve the available chains of a ready ring, at most a queue's worth
+ * (a guest that keeps adding chains must not keep the frontend's messages
+ * waiting), then notify once. Returns true when chains may be left. */
+static bool serve_ring(struct vhu_backend *b, unsigned q)
 {
 	struct vhu_vring *vr = &b->vr[q];
-	bool pushed = false;
-	int r;
-	while ((r = vhu_vring_pop(vr, &b->elem)) == 1) {
+	bool was_broken = vr->vq.broken, pushed = false;
+	unsigned budget = vr->num;
+	int r = 0;
+	while (budget && (r = vhu_vring_pop(vr, &b->elem)) == 1) {
 		uint32_t written = vhu_blk_request(b->blk, &b->elem);
 		pushed |= vhu_vring_push(vr, b->elem.head, written) == 0;
+		budget--;
 	}
 	if (pushed)
 		vhu_vring_notify(vr);
-	if (r == -EIO && vr->vq.broken_why) {
+	if (!was_broken && vr->vq.broken)
 		fprintf(stderr, "hatchery-vhost-blk: ring %u stopped: %s\n", q,
 			vr->vq.broken_why);
-		vr->vq.broken_why = NULL; /* said once */
-	}
+	return budget == 0 && r == 1;
 }
 
-static void serve_rings(struct vhu_backend *b)
+/* Returns true when a ring may have chains left. */
+static bool serve_rings(struct vhu_backend *b)
 {
+	bool more = false;
 	for (unsigned q = 0; q < VHU_BLK_QUEUES; q++)
-		serve_ring(b, q);
+		more |= serve_ring(b, q);
+	return more;
 }
 
 /* A request that failed. With REPLY_ACK asked for, the frontend hears
@@ -92,11 +98,12 @@ static nfds_t poll_set(struct vhu_backend *b, int conn, struct pollfd *p,
 
 static int loop(struct vhu_backend *b, int conn, struct hatch_err *err)
 {
+	bool more = false; /* chains left: look again without sleeping */
 	for (;;) {
 		struct pollfd p[1 + VHU_BLK_QUEUES];
 		unsigned qof[1 + VHU_BLK_QUEUES];
 		nfds_t n = poll_set(b, conn, p, qof);
-		if (poll(p, n, -1) < 0) {
+		if (poll(p, n, more ? 0 : -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			return hatch_err_set(err, E(INTERNAL), errno, "poll");
@@ -111,7 +118,7 @@ static int loop(struct vhu_backend *b, int conn, struct hatch_err *err)
 		}
 		/* After any message too: an enable or a start may have made
 		 * chains available that no kick will announce again. */
-		serve_rings(b);
+		more = serve_rings(b);
 	}
 }
 
