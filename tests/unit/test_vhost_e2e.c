@@ -46,21 +46,8 @@ static void fe_send(int s, uint32_t req, uint32_t flags, const void *payload,
 	memcpy(b, &h, sizeof(h));
 	if (size)
 		memcpy(b + sizeof(h), payload, size);
-	union {
-		char c[CMSG_SPACE(sizeof(int) * 64)];
-		struct cmsghdr align;
-	} ctl;
-	struct iovec iov = { b, sizeof(h) + size };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-	if (nfds) {
-		mh.msg_control = ctl.c;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
-		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-		*c = (struct cmsghdr){ .cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds),
-				       .cmsg_level = SOL_SOCKET, .cmsg_type = SCM_RIGHTS };
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
-	}
-	cr_assert_eq(sendmsg(s, &mh, MSG_NOSIGNAL), (ssize_t)iov.iov_len, "send %u", req);
+	size_t len = sizeof(h) + size;
+	cr_assert_eq(vg_sendmsg(s, b, len, fds, nfds), (ssize_t)len, "send %u", req);
 }
 
 static void fe_u64(int s, uint32_t req, uint32_t flags, uint64_t v)
@@ -311,14 +298,6 @@ static void *serve_thread(void *p)
 	return NULL;
 }
 
-static int open_fds(void)
-{
-	int n = 0;
-	for (int fd = 0; fd < 1024; fd++)
-		n += fcntl(fd, F_GETFD) >= 0;
-	return n;
-}
-
 struct hostile {
 	pthread_t t;
 	struct served sv;
@@ -331,7 +310,7 @@ static void h_start(struct hostile *h)
 	make_image();
 	struct hatch_err e = { 0 };
 	cr_assert_eq(vhu_blk_open(&blk, img, false, &e), 0, "%s", e.msg);
-	h->baseline = open_fds();
+	h->baseline = vg_open_fds();
 	int sv[2];
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	h->s = sv[0];
@@ -349,7 +328,7 @@ static void h_end(struct hostile *h, int want_r)
 	close(h->s);
 	pthread_join(h->t, NULL);
 	cr_expect_eq(h->sv.r, want_r, "%s", h->sv.err.msg);
-	cr_expect_eq(open_fds(), h->baseline, "no fd leaked");
+	cr_expect_eq(vg_open_fds(), h->baseline, "no fd leaked");
 	vhu_blk_close(&blk);
 	unlink(img);
 }

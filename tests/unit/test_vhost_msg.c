@@ -12,6 +12,7 @@
 
 #include "hatchery/cleanup.h"
 #include "user_msg.h"
+#include "vhost_guest.h"
 
 TestSuite(vhost_msg, .timeout = 10);
 
@@ -219,33 +220,9 @@ Test(vhost_msg, encode_reply_round_trip)
 
 /* ---- the socket side ------------------------------------------------ */
 
-static int open_fd_count(void)
-{
-	int n = 0;
-	for (int fd = 0; fd < 1024; fd++)
-		if (fcntl(fd, F_GETFD) >= 0)
-			n++;
-	return n;
-}
-
 static void send_with_fds(int sock, const void *b, size_t len, const int *fds, int nfds)
 {
-	union {
-		char c[CMSG_SPACE(sizeof(int) * 64)];
-		struct cmsghdr align;
-	} ctl;
-	struct iovec iov = { (void *)b, len };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-	if (nfds) {
-		mh.msg_control = ctl.c;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
-		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
-	}
-	cr_assert_eq(sendmsg(sock, &mh, 0), (ssize_t)len);
+	cr_assert_eq(vg_sendmsg(sock, b, len, fds, nfds), (ssize_t)len);
 }
 
 Test(vhost_msg, recv_kick_with_fd_and_send_reply)
@@ -287,7 +264,7 @@ Test(vhost_msg, recv_refusals_close_fds)
 	cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
 	for (int i = 0; i < 64; i++)
 		fds[i] = p[0];
-	int before = open_fd_count();
+	int before = vg_open_fds();
 	struct vhu_msg m;
 	struct hatch_err e = { 0 };
 	uint64_t v = 0;
@@ -296,7 +273,7 @@ Test(vhost_msg, recv_refusals_close_fds)
 	size_t len = mk(VHU_SET_FEATURES, VHU_VERSION, 8, &v);
 	send_with_fds(sv[0], buf, len, fds, 1);
 	cr_expect_eq(vhu_msg_recv(sv[1], &m, &e), -1);
-	cr_expect_eq(open_fd_count(), before, "%s", e.msg);
+	cr_expect_eq(vg_open_fds(), before, "%s", e.msg);
 
 	/* An fd flood: more than the control buffer holds (MSG_CTRUNC).
 	 * Refused from the header: the body stays unread, the stream is out
@@ -308,7 +285,7 @@ Test(vhost_msg, recv_refusals_close_fds)
 	send_with_fds(sv[0], buf, len, fds, 64);
 	cr_expect_eq(vhu_msg_recv(sv[1], &m, &e), -1);
 	cr_expect(strstr(e.msg, "fds"), "%s", e.msg);
-	cr_expect_eq(open_fd_count(), before);
+	cr_expect_eq(vg_open_fds(), before);
 
 	/* Oversize: refused from the header, its fd closed. */
 	close(sv[0]);
@@ -318,17 +295,17 @@ Test(vhost_msg, recv_refusals_close_fds)
 	send_with_fds(sv[0], buf, VHU_HDR_SIZE, fds, 1);
 	cr_expect_eq(vhu_msg_recv(sv[1], &m, &e), -1);
 	cr_expect(strstr(e.msg, "at most"), "%s", e.msg);
-	cr_expect_eq(open_fd_count(), before);
+	cr_expect_eq(vg_open_fds(), before);
 	close(sv[0]);
 	close(sv[1]);
 
 	/* A header cut short by the peer's close. */
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	before = open_fd_count();
+	before = vg_open_fds();
 	send_with_fds(sv[0], buf, 5, fds, 1);
 	close(sv[0]);
 	cr_expect_eq(vhu_msg_recv(sv[1], &m, &e), -1);
-	cr_expect_eq(open_fd_count(), before - 1, "only sv[0] is gone");
+	cr_expect_eq(vg_open_fds(), before - 1, "only sv[0] is gone");
 	close(sv[1]);
 	close(p[0]);
 	close(p[1]);

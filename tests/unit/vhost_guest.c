@@ -1,6 +1,8 @@
 /* vhost_guest.c - see vhost_guest.h. */
+#include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -77,4 +79,34 @@ void vg_used(const struct vg *g, uint16_t slot, uint32_t *id, uint32_t *len)
 	const uint8_t *e = g->host + VG_USED + 4 + 8u * (slot & (g->num - 1));
 	memcpy(id, e, 4);
 	memcpy(len, e + 4, 4);
+}
+
+ssize_t vg_sendmsg(int sock, const void *buf, size_t len, const int *fds, int nfds)
+{
+	union {
+		char c[CMSG_SPACE(sizeof(int) * 64)];
+		struct cmsghdr align;
+	} ctl;
+	cr_assert_leq(nfds, 64);
+	struct iovec iov = { (void *)buf, len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	if (nfds) {
+		memset(&ctl, 0, sizeof(ctl));
+		mh.msg_control = ctl.c;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+		memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
+	}
+	return sendmsg(sock, &mh, MSG_NOSIGNAL);
+}
+
+int vg_open_fds(void)
+{
+	int n = 0;
+	for (int fd = 0; fd < 1024; fd++)
+		n += fcntl(fd, F_GETFD) >= 0;
+	return n;
 }

@@ -1,11 +1,14 @@
 /* vhost_guest.h - a test's stand-in for a vhost-user frontend's guest:
  * guest memory in a memfd (what the frontend passes with SET_MEM_TABLE)
  * and a split ring laid out in it as Linux's virtio_ring.c does, which the
- * test fills as the guest driver would. */
+ * test fills as the guest driver would. Plus what the tests' frontends
+ * share: sending bytes with fds, counting open fds. */
 #ifndef HATCHERY_TEST_VHOST_GUEST_H
 #define HATCHERY_TEST_VHOST_GUEST_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "user_msg.h"
 
@@ -35,5 +38,11 @@ void vg_publish(struct vg *g, uint16_t head);
 uint16_t vg_used_idx(const struct vg *g);
 void vg_used(const struct vg *g, uint16_t slot, uint32_t *id, uint32_t *len);
 void vg_set_avail_flags(struct vg *g, uint16_t flags);
+
+/* sendmsg of buf with nfds (<= 64) fds in one SCM_RIGHTS message. */
+ssize_t vg_sendmsg(int sock, const void *buf, size_t len, const int *fds, int nfds);
+
+/* How many fds below 1024 this process has open. */
+int vg_open_fds(void);
 
 #endif
