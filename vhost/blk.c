@@ -174,10 +174,15 @@ static uint8_t do_flush(struct vhu_blk *b)
 	return fdatasync(b->fd) == 0 ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
 }
 
-/* GET_ID: as much of the serial as the data part holds (20 bytes). */
+/* GET_ID: as much of the serial as the writable data part holds (20
+ * bytes); like IN, the readable part is the header alone. */
 static uint64_t do_get_id(struct vhu_blk *b, const struct vmp_vq_elem *e,
 			  uint64_t len, uint8_t *status)
 {
+	if (e->read_len != HDR_SIZE) {
+		*status = VIRTIO_BLK_S_IOERR;
+		return 0;
+	}
 	uint64_t n = len < VHU_BLK_ID_BYTES ? len : VHU_BLK_ID_BYTES;
 	vmp_vq_elem_write(e, 0, b->serial, (size_t)n);
 	*status = VIRTIO_BLK_S_OK;

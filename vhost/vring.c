@@ -153,8 +153,10 @@ int vhu_vring_remap(struct vhu_vring *vr, struct hatch_err *err)
 {
 	if (!vr->started)
 		return 0;
-	if (enable_at(vr, vr->vq.last_avail, vr->vq.used_idx, err) < 0) {
+	uint16_t last_avail = vr->vq.last_avail;
+	if (enable_at(vr, last_avail, vr->vq.used_idx, err) < 0) {
 		vr->started = false;
+		vr->base = last_avail; /* what GET_VRING_BASE will say */
 		return -1;
 	}
 	return 0;

@@ -206,6 +206,10 @@ Test(vhost_blk, flush_get_id_unsupported)
 	add(&c, id, 8, true);
 	cr_expect_eq(run(&c), 9, "as much as fits");
 	cr_expect_eq(id[8], '#');
+	chain(&c, VIRTIO_BLK_T_GET_ID, 0);
+	add(&c, id, VHU_BLK_ID_BYTES, false);
+	cr_expect_eq(run(&c), 1);
+	cr_expect_eq(c.status, VIRTIO_BLK_S_IOERR, "the serial's buffer must be writable");
 
 	uint32_t types[] = { 2 /* SCSI */, 5, VIRTIO_BLK_T_SECURE_ERASE, 0x80000000u,
 			     VIRTIO_BLK_T_OUT | 0x80000000u };

@@ -131,14 +131,15 @@ static void fe_ring(int s, uint16_t num, int call, int kick)
 #define GPA(n) (VG_GPA + VG_DATA + 0x1000u * (n))
 
 /* A three-descriptor request at descriptors d, d+1, d+2: header, data
- * (writable for IN), status; buffers at pages p, p+1, p+2. */
+ * (writable for IN and GET_ID), status; buffers at pages p, p+1, p+2. */
 static void blk_req(struct vg *g, uint16_t d, unsigned p, uint32_t type,
 		    uint64_t sector, uint32_t len)
 {
 	struct virtio_blk_outhdr h = { .type = type, .sector = sector };
 	memcpy(vg_ptr(g, GPA(p)), &h, sizeof(h));
 	*(uint8_t *)vg_ptr(g, GPA(p + 2)) = 0xff;
-	uint16_t w = type == VIRTIO_BLK_T_IN ? VRING_DESC_F_WRITE : 0;
+	bool in = type == VIRTIO_BLK_T_IN || type == VIRTIO_BLK_T_GET_ID;
+	uint16_t w = in ? VRING_DESC_F_WRITE : 0;
 	vg_desc(g, d, GPA(p), sizeof(h), VRING_DESC_F_NEXT, d + 1);
 	vg_desc(g, d + 1, GPA(p + 1), len, VRING_DESC_F_NEXT | w, d + 2);
 	vg_desc(g, d + 2, GPA(p + 2), 1, VRING_DESC_F_WRITE, 0);
@@ -426,6 +427,101 @@ Test(vhost_e2e, clean_hangup_releases_everything)
 	fe_handshake(h.s);
 	fe_mem_table(h.s, &g);
 	fe_ring(h.s, 16, call, kfd);
+	shutdown(h.s, SHUT_WR);
+	h_end(&h, 0);
+	close(call);
+	close(kfd);
+	vg_close(&g);
+}
+
+/* Requests the backend refuses: with NEED_REPLY (REPLY_ACK negotiated)
+ * the answer is 1 and the connection goes on; the answers it gives. */
+Test(vhost_e2e, refusals_acked_and_answers)
+{
+	struct hostile h;
+	h_start(&h);
+	fe_handshake(h.s);
+	fe_send(h.s, VHU_GET_QUEUE_NUM, 0, NULL, 0, NULL, 0);
+	cr_expect_eq(fe_reply_u64(h.s, VHU_GET_QUEUE_NUM), 1);
+	fe_send(h.s, VHU_GET_MAX_MEM_SLOTS, 0, NULL, 0, NULL, 0);
+	cr_expect_eq(fe_reply_u64(h.s, VHU_GET_MAX_MEM_SLOTS), VHU_MAX_MEM_REGIONS);
+
+	struct vhu_config c = { .offset = 0, .size = 8 };
+	fe_send(h.s, VHU_GET_CONFIG, 0, &c, 12 + 8, NULL, 0);
+	struct vhu_config rc;
+	struct vhu_hdr rh = fe_reply(h.s, &rc, sizeof(rc));
+	cr_expect_eq(rh.size, 12 + 8);
+	uint64_t cap;
+	memcpy(&cap, rc.payload, 8);
+	cr_expect_eq(cap, SECTORS);
+
+	fe_send(h.s, VHU_SET_CONFIG, VHU_FLAG_NEED_REPLY, &c, 12 + 8, NULL, 0);
+	cr_expect_eq(fe_reply_u64(h.s, VHU_SET_CONFIG), 1, "config is read-only");
+	struct vhu_vring_state st = { 1, 16 };
+	fe_send(h.s, VHU_SET_VRING_NUM, VHU_FLAG_NEED_REPLY, &st, 8, NULL, 0);
+	cr_expect_eq(fe_reply_u64(h.s, VHU_SET_VRING_NUM), 1, "ring 1 does not exist");
+	st = (struct vhu_vring_state){ 0, 17 };
+	fe_send(h.s, VHU_SET_VRING_NUM, VHU_FLAG_NEED_REPLY, &st, 8, NULL, 0);
+	cr_expect_eq(fe_reply_u64(h.s, VHU_SET_VRING_NUM), 1, "not a power of 2");
+	uint64_t v = VHU_VRING_NOFD;
+	fe_send(h.s, VHU_SET_VRING_KICK, VHU_FLAG_NEED_REPLY, &v, 8, NULL, 0);
+	cr_expect_eq(fe_reply_u64(h.s, VHU_SET_VRING_KICK), 1, "no polling mode");
+	fe_u64(h.s, VHU_SET_FEATURES, VHU_FLAG_NEED_REPLY,
+	       1ull << VIRTIO_F_VERSION_1 | 1ull << VIRTIO_RING_F_INDIRECT_DESC);
+	cr_expect_eq(fe_reply_u64(h.s, VHU_SET_FEATURES), 1, "INDIRECT is not offered");
+	struct vhu_mem_single rm = { .region = { 0x1000, 0x1000, 0x1000, 0 } };
+	fe_send(h.s, VHU_REM_MEM_REG, VHU_FLAG_NEED_REPLY, &rm, sizeof(rm), NULL, 0);
+	cr_expect_eq(fe_reply_u64(h.s, VHU_REM_MEM_REG), 1, "no such region");
+
+	/* Config bytes past the space, without NEED_REPLY: the end. */
+	c = (struct vhu_config){ .offset = 250, .size = 10 };
+	fe_send(h.s, VHU_GET_CONFIG, 0, &c, 12 + 10, NULL, 0);
+	h_end(&h, -1);
+	cr_expect(strstr(h.sv.err.msg, "GET_CONFIG"), "%s", h.sv.err.msg);
+}
+
+Test(vhost_e2e, version_1_required)
+{
+	struct hostile h;
+	h_start(&h);
+	fe_u64(h.s, VHU_SET_FEATURES, 0, 1ull << VIRTIO_BLK_F_FLUSH);
+	h_end(&h, -1);
+	cr_expect(strstr(h.sv.err.msg, "VIRTIO_F_VERSION_1"), "%s", h.sv.err.msg);
+}
+
+/* Memory given region by region (CONFIGURE_MEM_SLOTS): I/O through the
+ * ring works; removing the ring's region stops the ring, not the backend. */
+Test(vhost_e2e, add_and_remove_regions)
+{
+	struct hostile h;
+	struct vg g;
+	vg_init(&g, 16);
+	int call = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	int kfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	h_start(&h);
+	fe_handshake(h.s);
+	struct vhu_mem_single r = { .region = vg_region(&g) };
+	fe_send(h.s, VHU_ADD_MEM_REG, VHU_FLAG_NEED_REPLY, &r, sizeof(r), &g.fd, 1);
+	cr_assert_eq(fe_reply_u64(h.s, VHU_ADD_MEM_REG), 0);
+	fe_send(h.s, VHU_ADD_MEM_REG, VHU_FLAG_NEED_REPLY, &r, sizeof(r), &g.fd, 1);
+	cr_expect_eq(fe_reply_u64(h.s, VHU_ADD_MEM_REG), 1, "overlaps the first");
+	fe_ring(h.s, 16, call, kfd);
+
+	blk_req(&g, 0, 0, VIRTIO_BLK_T_GET_ID, 0, VHU_BLK_ID_BYTES);
+	kick(kfd);
+	cr_assert(wait_fd(call, 5000));
+	cr_expect_eq(*(uint8_t *)vg_ptr(&g, GPA(2)), VIRTIO_BLK_S_OK);
+	cr_expect_eq(strncmp(vg_ptr(&g, GPA(1)), "vhost-e2e-img-", 14), 0);
+
+	fe_send(h.s, VHU_REM_MEM_REG, VHU_FLAG_NEED_REPLY, &r, sizeof(r), NULL, 0);
+	cr_expect_eq(fe_reply_u64(h.s, VHU_REM_MEM_REG), 1, "the ring's memory went away");
+	blk_req(&g, 3, 4, VIRTIO_BLK_T_FLUSH, 0, 0);
+	kick(kfd);
+	fe_state(h.s, VHU_GET_VRING_BASE, 0, 0);
+	struct vhu_vring_state st;
+	fe_reply(h.s, &st, sizeof(st));
+	cr_expect_eq(st.num, 1, "only the request before the removal");
+	cr_expect_eq(vg_used_idx(&g), 1);
 	shutdown(h.s, SHUT_WR);
 	h_end(&h, 0);
 	close(call);
