@@ -5,9 +5,9 @@
  * le32 reserved, le64 sector} in the readable part; then data (readable
  * for OUT/DISCARD/WRITE_ZEROES, writable for IN/GET_ID); then one
  * writable status byte, the chain's last. vhu_blk_request checks the
- * chain's shape for the type (an IN whose data is readable, an OUT whose
- * data is writable, a length not a multiple of 512, a range past the
- * capacity, a GET_ID whose buffer is readable: IOERR), does it with pread/pwrite/fdatasync/fallocate, and
+ * chain's shape for the type (an IN or GET_ID whose data is readable, an
+ * OUT whose data is writable, a length not a multiple of 512, a range past
+ * the capacity: IOERR), does it with pread/pwrite/fdatasync/fallocate, and
  * writes the status: OK, IOERR, or UNSUPP for a type or flag not offered.
  * A chain with no writable byte has nowhere for a status: it is returned
  * with nothing written. Data goes through a bounce buffer, so the image
