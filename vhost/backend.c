@@ -108,17 +108,26 @@ static int loop(struct vhu_backend *b, int conn, struct hatch_err *err)
 				continue;
 			return hatch_err_set(err, E(INTERNAL), errno, "poll");
 		}
-		for (nfds_t i = 1; i < n; i++)
-			if (p[i].revents & POLLIN)
+		for (nfds_t i = 1; i < n; i++) {
+			if (p[i].revents & (POLLERR | POLLHUP | POLLNVAL)) {
+				fprintf(stderr, "hatchery-vhost-blk: ring %u stopped: "
+					"its kick fd hung up\n", qof[i]);
+				vhu_vring_kick_failed(&b->vr[qof[i]]);
+			}
+			else if (p[i].revents & POLLIN)
 				vhu_vring_drain_kick(&b->vr[qof[i]]);
+		}
+		/* Before a message: what the guest kicked before the frontend
+		 * sent it (a GET_VRING_BASE, say) is served first. */
+		more = serve_rings(b);
 		if (p[0].revents) {
 			int r = one_message(b, conn, err);
 			if (r <= 0)
 				return r;
+			/* And after: an enable or a start may have made chains
+			 * available that no kick will announce again. */
+			more |= serve_rings(b);
 		}
-		/* After any message too: an enable or a start may have made
-		 * chains available that no kick will announce again. */
-		more = serve_rings(b);
 	}
 }
 

@@ -1,5 +1,6 @@
 /* vring.c - a vhost-user virtqueue on the backend side: see vring.h. */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -71,9 +72,19 @@ int vhu_vring_set_base(struct vhu_vring *vr, uint32_t base, struct hatch_err *er
 	return 0;
 }
 
+/* The fds are the frontend's eventfds, or whatever a hostile frontend
+ * sends instead: a pipe that is full, an eventfd at its maximum count.
+ * O_NONBLOCK, so no read or write of ours ever waits on one. (It is set
+ * on the open file description, which the frontend shares; QEMU creates
+ * its eventfds non-blocking anyway.) */
 static void replace_fd(int *slot, int fd)
 {
 	hatch_closep(slot);
+	if (fd >= 0) {
+		int fl = fcntl(fd, F_GETFL);
+		if (fl >= 0)
+			fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	}
 	*slot = fd;
 }
 
@@ -204,6 +215,14 @@ void vhu_vring_notify(struct vhu_vring *vr)
 {
 	if (vmp_vq_needs_notify(&vr->vq))
 		signal_fd(vr->call_fd);
+}
+
+void vhu_vring_kick_failed(struct vhu_vring *vr)
+{
+	if (vr->vq.broken)
+		return;
+	vmp_vq_set_broken(&vr->vq, "kick fd hung up or failed");
+	signal_fd(vr->err_fd);
 }
 
 void vhu_vring_drain_kick(struct vhu_vring *vr)

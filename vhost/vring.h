@@ -20,7 +20,8 @@
  * EVENT_IDX, packed rings, logging (the LOG flag of SET_VRING_ADDR).
  *
  * Ownership: the kick, call and err eventfds given to the setters are
- * taken (closed when replaced, and by vhu_vring_close). The struct vhu_mem
+ * taken (closed when replaced, and by vhu_vring_close), and made
+ * O_NONBLOCK. The struct vhu_mem
  * passed at init is borrowed and must outlive the ring.
  */
 #ifndef HATCHERY_VHOST_VRING_H
@@ -92,5 +93,10 @@ void vhu_vring_notify(struct vhu_vring *vr);
 
 /* Drain the kick eventfd (non-blocking; nothing to read is fine). */
 void vhu_vring_drain_kick(struct vhu_vring *vr);
+
+/* poll() said POLLHUP/POLLERR/POLLNVAL on the kick fd (no eventfd does
+ * that: the frontend sent something else). The ring stops, as broken, so
+ * its fd leaves the poll set instead of waking the loop forever. */
+void vhu_vring_kick_failed(struct vhu_vring *vr);
 
 #endif

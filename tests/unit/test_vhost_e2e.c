@@ -191,7 +191,7 @@ static int connect_backend(void)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	strcpy(sa.sun_path, sock_path);
-	for (int i = 0; i < 500; i++) {
+	for (unsigned waited = 0; waited < t_ms(5000); waited += 10) {
 		int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) == 0)
 			return s;
@@ -526,5 +526,49 @@ Test(vhost_e2e, add_and_remove_regions)
 	h_end(&h, 0);
 	close(call);
 	close(kfd);
+	vg_close(&g);
+}
+
+/* Not eventfds: a kick pipe whose writer is gone (POLLHUP for ever) stops
+ * the ring instead of spinning the loop; a call pipe that is full does not
+ * block the backend (O_NONBLOCK). */
+Test(vhost_e2e, kick_and_call_fds_that_are_not_eventfds)
+{
+	struct hostile h;
+	struct vg g;
+	vg_init(&g, 16);
+	int kp[2], cp[2];
+	cr_assert_eq(pipe2(kp, O_CLOEXEC), 0);
+	cr_assert_eq(pipe2(cp, O_CLOEXEC | O_NONBLOCK), 0);
+	while (write(cp[1], &(char[4096]){ 0 }, 4096) > 0)
+		; /* full */
+	int errfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	h_start(&h);
+	fe_handshake(h.s);
+	fe_mem_table(h.s, &g);
+	uint64_t idx = 0;
+	fe_send(h.s, VHU_SET_VRING_ERR, 0, &idx, 8, &errfd, 1);
+	fe_ring(h.s, 16, cp[1], kp[0]);
+
+	/* A request completes: the call "eventfd" is a full pipe. */
+	blk_req(&g, 0, 0, VIRTIO_BLK_T_FLUSH, 0, 0);
+	cr_assert_eq(write(kp[1], "k", 1), 1);
+	fe_send(h.s, VHU_GET_FEATURES, 0, NULL, 0, NULL, 0);
+	cr_expect_neq(fe_reply_u64(h.s, VHU_GET_FEATURES), 0, "not blocked on the call fd");
+	cr_expect_eq(vg_used_idx(&g), 1);
+
+	close(kp[1]); /* POLLHUP on the kick fd from now on */
+	h.baseline--; /* it was counted */
+	cr_expect(wait_fd(errfd, 5000), "the ring stopped, said on the err eventfd");
+	blk_req(&g, 3, 4, VIRTIO_BLK_T_FLUSH, 0, 0);
+	fe_send(h.s, VHU_GET_FEATURES, 0, NULL, 0, NULL, 0);
+	cr_expect_neq(fe_reply_u64(h.s, VHU_GET_FEATURES), 0, "the backend lives on");
+	cr_expect_eq(vg_used_idx(&g), 1, "a stopped ring serves nothing");
+	shutdown(h.s, SHUT_WR);
+	h_end(&h, 0);
+	close(kp[0]);
+	close(cp[0]);
+	close(cp[1]);
+	close(errfd);
 	vg_close(&g);
 }
