@@ -609,23 +609,6 @@ int hatch_vm_exec(int vm_fd, const struct hatch_exec *x,
 	}
 }
 
-/* Read up to len bytes, fewer only at end of file. Bytes read, or -errno. */
-static ssize_t read_full(int fd, uint8_t *p, size_t len)
-{
-	size_t got = 0;
-	while (got < len) {
-		ssize_t n = read(fd, p + got, len - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	return (ssize_t)got;
-}
-
 static int write_full(int fd, const uint8_t *p, size_t len)
 {
 	while (len) {
@@ -703,7 +686,7 @@ int hatch_vm_write_file(int vm_fd, const char *path, uint32_t mode,
 			hatch_err_set(err, E(INTERNAL), 0, "%s: no room for data", what);
 			return vm_out_of_step(vm_fd);
 		}
-		ssize_t got = read_full(src_fd, data, n);
+		ssize_t got = hatch_read_full(src_fd, data, n);
 		if (got < 0) {
 			hatch_err_set(err, E(INTERNAL), (int)-got, "%s %s: read the source",
 				      what, path);
@@ -720,7 +703,7 @@ int hatch_vm_write_file(int vm_fd, const char *path, uint32_t mode,
 		 * a file that changed under us must not arrive as a whole one. */
 		if (sent + n == size) {
 			uint8_t extra;
-			ssize_t e = read_full(src_fd, &extra, 1);
+			ssize_t e = hatch_read_full(src_fd, &extra, 1);
 			if (e != 0) {
 				if (e < 0)
 					hatch_err_set(err, E(INTERNAL), (int)-e,

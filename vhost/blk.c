@@ -56,7 +56,10 @@ int vhu_blk_open(struct vhu_blk *b, const char *path, bool ro,
 		return hatch_err_set(err, E(INTERNAL), ENOMEM, "image buffer");
 	const char *base = strrchr(path, '/');
 	base = base ? base + 1 : path;
-	strncpy(b->serial, base, sizeof(b->serial));
+	/* GET_ID's 20 bytes: NUL-padded, unterminated when the name fills them
+	 * (b was zeroed above). */
+	size_t n = strlen(base);
+	memcpy(b->serial, base, n < sizeof(b->serial) ? n : sizeof(b->serial));
 	b->capacity = bytes / VHU_BLK_SECTOR;
 	b->ro = ro;
 	b->fd = steal_fd(&fd);

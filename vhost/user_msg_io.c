@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "hatchery/cleanup.h"
+#include "hatchery/ipc.h"
 #include "hatchery/v1/common.pb-c.h"
 #include "user_msg.h"
 
@@ -73,22 +74,6 @@ static ssize_t recv_header(int sock, void *buf, size_t len, struct vhu_msg *m,
 	return (ssize_t)got;
 }
 
-static ssize_t read_exactly(int fd, void *buf, size_t len)
-{
-	size_t got = 0;
-	while (got < len) {
-		ssize_t n = read(fd, (uint8_t *)buf + got, len - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	return (ssize_t)got;
-}
-
 static int recv_raw(int sock, uint8_t *buf, struct vhu_msg *m, size_t *len,
 		    struct hatch_err *err)
 {
@@ -112,7 +97,7 @@ static int recv_raw(int sock, uint8_t *buf, struct vhu_msg *m, size_t *len,
 		return hatch_err_set(err, E(MESSAGE_TOO_LARGE), 0,
 				     "vhost-user payload of %u bytes (at most %u)",
 				     size, VHU_MAX_PAYLOAD);
-	n = read_exactly(sock, buf + VHU_HDR_SIZE, size);
+	n = hatch_read_full(sock, buf + VHU_HDR_SIZE, size);
 	if (n < 0)
 		return hatch_err_set(err, E(INTERNAL), (int)-n, "vhost-user read");
 	if ((size_t)n < size)

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <protobuf-c/protobuf-c.h>
 
@@ -68,5 +69,9 @@ void ipc_msg_close_fds(struct ipc_msg *m);
 
 /* Human-readable reason for an ipc_recv/ipc_send failure code. */
 const char *ipc_strerror(int r);
+
+/* Read len bytes from fd (a file or a stream socket), fewer only at end of
+ * file; EINTR is retried. Returns the bytes read, or -errno. */
+ssize_t hatch_read_full(int fd, void *buf, size_t len);
 
 #endif
