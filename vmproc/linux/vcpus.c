@@ -126,11 +126,20 @@ static bool handle_exit(struct vmp_vcpus *v, unsigned i, struct kvm_run *kr)
 		break;
 	case KVM_EXIT_INTR:
 		return true; /* a signal: the loop checks `ended` */
-	case KVM_EXIT_SHUTDOWN:
-		vm_end(v, (int)i, VMP_VM_TRIPLE_FAULT,
-		       "the guest triple-faulted on vCPU %u at rip %#llx", i,
-		       (unsigned long long)vcpu_rip(v, i));
+	case KVM_EXIT_SHUTDOWN: {
+		/* On AMD, KVM reinitialises the VMCB on a shutdown intercept: the
+		 * vCPU then sits at the reset vector and the faulting rip is gone. */
+		uint64_t rip = vcpu_rip(v, i);
+		if (rip == 0xfff0)
+			vm_end(v, (int)i, VMP_VM_TRIPLE_FAULT,
+			       "the guest triple-faulted on vCPU %u (rip unknown: KVM reset "
+			       "the vCPU, as it does on AMD)", i);
+		else
+			vm_end(v, (int)i, VMP_VM_TRIPLE_FAULT,
+			       "the guest triple-faulted on vCPU %u at rip %#llx", i,
+			       (unsigned long long)rip);
 		return false;
+	}
 	case KVM_EXIT_SYSTEM_EVENT: {
 		const char *t = kr->system_event.type == KVM_SYSTEM_EVENT_SHUTDOWN ? "shutdown" :
 				kr->system_event.type == KVM_SYSTEM_EVENT_RESET ? "reset" :
