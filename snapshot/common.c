@@ -113,8 +113,9 @@ static const struct sec_info sec_infos[] = {
 	[SEC_VM_IOAPIC] = { "ioapic", FIXED(struct kvm_irqchip), false },
 	[SEC_VM_PIT2] = { "pit2", FIXED(struct kvm_pit_state2), false },
 	[SEC_VM_CLOCK] = { "clock", FIXED(struct kvm_clock_data), false },
-	[SEC_RUNTIME] = { "runtime", NULL, 1, SNAP_MAX_OPAQUE, false },
-	[SEC_DEVICES] = { "devices", NULL, 1, SNAP_MAX_OPAQUE, true },
+	/* Exactly one of these two (check_complete in parse.c). */
+	[SEC_RUNTIME] = { "runtime", NULL, 1, SNAP_MAX_OPAQUE, true },
+	[SEC_DEVICES] = { "devices", NULL, 1, DEV_LEN(SNAP_MAX_VIRTIO), true },
 	[SEC_MEMMAP] = { "memory map", NULL, EXT_SIZE, 0, false },
 };
 #undef FIXED

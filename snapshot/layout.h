@@ -74,6 +74,78 @@ enum {
 	EXT_SIZE = 32,
 };
 
+/* The devices section's payload (SEC_DEVICES; docs/snapshot.md, "The
+ * devices section"): this fixed part, then nvirtio device records, each
+ * with all SNAP_VIRTIO_MAX_QUEUES queue records. Exactly DEV_LEN(nvirtio)
+ * bytes. */
+enum {
+	DEV_MAGIC = 0,           /* u32, DEV_MAGIC_VALUE */
+	DEV_VERSION = 4,         /* u32, DEV_PAYLOAD_VERSION */
+	DEV_MACHINE = 8,         /* u32, SNAP_MACHINE_LINUX */
+	DEV_NVIRTIO = 12,        /* u32, 1..SNAP_MAX_VIRTIO */
+	DEV_UART = 16,           /* the UART record, DUART_SIZE bytes */
+	DEV_I8042 = 32,          /* the i8042 record: DI8042_SIZE zero bytes (no state) */
+	DEV_AGENT = 40,          /* the agent channel record, DAGENT_SIZE bytes */
+	DEV_RESERVED = 56,       /* zero up to DEV_FIXED_SIZE */
+	DEV_FIXED_SIZE = 64,     /* then the virtio device records */
+};
+#define DEV_MAGIC_VALUE 0x31564448u /* "HDV1" as LE bytes */
+#define DEV_PAYLOAD_VERSION 1
+
+/* The UART record (COM1's 16550A). */
+enum {
+	DUART_IER = 0,           /* u8 each, as the registers hold them */
+	DUART_LCR = 1,
+	DUART_MCR = 2,
+	DUART_SCR = 3,
+	DUART_FCR = 4,
+	DUART_DLL = 5,
+	DUART_DLM = 6,
+	DUART_THR_PENDING = 7,   /* u8, 0 or 1 */
+	DUART_IRQ_LEVEL = 8,     /* u8, 0 or 1 */
+	DUART_RESERVED = 9,      /* zero up to DUART_SIZE */
+	DUART_SIZE = 16,
+};
+#define DI8042_SIZE 8            /* reserved, zero */
+
+/* The agent channel record. */
+enum {
+	DAGENT_BYTES_IN = 0,     /* u64 */
+	DAGENT_BYTES_OUT = 8,    /* u64 */
+	DAGENT_SIZE = 16,
+};
+
+/* A virtio-mmio device record. */
+enum {
+	VDEV_DEVICE_ID = 0,      /* u32, not 0 */
+	VDEV_NQUEUES = 4,        /* u32, 1..SNAP_VIRTIO_MAX_QUEUES */
+	VDEV_STATUS = 8,         /* u32 */
+	VDEV_INTERRUPT_STATUS = 12, /* u32 */
+	VDEV_CONFIG_GENERATION = 16, /* u32 */
+	VDEV_DEVICE_FEATURES_SEL = 20, /* u32 */
+	VDEV_DRIVER_FEATURES_SEL = 24, /* u32 */
+	VDEV_QUEUE_SEL = 28,     /* u32 */
+	VDEV_DEVICE_FEATURES = 32, /* u64 */
+	VDEV_DRIVER_FEATURES = 40, /* u64 */
+	VDEV_QUEUES = 48,        /* SNAP_VIRTIO_MAX_QUEUES queue records */
+	VDEV_SIZE = VDEV_QUEUES + SNAP_VIRTIO_MAX_QUEUES * 32,
+};
+
+/* A queue record, inside a device record. */
+enum {
+	VQ_DESC = 0,             /* u64, descriptor table GPA */
+	VQ_AVAIL = 8,            /* u64, available ring GPA */
+	VQ_USED = 16,            /* u64, used ring GPA */
+	VQ_NUM = 24,             /* u16, queue size */
+	VQ_LAST_AVAIL = 26,      /* u16, next available entry the device takes */
+	VQ_USED_IDX = 28,        /* u16, the device's used index */
+	VQ_READY = 30,           /* u8, 0 or 1 */
+	VQ_ENABLED = 31,         /* u8, 0 or 1 */
+	VQ_SIZE = 32,
+};
+
+#define DEV_LEN(nvirtio) (DEV_FIXED_SIZE + (uint64_t)(nvirtio) * VDEV_SIZE)
+
 extern const char snap_magic[HDR_MAGIC_LEN];
 
 enum snap_sec {
@@ -106,6 +178,19 @@ enum snap_sec {
 #define SNAP_HIGH_MEM_BASE (1ull << 32)
 
 /* ---- little-endian access and checked arithmetic ---------------------- */
+
+static inline uint16_t get16(const uint8_t *p)
+{
+	uint16_t v;
+	memcpy(&v, p, 2);
+	return le16toh(v);
+}
+
+static inline void put16(uint8_t *p, uint16_t v)
+{
+	v = htole16(v);
+	memcpy(p, &v, 2);
+}
 
 static inline uint32_t get32(const uint8_t *p)
 {
@@ -164,6 +249,18 @@ const char *snap_sec_name(char *b, size_t n, uint32_t type, uint32_t idx);
 /* Encode h (every field but crc, which is computed and stored in h too)
  * into the HDR_SIZE bytes at out. header.c. */
 void snap_header_encode(uint8_t *out, struct snap_header *h);
+
+/* The devices section (devices.c). snap_devices_check: everything the
+ * parser refuses in a decoded struct snap_devices (the writer calls it
+ * too), for a guest of mem_size bytes; INVALID_ARGUMENT naming the field,
+ * the device and the queue. snap_devices_encode: d, checked, into the
+ * DEV_LEN(d->nvirtio) bytes at out. snap_devices_decode: len bytes at p
+ * into *d (zeroed first), then snap_devices_check. */
+int snap_devices_check(const struct snap_devices *d, uint64_t mem_size,
+		       struct hatch_err *err);
+void snap_devices_encode(const struct snap_devices *d, uint8_t *out);
+int snap_devices_decode(const uint8_t *p, uint64_t len, uint64_t mem_size,
+			struct snap_devices *d, struct hatch_err *err);
 
 /* Whether [gpa, gpa + len) lies inside one RAM slot of a guest with
  * mem_size bytes. common.c. */

@@ -193,21 +193,20 @@ static int store_variable(struct parse *ps, struct snap_state *st, const struct 
 		return 0;
 	}
 	case SEC_RUNTIME:
-	case SEC_DEVICES: {
 		if (s->len > SNAP_MAX_OPAQUE)
 			return FAIL("section %u (%s) length %llu, at most %u", s->n, s->nm,
 				    (unsigned long long)s->len, SNAP_MAX_OPAQUE);
-		void *d = dup_bytes(s->p, s->len);
+		if (!(st->runtime = dup_bytes(s->p, s->len)))
+			return OOM();
+		st->runtime_len = (uint32_t)s->len;
+		return 0;
+	case SEC_DEVICES: {
+		/* Decoded and checked here, whole: the image holds the struct. */
+		struct snap_devices *d = malloc(sizeof(*d));
 		if (!d)
 			return OOM();
-		if (s->type == SEC_RUNTIME) {
-			st->runtime = d;
-			st->runtime_len = (uint32_t)s->len;
-		} else {
-			st->devices = d;
-			st->devices_len = (uint32_t)s->len;
-		}
-		return 0;
+		st->devices = d;
+		return snap_devices_decode(s->p, s->len, ps->h.mem_size, d, err);
 	}
 	case SEC_MEMMAP:
 		ps->memmap = s->p;
@@ -254,10 +253,16 @@ static int store_section(struct parse *ps, struct snap_state *st, const struct s
 	return 0;
 }
 
-/* Every required section is there. */
+/* Every required section is there, and exactly one of runtime (a
+ * kernel-less guest) and devices (a Linux guest). */
 static int check_complete(struct parse *ps, struct hatch_err *err)
 {
 	char nm[48];
+	bool runtime = *seen_slot(ps, SEC_RUNTIME, 0), devices = *seen_slot(ps, SEC_DEVICES, 0);
+	if (runtime && devices)
+		return FAIL("both a runtime section (a kernel-less guest) and a devices section (a Linux guest); a snapshot has exactly one");
+	if (!runtime && !devices)
+		return FAIL("neither a runtime section (a kernel-less guest) nor a devices section (a Linux guest); a snapshot has exactly one");
 	for (uint32_t i = 0; i < ps->h.nvcpus; i++)
 		for (uint32_t t = SEC_VCPU_REGS; t <= SEC_VCPU_LAST; t++)
 			if (!snap_sec_info(t)->optional && !*seen_slot(ps, t, i))

@@ -10,8 +10,9 @@
  * vmproc/ registers its memory slots from snap_ram_slots().
  *
  * Files: common.c (CRC32C, CPUID hash, guest RAM layout), header.c (the
- * fixed-size header: encode, peek, verify), write.c (the writer), parse.c
- * (the parser, in steps: header, fit, sections, memory map).
+ * fixed-size header: encode, peek, verify), devices.c (the devices
+ * section: encode, decode, check), write.c (the writer), parse.c (the
+ * parser, in steps: header, fit, sections, memory map).
  *
  * Lifecycle:
  *   save:    fill a struct snap_state (borrowed pointers), then
@@ -45,7 +46,7 @@
 #define SNAP_MAX_VCPUS 64
 #define SNAP_MAX_MSRS 1024
 #define SNAP_MAX_XSAVE (64u << 10)
-#define SNAP_MAX_OPAQUE (16u << 20) /* runtime and device blobs, each */
+#define SNAP_MAX_OPAQUE (16u << 20) /* the runtime blob */
 
 /* Guest RAM is one host mapping of mem_size bytes, seen by the guest as at
  * most two slots: its first min(mem_size, 3 GiB) bytes at GPA 0, the rest
@@ -101,9 +102,59 @@ struct snap_vm {
 	struct kvm_clock_data clock;
 };
 
+/* ---- device state (the devices section, type 38) ----------------------
+ * A Linux guest's machine (vmproc/linux/machine.c, docs/guest-linux.md),
+ * decoded. snapshot/ checks it as the devices would if the guest had
+ * written it (docs/snapshot.md, "The devices section"); it does not know
+ * the devices themselves: vmproc/ copies these fields in and out. */
+#define SNAP_MACHINE_LINUX 1      /* COM1 + i8042 + virtio-mmio devices (docs/guest-linux.md) */
+#define SNAP_MAX_VIRTIO 8
+#define SNAP_VIRTIO_MAX_QUEUES 8
+#define SNAP_VIRTIO_MAX_QUEUE_SIZE 256
+
+/* The 16550A on COM1 (struct vmp_uart). */
+struct snap_uart {
+	uint8_t ier, lcr, mcr, scr, fcr, dll, dlm;
+	bool thr_pending, irq_level;
+};
+
+/* The agent channel's counters (vmproc/devices/agent_chan.c). */
+struct snap_agent_chan {
+	uint64_t bytes_in, bytes_out;
+};
+
+/* One virtqueue as the transport holds it (struct vmp_virtio_queue_state). */
+struct snap_virtio_queue {
+	uint64_t desc_gpa, avail_gpa, used_gpa;
+	uint16_t num, last_avail, used_idx;
+	bool ready, enabled;      /* QueueReady as written; the ring is in use */
+};
+
+/* One virtio-mmio device's transport (struct vmp_virtio_mmio_state).
+ * Queues nqueues.. are all zero. */
+struct snap_virtio_dev {
+	uint32_t device_id, nqueues;
+	uint32_t status, interrupt_status, config_generation;
+	uint32_t device_features_sel, driver_features_sel, queue_sel;
+	uint64_t device_features, driver_features;
+	struct snap_virtio_queue q[SNAP_VIRTIO_MAX_QUEUES];
+};
+
+/* The devices of a Linux guest. The i8042 has no state (its reset line
+ * only). Entries nvirtio.. of virtio[] are not written, and are zero in a
+ * parsed image. */
+struct snap_devices {
+	uint32_t machine;          /* SNAP_MACHINE_LINUX */
+	struct snap_uart uart;
+	struct snap_agent_chan agent;  /* the channel on virtio device 0 */
+	uint32_t nvirtio;          /* 1..SNAP_MAX_VIRTIO */
+	struct snap_virtio_dev virtio[SNAP_MAX_VIRTIO];
+};
+
 /* Everything a snapshot holds. For the writer, every pointer is borrowed.
- * In a struct snap_image from snap_parse(), the pointers are owned by the
- * image (freed by snap_image_free) and `mem` is NULL: guest memory stays in
+ * In a struct snap_image from snap_parse(), the pointers (devices too: a
+ * heap copy, decoded and checked) are owned by the image (freed by
+ * snap_image_free) and `mem` is NULL: guest memory stays in
  * the file, described by the image's extents. */
 struct snap_state {
 	struct snap_cpu cpu;
@@ -112,11 +163,19 @@ struct snap_state {
 	uint32_t nvcpus;        /* 1..SNAP_MAX_VCPUS */
 	struct snap_vcpu *vcpu; /* nvcpus entries */
 	struct snap_vm vm;
-	const void *runtime;    /* vmproc/guest runtime state, opaque here */
+	/* Exactly one of these two: a kernel-less guest has runtime state, a
+	 * Linux guest has devices. Neither or both is INVALID_ARGUMENT, for
+	 * the writer and in a file. */
+	const void *runtime;    /* vmproc/guest runtime state, opaque here; NULL: none */
 	uint32_t runtime_len;
-	const void *devices;    /* device state, opaque here; NULL: none */
-	uint32_t devices_len;
+	const struct snap_devices *devices; /* NULL: none (a kernel-less guest) */
 };
+
+/* Whether s is a Linux guest's state (it has devices, no runtime). */
+static inline bool snap_is_linux(const struct snap_state *s)
+{
+	return s->devices != NULL;
+}
 
 /* A run of non-zero guest pages stored at file_offset. */
 struct snap_extent {

@@ -124,9 +124,17 @@ static int check_state(const struct snap_state *s, struct hatch_err *err)
 			return hatch_err_set(err, E_INVAL, 0, "snapshot: vcpu%u has %u MSRs, at most %d",
 					     i, v->nmsrs, SNAP_MAX_MSRS);
 	}
-	if (s->runtime_len > SNAP_MAX_OPAQUE || s->devices_len > SNAP_MAX_OPAQUE ||
-	    (s->runtime_len && !s->runtime) || (s->devices_len && !s->devices))
-		return hatch_err_set(err, E_INVAL, 0, "snapshot: runtime or device state too large");
+	if (!s->runtime == !s->devices)
+		return hatch_err_set(err, E_INVAL, 0,
+				     "snapshot: %s; a snapshot has exactly one of runtime state (a kernel-less guest) and devices (a Linux guest)",
+				     s->runtime ? "both runtime state and devices" : "neither runtime state nor devices");
+	if (s->runtime && s->runtime_len > SNAP_MAX_OPAQUE)
+		return hatch_err_set(err, E_INVAL, 0, "snapshot: runtime state of %u bytes, at most %u",
+				     s->runtime_len, SNAP_MAX_OPAQUE);
+	/* What the parser would refuse, refused here: a file this build
+	 * writes is one it reads. */
+	if (s->devices && snap_devices_check(s->devices, s->mem_size, err) < 0)
+		return -1;
 	return 0;
 }
 
@@ -155,9 +163,13 @@ static int put_state_sections(struct meta *m, const struct snap_state *s)
 	r |= put_sec(m, SEC_VM_IOAPIC, 0, &s->vm.ioapic, sizeof(s->vm.ioapic));
 	r |= put_sec(m, SEC_VM_PIT2, 0, &s->vm.pit, sizeof(s->vm.pit));
 	r |= put_sec(m, SEC_VM_CLOCK, 0, &s->vm.clock, sizeof(s->vm.clock));
-	r |= put_sec(m, SEC_RUNTIME, 0, s->runtime, s->runtime_len);
-	if (s->devices)
-		r |= put_sec(m, SEC_DEVICES, 0, s->devices, s->devices_len);
+	if (s->runtime)
+		r |= put_sec(m, SEC_RUNTIME, 0, s->runtime, s->runtime_len);
+	if (s->devices) {
+		uint8_t dev[DEV_LEN(SNAP_MAX_VIRTIO)]; /* check_state bounded nvirtio */
+		snap_devices_encode(s->devices, dev);
+		r |= put_sec(m, SEC_DEVICES, 0, dev, DEV_LEN(s->devices->nvirtio));
+	}
 	return r;
 }
 

@@ -216,6 +216,12 @@ int vmp_snap_restore(struct vmp_vm *vm, const struct vmp_kvm_host *h, int fd,
 	struct snap_image img;
 	if (snap_parse_fd(fd, &want, &img, err) < 0)
 		return -1;
+	if (snap_is_linux(&img.st)) {
+		/* Refused before the VM is touched: it stays usable. */
+		snap_image_free(&img);
+		return hatch_err_set(err, E(INVALID_ARGUMENT), 0,
+				     "Restore: the snapshot is of a Linux guest (devices, no runtime section); this VM runs a kernel-less guest");
+	}
 	int ret = -1;
 	/* Nothing above touched the VM; from here on it is changed. */
 	*touched = true;

@@ -17,6 +17,18 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* [gpa, gpa + len) inside one slot of snap_ram_slots(mem_size). */
+static int in_ram(uint64_t mem_size, uint64_t gpa, uint64_t len)
+{
+	struct snap_ram_slot slot[SNAP_RAM_SLOTS];
+	unsigned n = snap_ram_slots(mem_size, slot);
+	for (unsigned i = 0; i < n; i++)
+		if (gpa >= slot[i].gpa && gpa - slot[i].gpa <= slot[i].len &&
+		    len <= slot[i].len - (gpa - slot[i].gpa))
+			return 1;
+	return 0;
+}
+
 static void walk(const struct snap_image *img, const uint8_t *data, size_t size)
 {
 	volatile uint8_t sink = 0;
@@ -31,6 +43,35 @@ static void walk(const struct snap_image *img, const uint8_t *data, size_t size)
 	const uint8_t *r = img->st.runtime;
 	for (uint32_t k = 0; r && k < img->st.runtime_len; k++)
 		sink ^= r[k];
+	/* Exactly one of the two, and the devices as the parser promised. */
+	if (!img->st.runtime == !img->st.devices)
+		__builtin_trap();
+	const struct snap_devices *d = img->st.devices;
+	if (d) {
+		if (d->machine != SNAP_MACHINE_LINUX || d->nvirtio == 0 ||
+		    d->nvirtio > SNAP_MAX_VIRTIO)
+			__builtin_trap();
+		sink ^= d->uart.lcr ^ (uint8_t)d->agent.bytes_in;
+		for (uint32_t i = 0; i < d->nvirtio; i++) {
+			const struct snap_virtio_dev *v = &d->virtio[i];
+			if (v->nqueues == 0 || v->nqueues > SNAP_VIRTIO_MAX_QUEUES)
+				__builtin_trap();
+			for (uint32_t k = 0; k < v->nqueues; k++) {
+				const struct snap_virtio_queue *q = &v->q[k];
+				if (q->num > SNAP_VIRTIO_MAX_QUEUE_SIZE || (q->num & (q->num - 1)))
+					__builtin_trap();
+				/* An enabled queue's rings are guest RAM: the
+				 * layout says so for this memory size. */
+				if (q->enabled &&
+				    (q->num == 0 || !q->ready ||
+				     !in_ram(img->st.mem_size, q->desc_gpa, 16ull * q->num) ||
+				     !in_ram(img->st.mem_size, q->avail_gpa, 6 + 2ull * q->num) ||
+				     !in_ram(img->st.mem_size, q->used_gpa, 6 + 8ull * q->num)))
+					__builtin_trap();
+				sink ^= (uint8_t)(q->desc_gpa ^ q->avail_gpa ^ q->used_gpa);
+			}
+		}
+	}
 	struct hatch_err err;
 	if (img->file_size <= size)
 		snap_verify_memory(img, data, size, &err);

@@ -1,6 +1,8 @@
 /* snapshot_seeds.c - write a seed corpus for fuzz_snapshot: small valid
- * snapshots (1 and 2 vCPUs, with and without xsave/xcrs/devices, with
- * empty, one-page and scattered memory) into the directory argv[1]. */
+ * snapshots (1 and 2 vCPUs, with and without xsave/xcrs, with empty,
+ * one-page and scattered memory; kernel-less ones with a runtime section,
+ * a Linux guest's with a devices section of two virtio devices) into the
+ * directory argv[1]. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +36,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: %s DIR\n", argv[0]);
 		return 2;
 	}
-	static uint8_t mem[16 * 4096], xsave[4096], runtime[40], devices[24];
+	static uint8_t mem[16 * 4096], xsave[4096], runtime[40];
 	static struct snap_vcpu vcpu[2];
 	static struct kvm_msr_entry msrs[2] = { { .index = 0x10, .data = 1 },
 						{ .index = 0x174, .data = 8 } };
@@ -66,9 +68,35 @@ int main(int argc, char **argv)
 	mem[6 * 4096] = 3;
 	mem[15 * 4096 + 4095] = 4;
 	s.nvcpus = 2;
-	s.devices = devices;
-	s.devices_len = sizeof(devices);
-	if (put(argv[1], n++, &s) < 0) /* scattered, 2 vCPUs, devices */
+	if (put(argv[1], n++, &s) < 0) /* scattered, 2 vCPUs */
+		return 1;
+	/* A Linux guest: a console (2 queues, both live) and a second device
+	 * with one queue set up but not enabled; rings in pages 1-3. */
+	static struct snap_devices dev = {
+		.machine = SNAP_MACHINE_LINUX,
+		.uart = { .ier = 1, .lcr = 3, .mcr = 8, .fcr = 0xc1, .dll = 1, .thr_pending = true },
+		.agent = { .bytes_in = 100, .bytes_out = 2000 },
+		.nvirtio = 2,
+		.virtio = {
+			{ .device_id = 3, .nqueues = 2, .status = 0x0f, .interrupt_status = 1,
+			  .config_generation = 1, .queue_sel = 1,
+			  .device_features = 1ull << 32, .driver_features = 1ull << 32,
+			  .q = { { .desc_gpa = 0x1000, .avail_gpa = 0x1400, .used_gpa = 0x1800,
+				   .num = 64, .last_avail = 5, .used_idx = 5, .ready = true,
+				   .enabled = true },
+				 { .desc_gpa = 0x2000, .avail_gpa = 0x2400, .used_gpa = 0x2800,
+				   .num = 64, .last_avail = 2, .used_idx = 1, .ready = true,
+				   .enabled = true } } },
+			{ .device_id = 2, .nqueues = 1, .status = 0x03,
+			  .device_features = 3ull << 32,
+			  .q = { { .desc_gpa = 0x3000, .avail_gpa = 0x3400, .used_gpa = 0x3800,
+				   .num = 128 } } },
+		},
+	};
+	s.runtime = NULL;
+	s.runtime_len = 0;
+	s.devices = &dev;
+	if (put(argv[1], n++, &s) < 0) /* a Linux guest's */
 		return 1;
 	return 0;
 }
