@@ -710,3 +710,489 @@ Test(snapshot, guest_ram_layout)
 	cr_assert_eq(snap_gpa_to_ram_offset((3ull << 30) - 4096), (3ull << 30) - 4096);
 	cr_assert_eq(snap_gpa_to_ram_offset((1ull << 32) + 4096), (3ull << 30) + 4096);
 }
+
+/* ---- the devices section (type 38): a Linux guest's snapshot ----------
+ * Offsets are docs/snapshot.md's "The devices section" tables: the fixed
+ * part is 64 bytes, a virtio device record 304 (48 + 8 queue records of
+ * 32), so device i is at 64 + 304 * i and its queue k at + 48 + 32 * k. */
+#define DEV_VIRTIO(i) (64u + 304u * (i))
+#define DEV_QUEUE(i, k) (DEV_VIRTIO(i) + 48u + 32u * (k))
+
+/* A Linux guest's state: devices, no runtime. Device 0 is a console with
+ * both queues live; device 1 (if nvirtio is 2) is being set up (no
+ * DRIVER_OK), one queue ready but not enabled, one sized and unplaced. */
+static void linux_init(struct fixture *f, struct snap_devices *d, uint32_t nvirtio)
+{
+	fixture_init(f);
+	memset(d, 0, sizeof(*d));
+	d->machine = SNAP_MACHINE_LINUX;
+	d->uart = (struct snap_uart){ .ier = 0x0f, .lcr = 0x03, .mcr = 0x0b, .scr = 0x5a,
+				      .fcr = 0xc1, .dll = 0x01, .dlm = 0x02,
+				      .thr_pending = true, .irq_level = false };
+	d->agent = (struct snap_agent_chan){ .bytes_in = 0x1122334455ull,
+					     .bytes_out = 0x66778899aabbull };
+	d->nvirtio = nvirtio;
+	struct snap_virtio_dev *v = &d->virtio[0];
+	*v = (struct snap_virtio_dev){
+		.device_id = 3, .nqueues = 2, .status = 0x0f, .interrupt_status = 1,
+		.config_generation = 2, .device_features_sel = 1, .driver_features_sel = 1,
+		.queue_sel = 1, .device_features = 0x100000003ull,
+		.driver_features = 0x100000001ull,
+	};
+	v->q[0] = (struct snap_virtio_queue){ .desc_gpa = 0x4000, .avail_gpa = 0x4400,
+					      .used_gpa = 0x4800, .num = 64, .last_avail = 7,
+					      .used_idx = 6, .ready = true, .enabled = true };
+	v->q[1] = (struct snap_virtio_queue){ .desc_gpa = 0x5000, .avail_gpa = 0x5400,
+					      .used_gpa = 0x5800, .num = 64, .last_avail = 3,
+					      .used_idx = 3, .ready = true, .enabled = true };
+	if (nvirtio > 1) {
+		v = &d->virtio[1];
+		*v = (struct snap_virtio_dev){ .device_id = 2, .nqueues = 3, .status = 0x0b,
+					       .device_features = 0x100000000ull,
+					       .driver_features = 0x100000000ull };
+		v->q[0] = (struct snap_virtio_queue){ .desc_gpa = 0x6000, .avail_gpa = 0x6800,
+						      .used_gpa = 0x7000, .num = 128,
+						      .ready = true };
+		v->q[2].num = 256;
+	}
+	f->st.runtime = NULL;
+	f->st.runtime_len = 0;
+	f->st.devices = d;
+}
+
+static void assert_devices_eq(const struct snap_devices *a, const struct snap_devices *b)
+{
+	cr_assert_eq(a->machine, b->machine);
+	cr_assert_eq(a->nvirtio, b->nvirtio);
+	const struct snap_uart *u = &a->uart, *w = &b->uart;
+	cr_assert(u->ier == w->ier && u->lcr == w->lcr && u->mcr == w->mcr && u->scr == w->scr &&
+		  u->fcr == w->fcr && u->dll == w->dll && u->dlm == w->dlm &&
+		  u->thr_pending == w->thr_pending && u->irq_level == w->irq_level);
+	cr_assert_eq(a->agent.bytes_in, b->agent.bytes_in);
+	cr_assert_eq(a->agent.bytes_out, b->agent.bytes_out);
+	for (uint32_t i = 0; i < a->nvirtio; i++) {
+		const struct snap_virtio_dev *x = &a->virtio[i], *y = &b->virtio[i];
+		cr_assert(x->device_id == y->device_id && x->nqueues == y->nqueues &&
+			  x->status == y->status && x->interrupt_status == y->interrupt_status &&
+			  x->config_generation == y->config_generation &&
+			  x->device_features_sel == y->device_features_sel &&
+			  x->driver_features_sel == y->driver_features_sel &&
+			  x->queue_sel == y->queue_sel && x->device_features == y->device_features &&
+			  x->driver_features == y->driver_features, "virtio %u", i);
+		for (unsigned k = 0; k < SNAP_VIRTIO_MAX_QUEUES; k++) {
+			const struct snap_virtio_queue *p = &x->q[k], *q = &y->q[k];
+			cr_assert(p->desc_gpa == q->desc_gpa && p->avail_gpa == q->avail_gpa &&
+				  p->used_gpa == q->used_gpa && p->num == q->num &&
+				  p->last_avail == q->last_avail && p->used_idx == q->used_idx &&
+				  p->ready == q->ready && p->enabled == q->enabled,
+				  "virtio %u queue %u", i, k);
+		}
+	}
+}
+
+/* The devices section of a Linux snapshot: the one before the memory map. */
+static size_t devices_at(const uint8_t *b)
+{
+	size_t off = section_at(b, rd32(b + 52) - 2);
+	cr_assert_eq(rd32(b + off), 38, "section before the memory map is type %u", rd32(b + off));
+	return off;
+}
+
+Test(snapshot, devices_round_trip)
+{
+	for (uint32_t n = 1; n <= 2; n++) {
+		struct fixture f;
+		struct snap_devices d;
+		linux_init(&f, &d, n);
+		size_t len;
+		uint8_t *b = encode(&f, &len);
+		struct snap_image img;
+		struct hatch_err err = { 0 };
+		cr_assert_eq(snap_parse(b, len, len, &f.want, &img, &err), 0, "%s", err.msg);
+		cr_assert(snap_is_linux(&img.st));
+		cr_assert_null(img.st.runtime);
+		cr_assert_eq(img.st.runtime_len, 0);
+		cr_assert_not_null(img.st.devices);
+		cr_assert_neq(img.st.devices, &d, "the image holds its own copy");
+		assert_devices_eq(img.st.devices, &d);
+		for (uint32_t i = n; i < SNAP_MAX_VIRTIO; i++)
+			cr_assert_eq(img.st.devices->virtio[i].device_id, 0);
+		snap_image_free(&img);
+
+		/* The bytes where the doc's tables put them. */
+		size_t s = devices_at(b), p = s + 24;
+		cr_assert_eq(rd32(b + s + 4), 0);
+		cr_assert_eq(rd64(b + s + 8), 64 + 304 * n);
+		cr_assert_eq(memcmp(b + p, "HDV1", 4), 0);
+		cr_assert_eq(rd32(b + p + 4), 1);
+		cr_assert_eq(rd32(b + p + 8), SNAP_MACHINE_LINUX);
+		cr_assert_eq(rd32(b + p + 12), n);
+		const uint8_t uart[9] = { 0x0f, 0x03, 0x0b, 0x5a, 0xc1, 0x01, 0x02, 1, 0 };
+		cr_assert_eq(memcmp(b + p + 16, uart, 9), 0);
+		cr_assert_eq(rd64(b + p + 40), 0x1122334455ull);
+		cr_assert_eq(rd64(b + p + 48), 0x66778899aabbull);
+		const uint8_t *v = b + p + DEV_VIRTIO(0);
+		cr_assert(rd32(v) == 3 && rd32(v + 4) == 2 && rd32(v + 8) == 0x0f &&
+			  rd32(v + 12) == 1 && rd32(v + 16) == 2 && rd32(v + 20) == 1 &&
+			  rd32(v + 24) == 1 && rd32(v + 28) == 1);
+		cr_assert_eq(rd64(v + 32), 0x100000003ull);
+		cr_assert_eq(rd64(v + 40), 0x100000001ull);
+		const uint8_t *q = b + p + DEV_QUEUE(0, 1);
+		cr_assert(rd64(q) == 0x5000 && rd64(q + 8) == 0x5400 && rd64(q + 16) == 0x5800);
+		uint16_t num, last, used;
+		memcpy(&num, q + 24, 2);
+		memcpy(&last, q + 26, 2);
+		memcpy(&used, q + 28, 2);
+		cr_assert(num == 64 && last == 3 && used == 3 && q[30] == 1 && q[31] == 1);
+		if (n == 2)
+			cr_assert_eq(rd32(b + p + DEV_VIRTIO(1)), 2);
+		free(b);
+		free(f.mem);
+	}
+}
+
+Test(snapshot, devices_write_fd_matches_encode)
+{
+	struct fixture f;
+	struct snap_devices d;
+	linux_init(&f, &d, 2);
+	size_t len;
+	uint8_t *b = encode(&f, &len);
+	FILE *tf = tmpfile();
+	int fd = fileno(tf);
+	struct hatch_err err = { 0 };
+	cr_assert_eq(snap_write_fd(fd, &f.st, &err), 0, "%s", err.msg);
+	cr_assert_eq((size_t)lseek(fd, 0, SEEK_END), len);
+	struct snap_image img;
+	cr_assert_eq(snap_parse_fd(fd, &f.want, &img, &err), 0, "%s", err.msg);
+	assert_devices_eq(img.st.devices, &d);
+	snap_image_free(&img);
+	fclose(tf);
+	free(b);
+	free(f.mem);
+}
+
+static void expect_encode_reject(const struct snap_state *s, const char *needle)
+{
+	uint8_t *b = NULL;
+	size_t len;
+	struct hatch_err err = { 0 };
+	cr_assert_eq(snap_encode(s, &b, &len, &err), -1, "writer accepted (wanted \"%s\")", needle);
+	cr_assert_eq(err.code, HATCHERY__V1__ERROR_CODE__INVALID_ARGUMENT, "%s", err.msg);
+	cr_assert_not_null(strstr(err.msg, needle), "message \"%s\" does not contain \"%s\"",
+			   err.msg, needle);
+}
+
+/* A section: 24-byte header, payload, zero padding to 8; checksummed. */
+static uint8_t *mksec(uint32_t type, const void *payload, size_t len, size_t *out_len)
+{
+	size_t n = 24 + ((len + 7) & ~(size_t)7);
+	uint8_t *s = calloc(1, n);
+	wr32(s, type);
+	wr64(s + 8, len);
+	memcpy(s + 24, payload, len);
+	fix_section_crc(s, 0);
+	*out_len = n;
+	return s;
+}
+
+struct piece {
+	const uint8_t *p;
+	size_t len;
+};
+
+/* A file with b's header (of a snapshot with all-zero memory: no memory
+ * data) and these sections, its layout fields and checksum fixed. */
+static uint8_t *rebuild(const uint8_t *b, const struct piece *sec, unsigned n, size_t *out_len)
+{
+	size_t end = 128;
+	for (unsigned i = 0; i < n; i++)
+		end += sec[i].len;
+	size_t mem_off = (end + 4095) & ~(size_t)4095;
+	uint8_t *c = calloc(1, mem_off);
+	memcpy(c, b, 128);
+	size_t off = 128;
+	for (unsigned i = 0; i < n; i++) {
+		memcpy(c + off, sec[i].p, sec[i].len);
+		off += sec[i].len;
+	}
+	wr32(c + 52, n);
+	wr64(c + 64, end - 128);
+	wr64(c + 72, mem_off);
+	wr64(c + 80, 0);
+	wr64(c + 88, mem_off);
+	fix_header_crc(c);
+	*out_len = mem_off;
+	return c;
+}
+
+/* b's sections as pieces (at most 64). */
+static unsigned pieces_of(const uint8_t *b, struct piece *out)
+{
+	unsigned ns = rd32(b + 52);
+	cr_assert_leq(ns, 64);
+	for (unsigned i = 0; i < ns; i++) {
+		size_t a = section_at(b, i), z = section_at(b, i + 1);
+		out[i] = (struct piece){ b + a, z - a };
+	}
+	return ns;
+}
+
+Test(snapshot, exactly_one_of_runtime_and_devices)
+{
+	struct fixture f;
+	struct snap_devices d;
+	linux_init(&f, &d, 1);
+	memset(f.mem, 0, MEM); /* no memory data: sections can be spliced */
+
+	/* The writer. */
+	f.st.devices = NULL;
+	expect_encode_reject(&f.st, "neither runtime state nor devices");
+	f.st.runtime = f.runtime;
+	f.st.runtime_len = sizeof(f.runtime);
+	f.st.devices = &d;
+	expect_encode_reject(&f.st, "both runtime state and devices");
+
+	/* The parser: a runtime file and a Linux one, spliced. */
+	size_t rlen, llen, clen;
+	f.st.devices = NULL;
+	uint8_t *rb = encode(&f, &rlen);
+	f.st.runtime = NULL;
+	f.st.runtime_len = 0;
+	f.st.devices = &d;
+	uint8_t *lb = encode(&f, &llen);
+	struct piece r[65], l[65];
+	unsigned rn = pieces_of(rb, r), ln = pieces_of(lb, l);
+	cr_assert_eq(rn, ln);
+	cr_assert_eq(rd32(r[rn - 2].p), 37);
+	cr_assert_eq(rd32(l[ln - 2].p), 38);
+	/* the Linux file with the runtime section put back before devices */
+	memmove(&l[ln - 1], &l[ln - 2], 2 * sizeof(l[0]));
+	l[ln - 2] = r[rn - 2];
+	uint8_t *c = rebuild(lb, l, ln + 1, &clen);
+	expect_reject(c, clen, clen, NULL,
+		      "both a runtime section (a kernel-less guest) and a devices section (a Linux guest)");
+	free(c);
+	/* the runtime file without its runtime section */
+	r[rn - 2] = r[rn - 1];
+	c = rebuild(rb, r, rn - 1, &clen);
+	expect_reject(c, clen, clen, NULL,
+		      "neither a runtime section (a kernel-less guest) nor a devices section");
+	free(c);
+	/* and the rebuild itself gives a sound file */
+	pieces_of(lb, l);
+	c = rebuild(lb, l, ln, &clen);
+	struct snap_image img;
+	struct hatch_err err = { 0 };
+	cr_assert_eq(snap_parse(c, clen, clen, NULL, &img, &err), 0, "%s", err.msg);
+	snap_image_free(&img);
+	free(c);
+	free(rb);
+	free(lb);
+	free(f.mem);
+}
+
+/* One field of the devices payload rewritten (width 1, 2, 4 or 8 bytes at
+ * payload offset `off`), the section's checksum fixed: refused, naming it. */
+struct dev_case {
+	unsigned off, width;
+	uint64_t val;
+	const char *needle;
+};
+
+static void patch(uint8_t *p, unsigned width, uint64_t v)
+{
+	switch (width) {
+	case 1: *p = (uint8_t)v; break;
+	case 2: { uint16_t x = (uint16_t)v; memcpy(p, &x, 2); break; }
+	case 4: wr32(p, (uint32_t)v); break;
+	default: wr64(p, v); break;
+	}
+}
+
+Test(snapshot, devices_checks_name_the_field)
+{
+	static const struct dev_case cases[] = {
+		{ 0, 4, 0x12345678, "snapshot: devices: bad magic 0x12345678" },
+		{ 4, 4, 2, "snapshot: devices section version 2, this build reads 1" },
+		{ 8, 4, 2, "devices: machine 2, this build knows 1" },
+		{ 12, 4, 0, "devices: 0 virtio devices, must be 1..8" },
+		{ 12, 4, 9, "devices: 9 virtio devices, must be 1..8" },
+		{ 12, 4, 1, "devices: length 672, expected 368 for 1 virtio devices" },
+		{ 16 + 7, 1, 2, "devices: uart thr_pending 2, must be 0 or 1" },
+		{ 16 + 8, 1, 5, "devices: uart irq_level 5, must be 0 or 1" },
+		{ 16 + 15, 1, 1, "devices: uart reserved byte 15 is not zero" },
+		{ 32 + 3, 1, 1, "devices: i8042 (no state) byte 3 is not zero" },
+		{ 60, 1, 1, "devices: reserved byte 60 is not zero" },
+		{ DEV_VIRTIO(1), 4, 0, "devices: virtio 1: device id 0" },
+		{ DEV_VIRTIO(0) + 4, 4, 0, "devices: virtio 0: 0 queues, must be 1..8" },
+		{ DEV_VIRTIO(1) + 4, 4, 9, "devices: virtio 1: 9 queues, must be 1..8" },
+		{ DEV_VIRTIO(0) + 8, 4, 0x4f, "virtio 0: status 0x4f has DEVICE_NEEDS_RESET (0x40)" },
+		{ DEV_VIRTIO(0) + 8, 4, 0x8f, "virtio 0: status 0x8f has FAILED (0x80)" },
+		{ DEV_VIRTIO(0) + 8, 4, 0x1f, "virtio 0: status 0x1f has bits other than 0xf" },
+		{ DEV_VIRTIO(0) + 12, 4, 4, "virtio 0: interrupt status 0x4, at most 0x3" },
+		{ DEV_VIRTIO(0) + 40, 8, 0x100000005ull,
+		  "virtio 0: driver features 0x100000005 are not a subset of device features 0x100000003" },
+		{ DEV_VIRTIO(0) + 28, 4, 8, "virtio 0: queue_sel 8, must be < 8" },
+		{ DEV_QUEUE(0, 1) + 24, 2, 100, "devices: virtio 0 queue 1: size 100 is not a power of 2" },
+		{ DEV_QUEUE(1, 2) + 24, 2, 512, "devices: virtio 1 queue 2: size 512, at most 256" },
+		{ DEV_QUEUE(0, 1) + 30, 1, 2, "devices: virtio 0 queue 1: ready 2, must be 0 or 1" },
+		{ DEV_QUEUE(1, 5) + 31, 1, 7, "devices: virtio 1 queue 5: enabled 7, must be 0 or 1" },
+		{ DEV_QUEUE(0, 1) + 30, 1, 0, "virtio 0 queue 1: enabled but not ready" },
+		{ DEV_QUEUE(0, 1) + 24, 2, 0, "virtio 0 queue 1: enabled with size 0" },
+		{ DEV_VIRTIO(0) + 8, 4, 0x0b,
+		  "virtio 0 queue 0: enabled but the device status 0xb lacks DRIVER_OK" },
+		{ DEV_QUEUE(0, 1) + 0, 8, 0x5008,
+		  "virtio 0 queue 1: descriptor table at 0x5008 is not 16-byte aligned" },
+		{ DEV_QUEUE(1, 0) + 8, 8, 0x6801,
+		  "virtio 1 queue 0: available ring at 0x6801 is not 2-byte aligned" },
+		{ DEV_QUEUE(0, 0) + 16, 8, 0x4802,
+		  "virtio 0 queue 0: used ring at 0x4802 is not 4-byte aligned" },
+		{ DEV_QUEUE(0, 1) + 0, 8, 0x3ff00,
+		  "virtio 0 queue 1: descriptor table at 0x3ff00 (0x400 bytes) is outside guest RAM (0x40000 bytes)" },
+		{ DEV_QUEUE(0, 1) + 8, 8, 0x3fffe,
+		  "virtio 0 queue 1: available ring at 0x3fffe (0x86 bytes) is outside guest RAM" },
+		{ DEV_QUEUE(0, 0) + 16, 8, 0xfffffffffffffffcull,
+		  "virtio 0 queue 0: used ring at 0xfffffffffffffffc (0x206 bytes) is outside guest RAM" },
+		{ DEV_QUEUE(0, 2) + 24, 2, 1, "virtio 0 queue 2: not zero, the device has 2 queues" },
+		{ DEV_QUEUE(0, 7) + 0, 8, 0x1000, "virtio 0 queue 7: not zero, the device has 2 queues" },
+		{ DEV_QUEUE(1, 7) + 30, 1, 1, "virtio 1 queue 7: not zero, the device has 3 queues" },
+	};
+	struct fixture f;
+	struct snap_devices d;
+	linux_init(&f, &d, 2);
+	size_t len;
+	uint8_t *b = encode(&f, &len);
+	uint8_t *c = malloc(len);
+	size_t s = devices_at(b);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		memcpy(c, b, len);
+		patch(c + s + 24 + cases[i].off, cases[i].width, cases[i].val);
+		fix_section_crc(c, s);
+		expect_reject(c, len, len, NULL, cases[i].needle);
+	}
+	/* What is not checked for a queue that is not enabled: its rings
+	 * need not be in guest RAM (the device maps them only on enable). */
+	memcpy(c, b, len);
+	patch(c + s + 24 + DEV_QUEUE(1, 0), 8, 0x80000000ull);
+	fix_section_crc(c, s);
+	struct snap_image img;
+	struct hatch_err err = { 0 };
+	cr_assert_eq(snap_parse(c, len, len, NULL, &img, &err), 0, "%s", err.msg);
+	cr_assert_eq(img.st.devices->virtio[1].q[0].desc_gpa, 0x80000000ull);
+	snap_image_free(&img);
+	free(c);
+	free(b);
+	free(f.mem);
+}
+
+Test(snapshot, devices_corrupt_and_wrong_length)
+{
+	struct fixture f;
+	struct snap_devices d;
+	linux_init(&f, &d, 2);
+	size_t len;
+	uint8_t *b = encode(&f, &len);
+	uint8_t *c = malloc(len);
+	size_t s = devices_at(b);
+	unsigned n = rd32(b + 52) - 2; /* its section number */
+	char needle[64];
+	snprintf(needle, sizeof(needle), "section %u (devices) checksum mismatch", n);
+	/* any byte of its payload, checksum not fixed */
+	for (size_t i = 0; i < 64 + 2 * 304; i += 7) {
+		memcpy(c, b, len);
+		c[s + 24 + i] ^= 0x20;
+		expect_reject(c, len, len, NULL, needle);
+	}
+	free(c);
+
+	/* Lengths: short of the fixed part, one device's worth short, longer
+	 * than what nvirtio gives; spliced into a file with no memory data. */
+	memset(f.mem, 0, MEM);
+	free(b);
+	b = encode(&f, &len);
+	s = devices_at(b);
+	struct piece p[65];
+	unsigned ns = pieces_of(b, p);
+	const uint8_t *payload = b + s + 24;
+	uint8_t big[64 + 3 * 304] = { 0 };
+	memcpy(big, payload, 64 + 2 * 304);
+	static const struct {
+		size_t len;
+		const char *needle;
+	} lens[] = {
+		{ 0, "devices: length 0, shorter than its 64-byte fixed part" },
+		{ 10, "devices: length 10, shorter than its 64-byte fixed part" },
+		{ 64, "devices: length 64, expected 672 for 2 virtio devices" },
+		{ 64 + 304, "devices: length 368, expected 672 for 2 virtio devices" },
+		{ 64 + 2 * 304 - 2, "devices: length 670, expected 672" },
+		{ 64 + 2 * 304 + 8, "devices: length 680, expected 672" },
+		{ 64 + 3 * 304, "devices: length 976, expected 672" },
+	};
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		size_t sl, clen;
+		uint8_t *sec = mksec(38, big, lens[i].len, &sl);
+		p[ns - 2] = (struct piece){ sec, sl };
+		uint8_t *cc = rebuild(b, p, ns, &clen);
+		expect_reject(cc, clen, clen, NULL, lens[i].needle);
+		free(cc);
+		free(sec);
+	}
+	free(b);
+	free(f.mem);
+}
+
+Test(snapshot, devices_writer_refuses_what_the_parser_would)
+{
+	struct fixture f;
+	struct snap_devices d;
+	linux_init(&f, &d, 2);
+	d.nvirtio = 0;
+	expect_encode_reject(&f.st, "devices: 0 virtio devices, must be 1..8");
+	d.nvirtio = SNAP_MAX_VIRTIO + 1;
+	expect_encode_reject(&f.st, "devices: 9 virtio devices, must be 1..8");
+	d.nvirtio = 2;
+	d.machine = 7;
+	expect_encode_reject(&f.st, "devices: machine 7");
+	d.machine = SNAP_MACHINE_LINUX;
+	d.virtio[0].status |= 0x40;
+	expect_encode_reject(&f.st, "virtio 0: status 0x4f has DEVICE_NEEDS_RESET");
+	d.virtio[0].status = 0x0f;
+	d.virtio[1].q[0].num = 100;
+	expect_encode_reject(&f.st, "devices: virtio 1 queue 0: size 100 is not a power of 2");
+	d.virtio[1].q[0].num = 128;
+	d.virtio[0].q[1].used_gpa = MEM - 8;
+	expect_encode_reject(&f.st, "virtio 0 queue 1: used ring at 0x3fff8 (0x206 bytes) is outside guest RAM");
+	d.virtio[0].q[1].used_gpa = 0x5800;
+	d.virtio[1].q[3].ready = true;
+	expect_encode_reject(&f.st, "virtio 1 queue 3: not zero, the device has 3 queues");
+	d.virtio[1].q[3].ready = false;
+	/* entries past nvirtio are not looked at */
+	d.virtio[5].status = 0xff;
+	size_t len;
+	uint8_t *b = encode(&f, &len);
+	free(b);
+	free(f.mem);
+}
+
+Test(snapshot, devices_rings_do_not_span_the_hole)
+{
+	/* 3 GiB + 8 KiB of guest RAM: [0, 3 GiB) and [4 GiB, 4 GiB + 8 KiB).
+	 * The writer checks the devices before it reads any memory, so the
+	 * mapping is never scanned here. */
+	uint64_t size = (3ull << 30) + 8192;
+	uint8_t *mem = mmap(NULL, size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+			    -1, 0);
+	cr_assert_neq(mem, MAP_FAILED);
+	struct fixture f;
+	struct snap_devices d;
+	linux_init(&f, &d, 1);
+	f.st.mem = mem;
+	f.st.mem_size = size;
+	d.virtio[0].q[0].desc_gpa = (3ull << 30) - 0x200; /* 0x400 bytes: into the hole */
+	expect_encode_reject(&f.st, "virtio 0 queue 0: descriptor table at 0xbffffe00 (0x400 bytes) is outside guest RAM");
+	d.virtio[0].q[0].desc_gpa = (1ull << 32) + 8192 - 0x200; /* past the high slot */
+	expect_encode_reject(&f.st, "descriptor table at 0x100001e00");
+	munmap(mem, size);
+	free(f.mem);
+}
