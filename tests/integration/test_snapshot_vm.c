@@ -1,8 +1,8 @@
 /* Save and Restore through a real jailed hatcheryd: a booted VM saved
  * after it has served calls, restored into a VM leased from an empty pool,
  * which then serves calls as the original did; damaged snapshots, a
- * snapshot of another memory size and wrong fd counts are refused and the
- * daemon carries on. The file format alone is tested by test_snapshot.
+ * snapshot of another memory size or of a Linux guest and wrong fd counts
+ * are refused and the daemon carries on. The file format alone is tested by test_snapshot.
  *
  * Without /dev/kvm every test is reported as skipped, never as passed. */
 #include <criterion/criterion.h>
@@ -11,12 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "harness.h"
 #include "sha256_ref.h"
+#include "snapshot.h"
 
 #ifndef HATCH_DEFAULT_GUEST
 #error "HATCH_DEFAULT_GUEST must name the default guest ELF"
@@ -121,6 +123,37 @@ static int copy_file(struct harness *h, int fd, off_t trunc_to, off_t flip_at)
 	return out;
 }
 
+/* A Linux guest's snapshot (devices, no runtime section) with the saved
+ * file's vCPUs, VM state and memory: sound, and of this VM's size and
+ * host, but not for a kernel-less VM. */
+static int linux_kind_copy(struct harness *h, int snap)
+{
+	struct snap_image img;
+	struct hatch_err err = { 0 };
+	cr_assert_eq(snap_parse_fd(snap, NULL, &img, &err), 0, "%s", err.msg);
+	uint8_t *file = mmap(NULL, img.file_size, PROT_READ, MAP_PRIVATE, snap, 0);
+	cr_assert_neq(file, MAP_FAILED);
+	uint8_t *mem = calloc(1, img.st.mem_size);
+	cr_assert_not_null(mem);
+	for (uint32_t i = 0; i < img.nextents; i++)
+		memcpy(mem + snap_gpa_to_ram_offset(img.ext[i].gpa), file + img.ext[i].file_offset,
+		       img.ext[i].len);
+	struct snap_devices d = { .machine = SNAP_MACHINE_LINUX, .nvirtio = 1 };
+	d.virtio[0].device_id = 3;
+	d.virtio[0].nqueues = 2;
+	struct snap_state s = img.st;
+	s.mem = mem;
+	s.runtime = NULL;
+	s.runtime_len = 0;
+	s.devices = &d;
+	int out = tmpfile_in(h);
+	cr_assert_eq(snap_write_fd(out, &s, &err), 0, "%s", err.msg);
+	free(mem);
+	munmap(file, img.file_size);
+	snap_image_free(&img);
+	return out;
+}
+
 static Hatchery__V1__VmReply *raw(int vm, uint64_t id, int body_case, const int *fds,
 				  size_t nfds)
 {
@@ -213,6 +246,11 @@ Test(snapshot_vm, damaged_or_mismatched_snapshots_are_refused)
 	int empty = tmpfile_in(h);
 	restore_fails(e, empty, E(INVALID_ARGUMENT), "snapshot", "empty file");
 	close(empty);
+	/* Sound, but of a Linux guest: refused before the VM is touched. */
+	int lin = linux_kind_copy(h, snap);
+	restore_fails(e, lin, E(INVALID_ARGUMENT), "the snapshot is of a Linux guest",
+		      "a Linux guest's snapshot");
+	close(lin);
 	/* None of that touched the VM: the good snapshot still restores. */
 	Hatchery__V1__VmRestoreReply *rr = NULL;
 	struct hatch_err err = { 0 };
