@@ -67,9 +67,15 @@ int main(int argc, char **argv)
 	ld.path = (char *)"/";
 	Hatchery__V1__VmStatRequest st = HATCHERY__V1__VM_STAT_REQUEST__INIT;
 	st.path = (char *)"/init";
+	Hatchery__V1__VmAgentResume rs = HATCHERY__V1__VM_AGENT_RESUME__INIT;
+	rs.realtime_ns = 1767225600ull * 1000000000ull; /* 2026-01-01 */
+	rs.entropy.data = bytes;
+	rs.entropy.len = 32;
+	rs.generation = 1;
 
-	Hatchery__V1__VmRequest r[7];
-	for (int i = 0; i < 7; i++) {
+	enum { N = 8 };
+	Hatchery__V1__VmRequest r[N];
+	for (int i = 0; i < N; i++) {
 		hatchery__v1__vm_request__init(&r[i]);
 		r[i].id = (uint64_t)i + 1;
 	}
@@ -81,21 +87,22 @@ int main(int argc, char **argv)
 	r[4].body_case = HATCHERY__V1__VM_REQUEST__BODY_READ_FILE, r[4].read_file = &rf;
 	r[5].body_case = HATCHERY__V1__VM_REQUEST__BODY_LIST_DIR, r[5].list_dir = &ld;
 	r[6].body_case = HATCHERY__V1__VM_REQUEST__BODY_STAT, r[6].stat = &st;
+	r[7].body_case = HATCHERY__V1__VM_REQUEST__BODY_AGENT_RESUME, r[7].agent_resume = &rs;
 
 	/* One request per seed, then all of them in one stream. */
 	size_t all = 1;
 	buf[0] = 7;
-	for (int i = 0; i < 7; i++) {
+	for (int i = 0; i < N; i++) {
 		uint8_t one[4096];
 		one[0] = (uint8_t)(i * 37);
 		size_t n = 1 + frame(one + 1, &r[i]);
 		save(argv[1], i, one, n);
 		all += frame(buf + all, &r[i]);
 	}
-	save(argv[1], 7, buf, all);
+	save(argv[1], N, buf, all);
 	/* A stream that ends in an oversized length. */
 	static const uint8_t big[] = { 0x01, 0x00, 0x01, 0x00 };
 	memcpy(buf + all, big, sizeof(big));
-	save(argv[1], 8, buf, all + sizeof(big));
+	save(argv[1], N + 1, buf, all + sizeof(big));
 	return 0;
 }

@@ -61,6 +61,9 @@ static void walk(const Hatchery__V1__VmRequest *r)
 	case HATCHERY__V1__VM_REQUEST__BODY_STAT:
 		touch(r->stat->path);
 		break;
+	case HATCHERY__V1__VM_REQUEST__BODY_AGENT_RESUME:
+		touch_bytes(&r->agent_resume->entropy);
+		break;
 	default:
 		break;
 	}
@@ -121,6 +124,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		if (code)
 			touch(msg);
+		/* resume.c copies the entropy into a buffer of the maximum's
+		 * size: only the check stands between it and an overflow. */
+		if (!code && r->body_case == HATCHERY__V1__VM_REQUEST__BODY_AGENT_RESUME &&
+		    (r->agent_resume->entropy.len < AGENT_RESUME_ENTROPY_MIN ||
+		     r->agent_resume->entropy.len > AGENT_RESUME_ENTROPY_MAX))
+			abort();
 		walk(r);
 		hatchery__v1__vm_request__free_unpacked(r, NULL);
 	}

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -318,6 +319,91 @@ Test(agent, exec_as_another_user)
 	cr_assert_eq(r.code, 0, "%s", r.msg);
 	cr_assert_str_eq((char *)r.out, "65534\n65533\n");
 	result_free(&r);
+	stop(&a);
+}
+
+/* ---- AgentResume --------------------------------------------------------- */
+
+/* An AgentResume with n bytes of the host's entropy; returns the reply. */
+static Reply *resume(struct agent *a, uint64_t id, uint64_t realtime_ns, size_t n)
+{
+	uint8_t ent[512];
+	cr_assert_leq(n, sizeof(ent));
+	cr_assert_eq(getrandom(ent, n, 0), (ssize_t)n);
+	Hatchery__V1__VmAgentResume rs = HATCHERY__V1__VM_AGENT_RESUME__INIT;
+	rs.realtime_ns = realtime_ns;
+	rs.entropy.data = ent;
+	rs.entropy.len = n;
+	rs.generation = 3;
+	Req r = HATCHERY__V1__VM_REQUEST__INIT;
+	r.id = id;
+	r.body_case = HATCHERY__V1__VM_REQUEST__BODY_AGENT_RESUME;
+	r.agent_resume = &rs;
+	send_req(a, &r);
+	Reply *rep = recv_reply(a);
+	cr_assert_not_null(rep, "the agent ended instead of answering the resume");
+	cr_assert_eq(rep->id, id);
+	return rep;
+}
+
+/* A resume that passed the checks: agent_ready, freshly filled, with the
+ * clock left alone (test mode). Adding entropy needs CAP_SYS_ADMIN: only
+ * a test that is not root accepts the agent's EPERM instead. */
+static void assert_resumed(Reply *rep)
+{
+	if (rep->error && geteuid() != 0) {
+		cr_assert_eq(rep->error->code, E_AGENT, "%s", rep->error->message);
+		cr_assert_eq(rep->error->guest_errno, EPERM, "%s", rep->error->message);
+		cr_assert(strstr(rep->error->message, "RNDADDENTROPY"), "%s", rep->error->message);
+		return;
+	}
+	cr_assert_null(rep->error, "resume: %s", rep->error ? rep->error->message : "");
+	cr_assert_eq(rep->body_case, HATCHERY__V1__VM_REPLY__BODY_AGENT_READY,
+		     "resume answered with body %d", rep->body_case);
+	cr_assert_gt(strlen(rep->agent_ready->kernel_release), 0);
+	cr_assert_geq(rep->agent_ready->nproc, 1);
+	cr_assert_gt(rep->agent_ready->boot_ns, 0);
+	/* Test mode runs on the host: it must never set the clock, and
+	 * says it did not. */
+	cr_assert_not(rep->agent_ready->clock_set, "the test-mode agent says it set the clock");
+}
+
+Test(agent, resume_answers_ready_and_leaves_the_host_clock)
+{
+	struct agent a = start();
+	/* The host's own time, so that even an agent that broke the rule
+	 * above would not move the host's clock by more than microseconds. */
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	uint64_t now_ns = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+	Reply *rep = resume(&a, 7, now_ns, 32);
+	assert_resumed(rep);
+	hatchery__v1__vm_reply__free_unpacked(rep, NULL);
+	/* realtime_ns 0: the clock is left alone anywhere. */
+	rep = resume(&a, 8, 0, 256);
+	assert_resumed(rep);
+	hatchery__v1__vm_reply__free_unpacked(rep, NULL);
+	ping(&a, 9);
+	stop(&a);
+}
+
+Test(agent, resume_entropy_out_of_bounds_is_refused)
+{
+	struct agent a = start();
+	const size_t bad[] = { 0, 31, 257 };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		Reply *rep = resume(&a, 10 + i, 0, bad[i]);
+		cr_assert_not_null(rep->error, "entropy of %zu bytes was taken", bad[i]);
+		cr_assert_eq(rep->error->code, HATCHERY__V1__ERROR_CODE__INVALID_ARGUMENT,
+			     "%zu bytes: %s", bad[i], rep->error->message);
+		cr_assert(strstr(rep->error->message, "entropy"), "%s", rep->error->message);
+		hatchery__v1__vm_reply__free_unpacked(rep, NULL);
+	}
+	/* The agent serves on. */
+	ping(&a, 20);
+	Reply *rep = resume(&a, 21, 0, 32);
+	assert_resumed(rep);
+	hatchery__v1__vm_reply__free_unpacked(rep, NULL);
 	stop(&a);
 }
 

@@ -1,6 +1,8 @@
 /* test_relay.c - the relay's rules between a client and a Linux guest's
  * agent (vmproc/linux/relay.h): what is forwarded, what a hostile agent's
  * reply ends. */
+#include <string.h>
+
 #include <criterion/criterion.h>
 
 #include "linux/relay.h"
@@ -135,4 +137,80 @@ Test(relay, health_ping)
 	vmp_relay_health_start(&r);
 	cr_assert_eq(vmp_relay_agent(&r, &pong, &err), VMP_RELAY_HEALTH);
 	cr_assert(!r.health);
+}
+
+Test(relay, client_agent_resume_is_refused)
+{
+	struct vmp_relay r = { 0 };
+	struct hatch_err err = { 0 };
+	uint8_t ent[32] = { 0 };
+	Hatchery__V1__VmAgentResume rs = HATCHERY__V1__VM_AGENT_RESUME__INIT;
+	rs.entropy.data = ent;
+	rs.entropy.len = sizeof(ent);
+	Hatchery__V1__VmRequest req = HATCHERY__V1__VM_REQUEST__INIT;
+	req.body_case = REQ(AGENT_RESUME);
+	req.agent_resume = &rs;
+	/* Whatever its id, also the host's own. */
+	const uint64_t ids[] = { 1, VMP_RELAY_RESUME_ID, VMP_RELAY_HEALTH_ID };
+	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+		req.id = ids[i];
+		cr_assert_eq(vmp_relay_client(&r, &req, &err), VMP_RELAY_REJECT);
+		cr_assert_eq(err.code, E(INVALID_ARGUMENT));
+		cr_assert(strstr(err.msg, "host only"), "%s", err.msg);
+	}
+	cr_assert_eq(r.id, 0, "a refused request starts no operation");
+	cr_assert(!r.resume);
+	/* The host's id is reserved for any agent operation. */
+	Hatchery__V1__VmExecRequest e;
+	req = exec_req(VMP_RELAY_RESUME_ID, &e);
+	cr_assert_eq(vmp_relay_client(&r, &req, &err), VMP_RELAY_REJECT);
+	cr_assert_eq(err.code, E(INVALID_ARGUMENT));
+}
+
+Test(relay, host_resume_answer)
+{
+	struct vmp_relay r = { 0 };
+	struct hatch_err err = { 0 };
+	Hatchery__V1__VmAgentReady ready = HATCHERY__V1__VM_AGENT_READY__INIT;
+	Hatchery__V1__VmReply ok = reply(VMP_RELAY_RESUME_ID, REP(AGENT_READY));
+	ok.agent_ready = &ready;
+	/* Not asked for: a violation. */
+	cr_assert_eq(vmp_relay_agent(&r, &ok, &err), VMP_RELAY_VIOLATION);
+	cr_assert_eq(err.code, E(GUEST_FAULT));
+	vmp_relay_resume_start(&r);
+	cr_assert_eq(vmp_relay_agent(&r, &ok, &err), VMP_RELAY_RESUMED);
+	cr_assert(!r.resume);
+	/* Once answered, another answer is a violation. */
+	cr_assert_eq(vmp_relay_agent(&r, &ok, &err), VMP_RELAY_VIOLATION);
+
+	/* The agent could not apply it: its error, for the child to end the clone. */
+	Hatchery__V1__Error er = HATCHERY__V1__ERROR__INIT;
+	er.code = E(AGENT_ERROR);
+	er.guest_errno = 1;
+	er.message = (char *)"agent_resume: RNDADDENTROPY of 32 bytes: Operation not permitted";
+	Hatchery__V1__VmReply failed = reply(VMP_RELAY_RESUME_ID, 0);
+	failed.error = &er;
+	vmp_relay_resume_start(&r);
+	hatch_err_clear(&err);
+	cr_assert_eq(vmp_relay_agent(&r, &failed, &err), VMP_RELAY_RESUME_FAILED);
+	cr_assert_eq(err.code, E(AGENT_ERROR));
+	cr_assert_eq(err.sys_errno, 1);
+	cr_assert(strstr(err.msg, "RNDADDENTROPY"), "%s", err.msg);
+	cr_assert(!r.resume);
+
+	/* Any other body is a violation. */
+	Hatchery__V1__VmReply pong = reply(VMP_RELAY_RESUME_ID, REP(PING));
+	vmp_relay_resume_start(&r);
+	cr_assert_eq(vmp_relay_agent(&r, &pong, &err), VMP_RELAY_VIOLATION);
+
+	/* A resume in flight alongside a client's operation: each answer
+	 * goes where its id says. */
+	struct vmp_relay r2 = { 0 };
+	Hatchery__V1__VmExecRequest e;
+	Hatchery__V1__VmRequest req = exec_req(5, &e);
+	cr_assert_eq(vmp_relay_client(&r2, &req, &err), VMP_RELAY_FORWARD);
+	vmp_relay_resume_start(&r2);
+	cr_assert_eq(vmp_relay_agent(&r2, &ok, &err), VMP_RELAY_RESUMED);
+	Hatchery__V1__VmReply fin = reply(5, REP(EXEC));
+	cr_assert_eq(vmp_relay_agent(&r2, &fin, &err), VMP_RELAY_DONE);
 }

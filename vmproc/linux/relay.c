@@ -18,6 +18,12 @@ enum vmp_relay_verdict vmp_relay_client(struct vmp_relay *r,
 					struct hatch_err *err)
 {
 	int b = req->body_case;
+	if (b == REQ(AGENT_RESUME)) {
+		/* The guest's clock and RNG are the host's business: a
+		 * client must not set them. */
+		hatch_err_set(err, E(INVALID_ARGUMENT), 0, "AgentResume is sent by the host only");
+		return VMP_RELAY_REJECT;
+	}
 	if (b == REQ(FILE_CHUNK)) {
 		if (r->id == 0 || r->body != REQ(WRITE_FILE) || r->write_left == 0 ||
 		    req->id != r->id) {
@@ -49,9 +55,9 @@ enum vmp_relay_verdict vmp_relay_client(struct vmp_relay *r,
 			      (unsigned long long)req->id, (unsigned long long)r->id);
 		return VMP_RELAY_REJECT;
 	}
-	if (req->id == 0 || req->id == VMP_RELAY_HEALTH_ID) {
+	if (req->id == 0 || req->id == VMP_RELAY_HEALTH_ID || req->id == VMP_RELAY_RESUME_ID) {
 		hatch_err_set(err, E(INVALID_ARGUMENT), 0,
-			      "request id must be 1 .. 2^64-2 (got %llu)",
+			      "request id must be 1 .. 2^64-3 (got %llu)",
 			      (unsigned long long)req->id);
 		return VMP_RELAY_REJECT;
 	}
@@ -87,6 +93,11 @@ void vmp_relay_health_start(struct vmp_relay *r)
 	r->health = true;
 }
 
+void vmp_relay_resume_start(struct vmp_relay *r)
+{
+	r->resume = true;
+}
+
 /* Which reply bodies may answer an operation, and which of them end it. */
 static enum vmp_relay_verdict answer(int op, int rep)
 {
@@ -119,6 +130,22 @@ enum vmp_relay_verdict vmp_relay_agent(struct vmp_relay *r,
 		}
 		r->health = false;
 		return VMP_RELAY_HEALTH;
+	}
+	if (r->resume && rep->id == VMP_RELAY_RESUME_ID) {
+		r->resume = false;
+		if (rep->error && rep->error->code != E(OK)) {
+			hatch_err_set(err, rep->error->code, 0, "the agent's resume failed: %s",
+				      rep->error->message ? rep->error->message : "");
+			err->sys_errno = (int)rep->error->guest_errno;
+			return VMP_RELAY_RESUME_FAILED;
+		}
+		if (rep->body_case != REP(AGENT_READY)) {
+			hatch_err_set(err, E(GUEST_FAULT), 0,
+				      "agent protocol: the resume's answer is body %d, not agent_ready",
+				      rep->body_case);
+			return VMP_RELAY_VIOLATION;
+		}
+		return VMP_RELAY_RESUMED;
 	}
 	if (r->id == 0 || rep->id != r->id) {
 		hatch_err_set(err, E(GUEST_FAULT), 0,

@@ -13,6 +13,11 @@
  * The child's own health check of an idle VM goes through the agent too,
  * as a ping with id VMP_RELAY_HEALTH_ID, which no client request can carry
  * while the VM is idle (no client holds it then).
+ *
+ * After a restore the child sends the agent its own AgentResume (the
+ * host's time and entropy) with id VMP_RELAY_RESUME_ID, which no client
+ * request may carry either; a client's AgentResume is refused whatever its
+ * id: only the host sends one.
  */
 #ifndef HATCHERY_VMP_RELAY_H
 #define HATCHERY_VMP_RELAY_H
@@ -24,6 +29,7 @@
 #include "hatchery/v1/vm.pb-c.h"
 
 #define VMP_RELAY_HEALTH_ID UINT64_MAX
+#define VMP_RELAY_RESUME_ID (UINT64_MAX - 1)
 
 enum vmp_relay_verdict {
 	VMP_RELAY_FORWARD,   /* send the packet's bytes to the agent */
@@ -32,6 +38,10 @@ enum vmp_relay_verdict {
 	VMP_RELAY_PASS,      /* agent reply: forward it; the operation goes on */
 	VMP_RELAY_DONE,      /* agent reply: forward it; the operation is over */
 	VMP_RELAY_HEALTH,    /* agent reply: the answer to the child's health ping */
+	VMP_RELAY_RESUMED,   /* agent reply: the child's AgentResume was applied */
+	VMP_RELAY_RESUME_FAILED, /* agent reply: the agent could not apply it; err has
+				    its code, errno and message. The clone's clock or
+				    RNG may be the snapshot's: it must not serve */
 	VMP_RELAY_VIOLATION, /* agent reply breaks the protocol: err says how; end the VM */
 };
 
@@ -40,9 +50,11 @@ struct vmp_relay {
 	int body;            /* its VmRequest body case */
 	uint64_t write_left; /* WriteFile: bytes the client still has to send */
 	bool health;         /* the child's own ping is in flight */
+	bool resume;         /* the child's own AgentResume is in flight */
 };
 
-/* A decoded client request. FORWARD starts (or, for a WriteFile's
+/* A decoded client request. An AgentResume is REJECTed (INVALID_ARGUMENT)
+ * whatever else it carries. FORWARD starts (or, for a WriteFile's
  * file_chunk, continues) the operation; REJECT fills err (code and
  * message for the reply, with the request's id). */
 enum vmp_relay_verdict vmp_relay_client(struct vmp_relay *r,
@@ -55,6 +67,10 @@ bool vmp_relay_wants_client(const struct vmp_relay *r);
 
 /* Start the child's own health ping (only with no operation in flight). */
 void vmp_relay_health_start(struct vmp_relay *r);
+
+/* The child sent the agent VmRequest{id VMP_RELAY_RESUME_ID, agent_resume}:
+ * its answer is RESUMED or RESUME_FAILED, not the client's. */
+void vmp_relay_resume_start(struct vmp_relay *r);
 
 /* A decoded agent reply (the agent's ready hello is handled before any
  * operation and never comes here). */

@@ -7,6 +7,7 @@
  *   frame.c  framing and request checks (pure; fuzzed)
  *   exec.c   Exec: run a program, stream its output
  *   files.c  WriteFile, ReadFile, ListDir, Stat
+ *   resume.c AgentResume: the host's time and entropy after a restore
  *
  * One operation at a time (vm.proto): nothing here is concurrent, and the
  * only asynchronous event is SIGCHLD, read through a signalfd.
@@ -51,6 +52,9 @@ struct agent {
 /* Reap every exited child (waitpid(-1)); the Exec's own is recorded in
  * a->exec_*. Drains the signalfd first. */
 void agent_reap(struct agent *a);
+/* VmReply{id, agent_ready}, filled now: the hello (id 0) and the answer
+ * to an AgentResume. */
+void agent_send_ready(struct agent *a, uint64_t id, bool clock_set);
 
 /* ---- init.c ---- */
 /* PID 1 only: mounts, modules, wait for /dev/hvc0, raw mode. Returns the
@@ -83,5 +87,9 @@ void agent_write_file(struct agent *a, uint64_t id, const Hatchery__V1__VmWriteF
 void agent_read_file(struct agent *a, uint64_t id, const Hatchery__V1__VmReadFileRequest *r);
 void agent_list_dir(struct agent *a, uint64_t id, const Hatchery__V1__VmListDirRequest *l);
 void agent_stat(struct agent *a, uint64_t id, const Hatchery__V1__VmStatRequest *s);
+
+/* ---- resume.c ---- */
+/* The request passed agent_request_check (entropy 32..256 bytes). */
+void agent_resume(struct agent *a, uint64_t id, const Hatchery__V1__VmAgentResume *rs);
 
 #endif

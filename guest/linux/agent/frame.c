@@ -134,6 +134,15 @@ int agent_request_check(const Hatchery__V1__VmRequest *req, char *msg, size_t ms
 		return check_path("list_dir", req->list_dir->path, msg, msglen);
 	case HATCHERY__V1__VM_REQUEST__BODY_STAT:
 		return check_path("stat", req->stat->path, msg, msglen);
+	case HATCHERY__V1__VM_REQUEST__BODY_AGENT_RESUME: {
+		size_t n = req->agent_resume->entropy.len;
+		if (n < AGENT_RESUME_ENTROPY_MIN || n > AGENT_RESUME_ENTROPY_MAX) {
+			snprintf(msg, msglen, "agent_resume: entropy is %zu bytes, not %u..%u", n,
+				 AGENT_RESUME_ENTROPY_MIN, AGENT_RESUME_ENTROPY_MAX);
+			return HATCHERY__V1__ERROR_CODE__INVALID_ARGUMENT;
+		}
+		return 0;
+	}
 	case HATCHERY__V1__VM_REQUEST__BODY__NOT_SET:
 		return bad(msg, msglen, "request without a body");
 	default:

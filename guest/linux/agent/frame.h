@@ -62,5 +62,9 @@ int agent_request_check(const Hatchery__V1__VmRequest *req, char *msg, size_t ms
 #define AGENT_MAX_WRITE_SIZE (1ull << 30)
 #define AGENT_DEFAULT_READ_MAX (64ull << 20)
 #define AGENT_DEFAULT_TIMEOUT_MS 60000u
+/* VmAgentResume.entropy: at least the 256 bits that make the kernel's
+ * CRNG count as seeded; at most what one RNDADDENTROPY here carries. */
+#define AGENT_RESUME_ENTROPY_MIN 32u
+#define AGENT_RESUME_ENTROPY_MAX 256u
 
 #endif

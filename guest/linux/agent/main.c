@@ -42,7 +42,7 @@ void agent_reap(struct agent *a)
 	}
 }
 
-static void send_ready(struct agent *a)
+void agent_send_ready(struct agent *a, uint64_t id, bool clock_set)
 {
 	struct utsname u;
 	if (uname(&u) < 0)
@@ -54,8 +54,9 @@ static void send_ready(struct agent *a)
 	ready.kernel_release = u.release;
 	ready.nproc = n > 0 ? (uint32_t)n : 1;
 	ready.boot_ns = (uint64_t)bt.tv_sec * 1000000000ull + (uint64_t)bt.tv_nsec;
+	ready.clock_set = clock_set;
 	Hatchery__V1__VmReply r = HATCHERY__V1__VM_REPLY__INIT;
-	r.id = 0;
+	r.id = id;
 	r.body_case = HATCHERY__V1__VM_REPLY__BODY_AGENT_READY;
 	r.agent_ready = &ready;
 	chan_send(a, &r);
@@ -108,6 +109,9 @@ static void dispatch(struct agent *a, const Hatchery__V1__VmRequest *req)
 	case HATCHERY__V1__VM_REQUEST__BODY_STAT:
 		agent_stat(a, req->id, req->stat);
 		return;
+	case HATCHERY__V1__VM_REQUEST__BODY_AGENT_RESUME:
+		agent_resume(a, req->id, req->agent_resume);
+		return;
 	default: /* agent_request_check refused the rest */
 		return;
 	}
@@ -115,7 +119,7 @@ static void dispatch(struct agent *a, const Hatchery__V1__VmRequest *req)
 
 static void serve(struct agent *a)
 {
-	send_ready(a);
+	agent_send_ready(a, 0, false);
 	while (!a->lost) {
 		Hatchery__V1__VmRequest *req = chan_recv(a);
 		if (!req)
