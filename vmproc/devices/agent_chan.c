@@ -123,6 +123,25 @@ bool vmp_agent_chan_idle(const struct vmp_agent_chan *ch)
 	return !ch->error && ch->used == 0 && !vmp_frame_dec_partial(&ch->dec);
 }
 
+void vmp_agent_chan_save(const struct vmp_agent_chan *ch, uint64_t *bytes_in,
+			 uint64_t *bytes_out)
+{
+	*bytes_in = ch->bytes_in;
+	*bytes_out = ch->bytes_out;
+}
+
+void vmp_agent_chan_restore(struct vmp_agent_chan *ch, uint64_t bytes_in,
+			    uint64_t bytes_out)
+{
+	ch->error = 0;
+	ch->want_space = false;
+	ch->refused = false;
+	ch->head = ch->used = 0;
+	vmp_frame_dec_init(&ch->dec);
+	ch->bytes_in = bytes_in;
+	ch->bytes_out = bytes_out;
+}
+
 int vmp_agent_chan_error(const struct vmp_agent_chan *ch)
 {
 	return ch->error;

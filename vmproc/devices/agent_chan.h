@@ -98,6 +98,16 @@ void vmp_agent_chan_drain(struct vmp_agent_chan *ch);
  * snapshotted, since the channel's buffers are not saved. */
 bool vmp_agent_chan_idle(const struct vmp_agent_chan *ch);
 
+/* A snapshot of an idle channel holds its byte counters only (they tell a
+ * device reset by a driver's probe from one that cut a stream in two).
+ * Restore empties the outbox and the decoder, clears an error and sets
+ * the counters: for a channel over a restored guest, which is in the
+ * state it was when the snapshot's channel was idle. */
+void vmp_agent_chan_save(const struct vmp_agent_chan *ch, uint64_t *bytes_in,
+			 uint64_t *bytes_out);
+void vmp_agent_chan_restore(struct vmp_agent_chan *ch, uint64_t bytes_in,
+			    uint64_t bytes_out);
+
 /* 0 while the channel works, else the error that killed it. */
 int vmp_agent_chan_error(const struct vmp_agent_chan *ch);
 

@@ -262,3 +262,30 @@ void vmp_uart_counts(struct vmp_uart *u, uint64_t *written, uint64_t *dropped)
 	*dropped = u->dropped;
 	vmp_bus_unlock(u->bus);
 }
+
+void vmp_uart_save(struct vmp_uart *u, struct vmp_uart_state *s)
+{
+	vmp_bus_lock(u->bus);
+	*s = (struct vmp_uart_state){
+		.ier = u->ier, .lcr = u->lcr, .mcr = u->mcr, .scr = u->scr,
+		.fcr = u->fcr, .dll = u->dll, .dlm = u->dlm,
+		.thr_pending = u->thr_pending, .irq_level = u->irq_level == 1,
+	};
+	vmp_bus_unlock(u->bus);
+}
+
+void vmp_uart_restore(struct vmp_uart *u, const struct vmp_uart_state *s)
+{
+	vmp_bus_lock(u->bus);
+	u->ier = s->ier;
+	u->lcr = s->lcr;
+	u->mcr = s->mcr;
+	u->scr = s->scr;
+	u->fcr = s->fcr;
+	u->dll = s->dll;
+	u->dlm = s->dlm;
+	u->thr_pending = s->thr_pending;
+	u->irq_level = -1; /* unknown: update_irq drives it either way */
+	update_irq(u);
+	vmp_bus_unlock(u->bus);
+}

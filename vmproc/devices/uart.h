@@ -21,6 +21,7 @@
 #ifndef HATCHERY_VMP_DEVICES_UART_H
 #define HATCHERY_VMP_DEVICES_UART_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,6 +48,18 @@ void vmp_uart_set_echo(struct vmp_uart *u, int fd);
  * into buf, NUL-terminated, at most cap - 1 bytes (the oldest part cut if
  * they do not fit). Returns the length. Takes the bus mutex. */
 size_t vmp_uart_tail(struct vmp_uart *u, unsigned nlines, char *buf, size_t cap);
+
+/* The registers a guest's driver sees, for a snapshot (the output ring is
+ * not state: it is what the guest said, kept for messages). */
+struct vmp_uart_state {
+	uint8_t ier, lcr, mcr, scr, fcr, dll, dlm;
+	bool thr_pending;       /* THR-empty interrupt latched */
+	bool irq_level;         /* the line's level as the guest last saw it */
+};
+/* Both take the bus mutex. Restore sets the registers and drives the
+ * interrupt line to the level they give (KVM_IRQ_LINE), whatever it was. */
+void vmp_uart_save(struct vmp_uart *u, struct vmp_uart_state *s);
+void vmp_uart_restore(struct vmp_uart *u, const struct vmp_uart_state *s);
 
 /* Bytes written by the guest in all, and how many the ring dropped. */
 void vmp_uart_counts(struct vmp_uart *u, uint64_t *written, uint64_t *dropped);

@@ -30,9 +30,12 @@ struct vmp_vcpus {
 	struct vmp_bus *bus;
 	int efd;
 
-	pthread_mutex_t mu;     /* guards started, end, msg; with cond: the start gate */
+	pthread_mutex_t mu;     /* guards started, end, msg, pause, parked; with
+	                         * cond: the start gate and the pause gate */
 	pthread_cond_t cond;
 	bool started;
+	atomic_bool pause;      /* vmp_vcpus_pause: park at the loop's top */
+	unsigned parked;        /* threads parked by a pause */
 	atomic_bool ended;      /* read without mu on every exit */
 	enum vmp_vm_end end;
 	char msg[HATCH_ERR_MSG_MAX];
@@ -170,6 +173,33 @@ static bool handle_exit(struct vmp_vcpus *v, unsigned i, struct kvm_run *kr)
 	return true;
 }
 
+/* A pause asked this thread to stop: finish the instruction KVM may have
+ * left half done (an I/O or MMIO read whose data it takes on the next
+ * KVM_RUN: immediate_exit completes it and runs nothing, KVM API docs),
+ * then wait until the pause is over. The state the host reads meanwhile is
+ * then whole. */
+
+static void park(struct vmp_vcpus *v, unsigned i, uint64_t *exits)
+{
+	struct kvm_run *kr = v->vm->run[i];
+	kr->immediate_exit = 1;
+	/* Completing a string I/O may exit to us again: serve that too. */
+	while (ioctl(v->vm->vcpu_fd[i], KVM_RUN, 0) == 0) {
+		(*exits)++;
+		if (!handle_exit(v, i, kr))
+			return; /* the VM ended: the loop sees it */
+	}
+	pthread_mutex_lock(&v->mu);
+	v->parked++;
+	pthread_cond_broadcast(&v->cond);
+	while (atomic_load(&v->pause) && !atomic_load(&v->ended))
+		pthread_cond_wait(&v->cond, &v->mu);
+	v->parked--;
+	if (!atomic_load(&v->ended))
+		kr->immediate_exit = 0;
+	pthread_mutex_unlock(&v->mu);
+}
+
 static void *vcpu_main(void *arg)
 {
 	struct vcpu_thread *t = arg;
@@ -191,6 +221,10 @@ static void *vcpu_main(void *arg)
 	int fd = v->vm->vcpu_fd[i];
 	uint64_t exits = 0;
 	while (!atomic_load(&v->ended)) {
+		if (atomic_load(&v->pause)) {
+			park(v, i, &exits);
+			continue;
+		}
 		if (ioctl(fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
@@ -275,6 +309,36 @@ void vmp_vcpus_start(struct vmp_vcpus *v)
 {
 	pthread_mutex_lock(&v->mu);
 	v->started = true;
+	pthread_cond_broadcast(&v->cond);
+	pthread_mutex_unlock(&v->mu);
+}
+
+int vmp_vcpus_pause(struct vmp_vcpus *v)
+{
+	pthread_mutex_lock(&v->mu);
+	int r = 0;
+	if (atomic_load(&v->ended)) {
+		r = -1;
+	} else if (v->started) {
+		atomic_store(&v->pause, true);
+		/* As kick_all, under mu: a thread cannot be joined meanwhile. */
+		for (unsigned i = 0; i < v->vm->nvcpus; i++) {
+			v->vm->run[i]->immediate_exit = 1;
+			pthread_kill(v->t[i].tid, VMP_VCPU_KICK_SIGNAL);
+		}
+		while (v->parked < v->vm->nvcpus && !atomic_load(&v->ended))
+			pthread_cond_wait(&v->cond, &v->mu);
+		if (atomic_load(&v->ended))
+			r = -1;
+	}
+	pthread_mutex_unlock(&v->mu);
+	return r;
+}
+
+void vmp_vcpus_resume(struct vmp_vcpus *v)
+{
+	pthread_mutex_lock(&v->mu);
+	atomic_store(&v->pause, false);
 	pthread_cond_broadcast(&v->cond);
 	pthread_mutex_unlock(&v->mu);
 }

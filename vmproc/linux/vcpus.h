@@ -73,6 +73,16 @@ int vmp_vcpus_create(struct vmp_vm *vm, struct vmp_bus *bus, struct vmp_vcpus **
 /* Let the threads enter KVM_RUN. Once. */
 void vmp_vcpus_start(struct vmp_vcpus *v);
 
+/* Stop every vCPU between two instructions (each thread completes the
+ * exit it was in, finishes a half-done I/O with one immediate_exit
+ * KVM_RUN, and parks), so that the host may read or write the vCPUs' and
+ * the devices' state (a Save, a reset). Before vmp_vcpus_start nothing
+ * runs and this returns at once. Returns 0, or -1 when the VM has ended
+ * (then nothing is paused). vmp_vcpus_resume lets them run again. Main
+ * thread only. */
+int vmp_vcpus_pause(struct vmp_vcpus *v);
+void vmp_vcpus_resume(struct vmp_vcpus *v);
+
 /* Readable (an eventfd counter, EFD_NONBLOCK | EFD_CLOEXEC) once the VM
  * has ended. Owned by v. */
 int vmp_vcpus_eventfd(const struct vmp_vcpus *v);
