@@ -13,6 +13,7 @@
 
 #define E(x) HATCHERY__V1__ERROR_CODE__##x
 #define MSR_IA32_TSC 0x10
+#define MSR_IA32_TSC_DEADLINE 0x6e0
 #define EFER_LMA (1ull << 10)
 
 /* One vCPU's MSRs: the index list plus its values, in one allocation. */
@@ -97,7 +98,7 @@ static int get_irqchip(int vm_fd, uint32_t chip, struct kvm_irqchip *c,
 }
 
 int vmp_snap_save(struct vmp_vm *vm, const struct vmp_kvm_host *h,
-		  const struct vmp_guest *g, int fd,
+		  const struct vmp_guest *g, const struct snap_devices *dev, int fd,
 		  struct vmp_snap_save_stats *st, struct hatch_err *err)
 {
 	memset(st, 0, sizeof(*st));
@@ -121,8 +122,11 @@ int vmp_snap_save(struct vmp_vm *vm, const struct vmp_kvm_host *h,
 	if (ioctl(vm->vm_fd, KVM_GET_CLOCK, &s.vm.clock) < 0)
 		return hatch_err_set(err, E(VM_ERROR), errno, "KVM_GET_CLOCK");
 	static uint8_t rt[VMP_GUEST_RT_MAX];
-	s.runtime = rt;
-	s.runtime_len = (uint32_t)vmp_guest_runtime_save(g, rt);
+	if (g) {
+		s.runtime = rt;
+		s.runtime_len = (uint32_t)vmp_guest_runtime_save(g, rt);
+	}
+	s.devices = dev;
 	uint64_t t2 = hatch_now_ns();
 	if (snap_write_fd(fd, &s, err) < 0)
 		return -1;
@@ -191,6 +195,21 @@ static int set_vcpu(struct vmp_vm *vm, unsigned i, const struct snap_vcpu *v,
 		return hatch_err_set(err, E(VM_ERROR), errno, "KVM_SET_MSRS (TSC) vCPU %u", i);
 	VCPU_IOCTL(fd, KVM_SET_MP_STATE, &v->mp, "KVM_SET_MP_STATE", i);
 	VCPU_IOCTL(fd, KVM_SET_LAPIC, &v->lapic, "KVM_SET_LAPIC", i);
+	/* KVM ignores a TSC deadline written while the LAPIC timer is not in
+	 * TSC-deadline mode, which a fresh vCPU's is not: the MSRS above lost
+	 * it. Again now that the LAPIC says the mode, or a Linux guest's
+	 * next timer interrupt never comes. */
+	for (uint32_t k = 0; k < v->nmsrs; k++) {
+		if (v->msrs[k].index != MSR_IA32_TSC_DEADLINE || !v->msrs[k].data)
+			continue;
+		struct {
+			struct kvm_msrs hdr;
+			struct kvm_msr_entry e;
+		} dl = { .hdr.nmsrs = 1, .e = v->msrs[k] };
+		if (ioctl(fd, KVM_SET_MSRS, &dl) != 1)
+			return hatch_err_set(err, E(VM_ERROR), errno,
+					     "KVM_SET_MSRS (TSC deadline) vCPU %u", i);
+	}
 	VCPU_IOCTL(fd, KVM_SET_VCPU_EVENTS, &v->events, "KVM_SET_VCPU_EVENTS", i);
 	VCPU_IOCTL(fd, KVM_SET_DEBUGREGS, &v->debugregs, "KVM_SET_DEBUGREGS", i);
 	return 0;
@@ -202,6 +221,66 @@ static uint8_t *hva(struct vmp_vm *vm, uint64_t gpa)
 	return vm->mem + snap_gpa_to_ram_offset(gpa);
 }
 
+int vmp_snap_open(struct vmp_vm *vm, const struct vmp_kvm_host *h, int fd,
+		  struct snap_image *img, struct hatch_err *err)
+{
+	/* snapshot/ maps and checks the header and sections (never the
+	 * memory data, mapped per extent by vmp_snap_apply). */
+	struct snap_expect want = { .mem_size = vm->mem_size, .nvcpus = vm->nvcpus };
+	vmp_snap_host_cpu(h, &want.cpu);
+	return snap_parse_fd(fd, &want, img, err);
+}
+
+int vmp_snap_apply(struct vmp_vm *vm, int fd, const struct snap_image *img,
+		   struct vmp_snap_restore_stats *st, bool *touched, struct hatch_err *err)
+{
+	memset(st, 0, sizeof(*st));
+	uint64_t t0 = hatch_now_ns();
+	/* From here on the VM is changed. */
+	*touched = true;
+	for (uint32_t i = 0; i < img->nextents; i++) {
+		const struct snap_extent *x = &img->ext[i];
+		/* Over the registered RAM, same host address: the memslot stays
+		 * and KVM's MMU notifier drops the old pages (docs/snapshot.md,
+		 * "Measured"). Private: the guest's writes never reach the file. */
+		void *m = mmap(hva(vm, x->gpa), x->len, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, fd, (off_t)x->file_offset);
+		if (m == MAP_FAILED)
+			return hatch_err_set(err, E(VM_ERROR), errno,
+					     "Restore: mmap memory extent %u", i);
+	}
+	uint64_t t1 = hatch_now_ns();
+	struct kvm_irqchip chips[3] = { img->st.vm.pic_master, img->st.vm.pic_slave,
+					img->st.vm.ioapic };
+	static const uint32_t ids[3] = { KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE,
+					 KVM_IRQCHIP_IOAPIC };
+	struct kvm_clock_data clock = img->st.vm.clock;
+	/* The guest's clock goes on from where it was saved: it never runs
+	 * backwards, and a Linux guest's wall clock is set by its agent on
+	 * resume (docs/snapshot.md, "Clock"). Only the value is restored. */
+	clock.flags = 0;
+	if (ioctl(vm->vm_fd, KVM_SET_CLOCK, &clock) < 0)
+		return hatch_err_set(err, E(VM_ERROR), errno, "KVM_SET_CLOCK");
+	for (int k = 0; k < 3; k++) {
+		if (chips[k].chip_id != ids[k])
+			return hatch_err_set(err, E(INVALID_ARGUMENT), 0,
+					     "irqchip section %d has chip_id %u", k, chips[k].chip_id);
+		if (ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &chips[k]) < 0)
+			return hatch_err_set(err, E(VM_ERROR), errno, "KVM_SET_IRQCHIP %u", ids[k]);
+	}
+	if (ioctl(vm->vm_fd, KVM_SET_PIT2, &img->st.vm.pit) < 0)
+		return hatch_err_set(err, E(VM_ERROR), errno, "KVM_SET_PIT2");
+	uint64_t t2 = hatch_now_ns();
+	for (unsigned i = 0; i < vm->nvcpus; i++)
+		if (set_vcpu(vm, i, &img->st.vcpu[i], err) < 0)
+			return -1;
+	uint64_t t3 = hatch_now_ns();
+	st->map_ns = t1 - t0;
+	st->vm_ns = t2 - t1;
+	st->vcpu_ns = t3 - t2;
+	return 0;
+}
+
 int vmp_snap_restore(struct vmp_vm *vm, const struct vmp_kvm_host *h, int fd,
 		     struct vmp_guest *g, struct vmp_snap_restore_stats *st,
 		     bool *touched, struct hatch_err *err)
@@ -209,12 +288,8 @@ int vmp_snap_restore(struct vmp_vm *vm, const struct vmp_kvm_host *h, int fd,
 	memset(st, 0, sizeof(*st));
 	*touched = false;
 	uint64_t t0 = hatch_now_ns();
-	/* snapshot/ maps and checks the header and sections (never the
-	 * memory data, mapped per extent below). */
-	struct snap_expect want = { .mem_size = vm->mem_size, .nvcpus = vm->nvcpus };
-	vmp_snap_host_cpu(h, &want.cpu);
 	struct snap_image img;
-	if (snap_parse_fd(fd, &want, &img, err) < 0)
+	if (vmp_snap_open(vm, h, fd, &img, err) < 0)
 		return -1;
 	if (snap_is_linux(&img.st)) {
 		/* Refused before the VM is touched: it stays usable. */
@@ -223,54 +298,10 @@ int vmp_snap_restore(struct vmp_vm *vm, const struct vmp_kvm_host *h, int fd,
 				     "Restore: the snapshot is of a Linux guest (devices, no runtime section); this VM runs a kernel-less guest");
 	}
 	int ret = -1;
-	/* Nothing above touched the VM; from here on it is changed. */
-	*touched = true;
-	for (uint32_t i = 0; i < img.nextents; i++) {
-		const struct snap_extent *x = &img.ext[i];
-		/* Over the registered RAM, same host address: the memslot stays
-		 * and KVM's MMU notifier drops the old pages (docs/snapshot.md,
-		 * "Measured"). Private: the guest's writes never reach the file. */
-		void *m = mmap(hva(vm, x->gpa), x->len, PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, fd, (off_t)x->file_offset);
-		if (m == MAP_FAILED) {
-			hatch_err_set(err, E(VM_ERROR), errno, "Restore: mmap memory extent %u", i);
-			goto out;
-		}
-	}
-	if (vmp_guest_runtime_restore(vm, img.st.runtime, img.st.runtime_len, g, err) < 0)
+	if (vmp_snap_apply(vm, fd, &img, st, touched, err) < 0 ||
+	    vmp_guest_runtime_restore(vm, img.st.runtime, img.st.runtime_len, g, err) < 0)
 		goto out;
-	uint64_t t1 = hatch_now_ns();
-	struct kvm_irqchip chips[3] = { img.st.vm.pic_master, img.st.vm.pic_slave,
-					img.st.vm.ioapic };
-	static const uint32_t ids[3] = { KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE,
-					 KVM_IRQCHIP_IOAPIC };
-	if (ioctl(vm->vm_fd, KVM_SET_CLOCK, &img.st.vm.clock) < 0) {
-		hatch_err_set(err, E(VM_ERROR), errno, "KVM_SET_CLOCK");
-		goto out;
-	}
-	for (int k = 0; k < 3; k++) {
-		if (chips[k].chip_id != ids[k]) {
-			hatch_err_set(err, E(INVALID_ARGUMENT), 0, "irqchip section %d has chip_id %u",
-				      k, chips[k].chip_id);
-			goto out;
-		}
-		if (ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &chips[k]) < 0) {
-			hatch_err_set(err, E(VM_ERROR), errno, "KVM_SET_IRQCHIP %u", ids[k]);
-			goto out;
-		}
-	}
-	if (ioctl(vm->vm_fd, KVM_SET_PIT2, &img.st.vm.pit) < 0) {
-		hatch_err_set(err, E(VM_ERROR), errno, "KVM_SET_PIT2");
-		goto out;
-	}
-	uint64_t t2 = hatch_now_ns();
-	for (unsigned i = 0; i < vm->nvcpus; i++)
-		if (set_vcpu(vm, i, &img.st.vcpu[i], err) < 0)
-			goto out;
-	uint64_t t3 = hatch_now_ns();
-	st->map_ns = t1 - t0;
-	st->vm_ns = t2 - t1;
-	st->vcpu_ns = t3 - t2;
+	st->map_ns = hatch_now_ns() - t0 - st->vm_ns - st->vcpu_ns;
 	ret = 0;
 out:
 	if (ret < 0)
@@ -279,12 +310,8 @@ out:
 	return ret;
 }
 
-int vmp_snap_reset(struct vmp_vm *vm, const struct vmp_kvm_host *h, int fd,
-		   struct vmp_guest *g, struct vmp_snap_restore_stats *st,
-		   bool *touched, struct hatch_err *err)
+int vmp_snap_drop_ram(struct vmp_vm *vm, struct hatch_err *err)
 {
-	*touched = true;
-	g->ready = false;
 	/* The same flags as vmp_vm_create's mapping. MAP_FIXED replaces the
 	 * old pages atomically; KVM's MMU notifier drops its mappings of
 	 * them, so the guest cannot see one byte of the last lease. */
@@ -292,6 +319,17 @@ int vmp_snap_reset(struct vmp_vm *vm, const struct vmp_kvm_host *h, int fd,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
 	if (m == MAP_FAILED)
 		return hatch_err_set(err, E(VM_ERROR), errno, "reset: mmap fresh guest memory");
+	return 0;
+}
+
+int vmp_snap_reset(struct vmp_vm *vm, const struct vmp_kvm_host *h, int fd,
+		   struct vmp_guest *g, struct vmp_snap_restore_stats *st,
+		   bool *touched, struct hatch_err *err)
+{
+	*touched = true;
+	g->ready = false;
+	if (vmp_snap_drop_ram(vm, err) < 0)
+		return -1;
 	int r = vmp_snap_restore(vm, h, fd, g, st, touched, err);
 	*touched = true;
 	return r;

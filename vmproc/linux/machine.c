@@ -121,7 +121,7 @@ int vmp_linux_create(struct vmp_vm *vm, const struct vmp_linux_config *cfg,
 		.cmdline = cmdline, .nvirtio = 1,
 	};
 	if (vmp_linux_cpu_init(vm, cfg->host_cpuid, err) < 0 ||
-	    vmp_linux_load(vm, &b, NULL, err) < 0)
+	    (cfg->kernel && vmp_linux_load(vm, &b, NULL, err) < 0))
 		return -1;
 	if (vmp_bus_create(&m->bus, err) < 0 ||
 	    vmp_uart_create(m->bus, vm->vm_fd, VMP_UART_COM1_BASE, VMP_UART_COM1_IRQ,
@@ -228,6 +228,142 @@ int vmp_linux_agent_recv(struct vmp_linux *m, const uint8_t **frame, size_t *len
 	}
 	vmp_bus_unlock(m->bus);
 	return r;
+}
+
+/* ---- snapshots ------------------------------------------------------------ */
+
+int vmp_linux_pause(struct vmp_linux *m, struct hatch_err *err)
+{
+	if (vmp_vcpus_pause(m->vcpus) < 0)
+		return ended(m, err);
+	return 0;
+}
+
+void vmp_linux_resume(struct vmp_linux *m)
+{
+	vmp_vcpus_start(m->vcpus); /* the first time: the gate opens */
+	vmp_vcpus_resume(m->vcpus);
+}
+
+int vmp_linux_devices_save(struct vmp_linux *m, struct snap_devices *d,
+			   struct hatch_err *err)
+{
+	memset(d, 0, sizeof(*d));
+	vmp_bus_lock(m->bus);
+	bool idle = vmp_agent_chan_idle(m->chan) && m->in_start == m->in_end && !m->chan_err;
+	uint64_t in, out;
+	vmp_agent_chan_save(m->chan, &in, &out);
+	struct vmp_virtio_mmio_state vs;
+	vmp_virtio_mmio_save(&m->con.mmio, &vs);
+	vmp_bus_unlock(m->bus);
+	if (!idle)
+		return hatch_err_set(err, E(FAILED_PRECONDITION), 0,
+				     "the agent channel has a frame in flight: save between "
+				     "operations");
+	struct vmp_uart_state us;
+	vmp_uart_save(m->uart, &us);
+	d->machine = SNAP_MACHINE_LINUX;
+	d->uart = (struct snap_uart){
+		.ier = us.ier, .lcr = us.lcr, .mcr = us.mcr, .scr = us.scr, .fcr = us.fcr,
+		.dll = us.dll, .dlm = us.dlm, .thr_pending = us.thr_pending,
+		.irq_level = us.irq_level,
+	};
+	d->agent = (struct snap_agent_chan){ .bytes_in = in, .bytes_out = out };
+	d->nvirtio = 1;
+	struct snap_virtio_dev *v = &d->virtio[AGENT_DEV];
+	*v = (struct snap_virtio_dev){
+		.device_id = vs.device_id, .nqueues = vs.nqueues, .status = vs.status,
+		.interrupt_status = vs.interrupt_status,
+		.config_generation = vs.config_generation,
+		.device_features_sel = vs.device_features_sel,
+		.driver_features_sel = vs.driver_features_sel, .queue_sel = vs.queue_sel,
+		.device_features = vs.device_features, .driver_features = vs.driver_features,
+	};
+	for (unsigned q = 0; q < vs.nqueues && q < SNAP_VIRTIO_MAX_QUEUES; q++)
+		v->q[q] = (struct snap_virtio_queue){
+			.desc_gpa = vs.q[q].desc_gpa, .avail_gpa = vs.q[q].avail_gpa,
+			.used_gpa = vs.q[q].used_gpa, .num = vs.q[q].num,
+			.last_avail = vs.q[q].last_avail, .used_idx = vs.q[q].used_idx,
+			.ready = vs.q[q].ready, .enabled = vs.q[q].enabled,
+		};
+	return 0;
+}
+
+int vmp_linux_devices_check(const struct snap_devices *d, struct hatch_err *err)
+{
+	/* What vmp_linux_create builds: one virtio-console, VERSION_1 only. */
+	const uint64_t console_features = 1ull << 32; /* VIRTIO_F_VERSION_1 */
+	if (d->machine != SNAP_MACHINE_LINUX)
+		return hatch_err_set(err, E(FAILED_PRECONDITION), 0,
+				     "snapshot's machine type %u, this build's Linux machine is %u",
+				     d->machine, SNAP_MACHINE_LINUX);
+	if (d->nvirtio != 1)
+		return hatch_err_set(err, E(FAILED_PRECONDITION), 0,
+				     "snapshot has %u virtio devices, this pool's machine has 1 "
+				     "(the agent's console)", d->nvirtio);
+	const struct snap_virtio_dev *v = &d->virtio[AGENT_DEV];
+	if (v->device_id != 3 || v->nqueues != 2 || v->device_features != console_features)
+		return hatch_err_set(err, E(FAILED_PRECONDITION), 0,
+				     "snapshot's virtio device 0 is type %u with %u queues and "
+				     "features %#llx; this pool's is the agent's console (type 3, "
+				     "2 queues, features %#llx)", v->device_id, v->nqueues,
+				     (unsigned long long)v->device_features,
+				     (unsigned long long)console_features);
+	return 0;
+}
+
+int vmp_linux_devices_restore(struct vmp_linux *m, const struct snap_devices *d,
+			      struct hatch_err *err)
+{
+	if (vmp_linux_devices_check(d, err) < 0)
+		return -1;
+	const struct snap_virtio_dev *v = &d->virtio[AGENT_DEV];
+	struct vmp_virtio_mmio_state vs = {
+		.version = VMP_VIRTIO_STATE_VERSION, .device_id = v->device_id,
+		.nqueues = v->nqueues, .status = v->status,
+		.interrupt_status = v->interrupt_status,
+		.config_generation = v->config_generation,
+		.device_features_sel = v->device_features_sel,
+		.driver_features_sel = v->driver_features_sel, .queue_sel = v->queue_sel,
+		.device_features = v->device_features, .driver_features = v->driver_features,
+	};
+	for (unsigned q = 0; q < v->nqueues && q < VMP_VIRTIO_MAX_QUEUES; q++)
+		vs.q[q] = (struct vmp_virtio_queue_state){
+			.desc_gpa = v->q[q].desc_gpa, .avail_gpa = v->q[q].avail_gpa,
+			.used_gpa = v->q[q].used_gpa, .num = v->q[q].num,
+			.last_avail = v->q[q].last_avail, .used_idx = v->q[q].used_idx,
+			.ready = v->q[q].ready, .enabled = v->q[q].enabled,
+		};
+	struct vmp_uart_state us = {
+		.ier = d->uart.ier, .lcr = d->uart.lcr, .mcr = d->uart.mcr, .scr = d->uart.scr,
+		.fcr = d->uart.fcr, .dll = d->uart.dll, .dlm = d->uart.dlm,
+		.thr_pending = d->uart.thr_pending, .irq_level = d->uart.irq_level,
+	};
+	vmp_uart_restore(m->uart, &us);
+	vmp_bus_lock(m->bus);
+	/* The channel first: the transport's restore resets the device,
+	 * which a channel that has seen traffic would take for a lost
+	 * stream. */
+	vmp_agent_chan_restore(m->chan, 0, 0);
+	int r = vmp_virtio_mmio_restore(&m->con.mmio, &vs);
+	vmp_agent_chan_restore(m->chan, d->agent.bytes_in, d->agent.bytes_out);
+	m->in_start = m->in_end = 0;
+	m->chan_err = 0;
+	vmp_bus_unlock(m->bus);
+	if (r < 0)
+		return hatch_err_set(err, E(INVALID_ARGUMENT), -r,
+				     "snapshot's virtio device 0 state does not fit the device "
+				     "(rings outside guest memory?)");
+	return 0;
+}
+
+void vmp_linux_kick(struct vmp_linux *m)
+{
+	vmp_bus_lock(m->bus);
+	for (unsigned q = 0; q < 2; q++)
+		vmp_virtio_mmio_notify(&m->con.mmio, q);
+	vmp_virtio_mmio_repost_irq(&m->con.mmio);
+	vmp_bus_unlock(m->bus);
 }
 
 size_t vmp_linux_console_tail(struct vmp_linux *m, char *buf, size_t len, unsigned lines)

@@ -33,9 +33,13 @@
 
 #include "hatchery/error.h"
 #include "kvm/kvm.h"
+#include "snapshot.h"
 
 struct vmp_linux_config {
-	const uint8_t *kernel;       /* a bzImage, not owned */
+	/* A bzImage, not owned; NULL: the machine is built for a snapshot
+	 * (vmp_linux_restore_devices after vmp_snap_apply): no kernel is
+	 * loaded, guest RAM stays as it is. */
+	const uint8_t *kernel;
 	size_t kernel_len;
 	const uint8_t *initrd;       /* a (compressed) cpio, not owned */
 	size_t initrd_len;
@@ -72,6 +76,39 @@ size_t vmp_linux_agent_room(const struct vmp_linux *m);
  * call), 0 none yet, -1 the agent broke the framing (err). */
 int vmp_linux_agent_recv(struct vmp_linux *m, const uint8_t **frame, size_t *len,
 			 struct hatch_err *err);
+
+/* ---- snapshots (docs/snapshot.md, "Linux guests") -------------------------
+ *
+ * Save: vmp_linux_pause, vmp_linux_devices_save, vmp_snap_save with the
+ * devices, vmp_linux_resume. Restore into a machine built without a
+ * kernel (or paused and its RAM dropped, for a reset): vmp_snap_apply,
+ * vmp_linux_devices_restore, vmp_linux_resume (which also starts vCPUs
+ * that never ran) and vmp_linux_kick. */
+
+/* Stop the vCPUs between instructions (vcpus.h). -1 with err when the VM
+ * has ended. */
+int vmp_linux_pause(struct vmp_linux *m, struct hatch_err *err);
+/* Let them run (or start them, the first time). */
+void vmp_linux_resume(struct vmp_linux *m);
+
+/* With the vCPUs paused: the devices' state. FAILED_PRECONDITION when the
+ * agent channel has a frame in flight either way (its buffers are not
+ * saved: a Save happens between operations) or is broken. */
+int vmp_linux_devices_save(struct vmp_linux *m, struct snap_devices *d,
+			   struct hatch_err *err);
+/* Is d the device set this machine builds (machine type, virtio devices,
+ * their ids, queues and features)? FAILED_PRECONDITION naming the first
+ * difference. The supervisor asks at start-up, the child again. */
+int vmp_linux_devices_check(const struct snap_devices *d, struct hatch_err *err);
+/* With the vCPUs paused or never started, after vmp_snap_apply: set the
+ * devices' state; the agent channel starts empty and the frames not yet
+ * taken are dropped. */
+int vmp_linux_devices_restore(struct vmp_linux *m, const struct snap_devices *d,
+			      struct hatch_err *err);
+/* After a restore, with the vCPUs running: serve every queue once as if
+ * the guest had kicked it (a kick that was in flight at the save is lost
+ * with the eventfd), and raise the interrupt again if one was pending. */
+void vmp_linux_kick(struct vmp_linux *m);
 
 /* The console's last `lines` lines into buf (NUL-terminated). */
 size_t vmp_linux_console_tail(struct vmp_linux *m, char *buf, size_t len, unsigned lines);
