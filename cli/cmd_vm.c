@@ -117,9 +117,11 @@ int cmd_run(const struct hx_ctx *cx, int argc, char **argv)
 struct snap_args {
 	const char *pool, *file;
 	const char *fn, *payload; /* --call; fn NULL without it */
+	const char *exec;         /* snapshot --exec: a shell command; NULL without it */
 };
 
-/* POOL FILE [--call FUNCTION PAYLOAD], for both commands. */
+/* POOL FILE [--call FUNCTION PAYLOAD | --exec COMMAND], for both
+ * commands (--exec: snapshot only, a Linux pool). */
 static int parse_snap_args(const char *cmd, int argc, char **argv, struct snap_args *a)
 {
 	const char *pos[2];
@@ -138,6 +140,12 @@ static int parse_snap_args(const char *cmd, int argc, char **argv, struct snap_a
 			if (strlen(a->payload) > RUN_PAYLOAD_MAX)
 				return hx_usage_error("%s: --call: PAYLOAD longer than %zu bytes",
 						      cmd, RUN_PAYLOAD_MAX);
+		} else if (strcmp(argv[i], "--exec") == 0 && strcmp(cmd, "snapshot") == 0) {
+			if (a->exec)
+				return hx_usage_error("%s: --exec given twice", cmd);
+			if (i + 1 >= argc || !*argv[i + 1])
+				return hx_usage_error("%s: --exec wants a COMMAND", cmd);
+			a->exec = argv[++i];
 		} else if (npos < 2 && argv[i][0] != '-') {
 			pos[npos++] = argv[i];
 		} else {
@@ -146,6 +154,9 @@ static int parse_snap_args(const char *cmd, int argc, char **argv, struct snap_a
 	}
 	if (npos < 2)
 		return hx_usage_error("%s: missing POOL FILE", cmd);
+	if (a->fn && a->exec)
+		return hx_usage_error("%s: --call (a kernel-less pool) or --exec (a Linux "
+				      "pool), not both", cmd);
 	if (!*pos[0] || !*pos[1])
 		return hx_usage_error("%s: POOL and FILE must not be empty", cmd);
 	a->pool = pos[0];
@@ -172,7 +183,36 @@ static int snap_call(int vm_fd, const struct snap_args *sa, struct hatch_err *er
 	return 0;
 }
 
-/* snapshot POOL FILE [--call FUNCTION PAYLOAD] */
+static void snap_exec_output(void *ctx, int stream, const void *data, size_t len)
+{
+	(void)ctx;
+	fwrite(data, 1, len, stream == HATCH_STDERR ? stderr : stdout);
+}
+
+/* --exec: the warm-up runs as `sh -c COMMAND` in the guest, its output
+ * passed through; it must exit 0, or nothing is saved. */
+static int snap_exec(int vm_fd, const struct snap_args *sa, struct hatch_err *err)
+{
+	const char *argv[] = { "/bin/sh", "-c", sa->exec };
+	struct hatch_exec req = { .argv = argv, .argc = 3 };
+	Hatchery__V1__VmExecReply *rep = NULL;
+	uint64_t t0 = hatch_now_ns();
+	if (hatch_vm_exec(vm_fd, &req, snap_exec_output, NULL, &rep, err) < 0)
+		return hatch_err_wrap(err, "--exec");
+	fflush(stdout);
+	int code = rep->exit_code, sig = rep->signal;
+	bool to = rep->timed_out;
+	hatch_free(rep);
+	if (sig || code || to)
+		return hatch_err_set(err, E(FAILED_PRECONDITION), 0,
+				     "--exec: the warm-up %s %d%s; nothing saved",
+				     sig ? "was killed by signal" : "exited with", sig ? sig : code,
+				     to ? " (timed out)" : "");
+	fprintf(stderr, "exec: %.1f ms\n", (double)(hatch_now_ns() - t0) / 1e6);
+	return 0;
+}
+
+/* snapshot POOL FILE [--call FUNCTION PAYLOAD | --exec COMMAND] */
 int cmd_snapshot(const struct hx_ctx *cx, int argc, char **argv)
 {
 	struct snap_args sa;
@@ -194,6 +234,8 @@ int cmd_snapshot(const struct hx_ctx *cx, int argc, char **argv)
 	if (vm_fd < 0)
 		return hx_fail(&err);
 	if (sa.fn && snap_call(vm_fd, &sa, &err) < 0)
+		return hx_fail(&err);
+	if (sa.exec && snap_exec(vm_fd, &sa, &err) < 0)
 		return hx_fail(&err);
 	Hatchery__V1__VmSaveReply *sr = NULL;
 	uint64_t t0 = hatch_now_ns();

@@ -17,6 +17,7 @@
 #include "hatchery/cleanup.h"
 #include "hatchery/v1/common.pb-c.h"
 #include "linux/bzimage.h"
+#include "linux/machine.h"
 #include "snapshot.h"
 
 /* Read each booted pool's guest ELF once and validate it as a child
@@ -90,6 +91,23 @@ static int read_whole(const char *pool, const char *what, const char *path,
 #define LINUX_KERNEL_MAX (64u << 20)
 #define LINUX_INITRD_MAX (512u << 20)
 
+/* Can this host's KVM run a Linux guest? The probe runs a guest (up to
+ * ~0.2 s where KVM emulates CPL 0): once it said yes, a reload does not ask
+ * again. kvm NULL (hatcheryd --check): not asked. */
+static int probe_linux_once(const struct vmp_kvm_host *kvm, const struct sup_pool_config *p,
+			    const char *what, struct hatch_err *err)
+{
+	static bool probed;
+	if (!kvm || probed)
+		return 0;
+	if (vmp_kvm_probe_kernel_mode(kvm, NULL, err) < 0)
+		return hatch_err_wrap(err, "[pool \"%s\"] %s: this host's KVM cannot run a "
+				      "Linux kernel (run hatchery in a VM with hardware "
+				      "virtualisation, or scripts/vm)", p->name, what);
+	probed = true;
+	return 0;
+}
+
 /* Each linux pool's kernel and initramfs, read once (children inherit the
  * bytes through the fork and copy them into guest RAM) and the kernel's
  * boot header checked, so a wrong file fails start-up with one message.
@@ -97,21 +115,13 @@ static int read_whole(const char *pool, const char *what, const char *path,
 int sup_load_linux(struct sup_config *cfg, const struct vmp_kvm_host *kvm,
 		   struct hatch_err *err)
 {
-	/* The probe runs a guest (up to ~0.2 s where KVM emulates CPL 0): once
-	 * it said yes, a reload does not ask again. */
-	static bool probed;
 	for (size_t i = 0; i < cfg->n_pools; i++) {
 		struct sup_pool_config *p = &cfg->pools[i];
 		if (p->kind != SUP_POOL_LINUX)
 			continue;
-		if (kvm && !probed) {
-			if (vmp_kvm_probe_kernel_mode(kvm, NULL, err) < 0)
-				return hatch_err_wrap(err, "[pool \"%s\"] kind = linux: this "
-						      "host's KVM cannot boot a Linux kernel "
-						      "(run hatchery in a VM with hardware "
-						      "virtualisation, or scripts/vm)", p->name);
-			probed = true;
-		}
+		p->linux_machine = true;
+		if (probe_linux_once(kvm, p, "kind = linux", err) < 0)
+			return -1;
 		if (read_whole(p->name, "kernel", p->kernel, LINUX_KERNEL_MAX,
 			       &p->kernel_img, &p->kernel_len, err) < 0 ||
 		    read_whole(p->name, "initrd", p->initrd, LINUX_INITRD_MAX,
@@ -158,7 +168,21 @@ int sup_load_snapshots(struct sup_config *cfg, const struct vmp_kvm_host *kvm,
 					      "vcpus = %u)", p->name, p->snapshot, p->memory_mib,
 					      p->vcpus);
 		uint32_t crc = img.header_crc;
+		/* A Linux guest's snapshot: its device set must be the one
+		 * this pool's children build, and the host must run Linux. */
+		p->linux_machine = img.st.devices != NULL;
+		int r = 0;
+		if (p->linux_machine) {
+			r = vmp_linux_devices_check(img.st.devices, err);
+			if (r < 0)
+				hatch_err_wrap(err, "[pool \"%s\"] snapshot %s", p->name,
+					       p->snapshot);
+			else
+				r = probe_linux_once(kvm, p, "a snapshot of a Linux guest", err);
+		}
 		snap_image_free(&img);
+		if (r < 0)
+			return -1;
 		p->snap_header_crc = crc;
 		p->snap_dev = (uint64_t)st.st_dev;
 		p->snap_ino = (uint64_t)st.st_ino;
@@ -166,10 +190,11 @@ int sup_load_snapshots(struct sup_config *cfg, const struct vmp_kvm_host *kvm,
 		p->snap_mtime = (int64_t)st.st_mtime;
 		p->snap_fd = steal_fd(&fd);
 		fprintf(stderr, "hatcheryd: pool \"%s\": snapshot %s (dev %llu, inode %llu, "
-				"%lld bytes, mtime %lld, header crc %08x), %s\n",
+				"%lld bytes, mtime %lld, header crc %08x), %s, %s\n",
 			p->name, p->snapshot, (unsigned long long)st.st_dev,
 			(unsigned long long)st.st_ino, (long long)st.st_size,
 			(long long)st.st_mtime, crc,
+			p->linux_machine ? "a Linux guest" : "a kernel-less guest",
 			p->prerestore ? "restored before ready" : "restored on lease");
 	}
 	return 0;

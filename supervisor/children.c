@@ -343,7 +343,7 @@ void check_children(struct server *s, struct spool *sp, uint64_t now)
 	retire_idle(s, sp, now);
 	/* A Linux child enforces its own boot deadline and says why it
 	 * missed it (the console's last lines); this is the backstop. */
-	uint64_t spawn_timeout = cfg->kind == SUP_POOL_LINUX
+	uint64_t spawn_timeout = cfg->linux_machine
 		? (uint64_t)cfg->boot_timeout_ms * 1000000ull + SPAWN_TIMEOUT_NS
 		: SPAWN_TIMEOUT_NS;
 	for (c = p->list[CHILD_SPAWNING]; c; c = nx) {

@@ -86,6 +86,10 @@ struct sup_pool_config {
 	 * MAP_PRIVATE. -1 until then. Closed by sup_config_free(). */
 	int snap_fd;
 	uint32_t snap_header_crc;       /* the header's CRC32C at start-up */
+	/* The children run a Linux machine (vCPU threads, devices, the
+	 * agent): kind = linux, or kind = restore with a snapshot of a Linux
+	 * guest (set by sup_load_snapshots, which reads it off the file). */
+	bool linux_machine;
 	/* Its identity at start-up (logged; a child checks the size). */
 	uint64_t snap_dev, snap_ino, snap_size;
 	int64_t snap_mtime;

@@ -35,7 +35,7 @@ static uint64_t ready_wait_ns(const struct server *s)
 	uint64_t w = READY_WAIT_MIN_NS;
 	for (size_t i = 0; i < s->n_pools; i++) {
 		const struct sup_pool_config *c = s->pools[i]->p.cfg;
-		uint64_t t = c->kind == SUP_POOL_LINUX
+		uint64_t t = c->linux_machine
 				     ? (uint64_t)c->boot_timeout_ms * 1000000ull + SPAWN_SLACK_NS
 				     : SPAWN_SLACK_NS;
 		if (t > w)

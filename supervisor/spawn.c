@@ -75,15 +75,15 @@ int sup_spawn(struct sup_child *c, const struct sup_server_opts *o,
 		/* 0-2, control, /dev/kvm, supervisor pidfd, the VM, its
 		 * vCPUs, the client's socket, the snapshot, fds of a
 		 * rejected packet. */
-		.nofile = 16 + cfg->vcpus + (cfg->kind == SUP_POOL_LINUX ? LINUX_EXTRA_FDS : 0),
-		.nproc = cfg->kind == SUP_POOL_LINUX ? VMP_JAIL_NPROC_LINUX(cfg->vcpus) : 0,
+		.nofile = 16 + cfg->vcpus + (cfg->linux_machine ? LINUX_EXTRA_FDS : 0),
+		.nproc = cfg->linux_machine ? VMP_JAIL_NPROC_LINUX(cfg->vcpus) : 0,
 		.as_extra = ((uint64_t)cfg->memory_mib << 20) +
 			    (uint64_t)cfg->vcpus * (uint64_t)o->kvm->vcpu_mmap_size +
 			    AS_HEADROOM + VMP_GUEST_MAX_ELF /* a Load maps the ELF */ +
-			    (cfg->kind == SUP_POOL_LINUX ? LINUX_AS_EXTRA(cfg->vcpus) : 0),
+			    (cfg->linux_machine ? LINUX_AS_EXTRA(cfg->vcpus) : 0),
 		/* A snapshot: guest RAM plus its state sections. */
 		.fsize = ((uint64_t)cfg->memory_mib << 20) + SNAP_FSIZE_HEADROOM,
-		.filter = &o->filters[cfg->kind == SUP_POOL_LINUX ? VMP_FILTER_LINUX : VMP_FILTER_KERNELLESS][cfg->seccomp],
+		.filter = &o->filters[cfg->linux_machine ? VMP_FILTER_LINUX : VMP_FILTER_KERNELLESS][cfg->seccomp],
 		.flags = JAIL_SANITIZER_FLAGS | (o->rootless ? VMP_JAIL_USERNS : 0),
 		.report_fd = -1,
 		.parent_pidfd = -1,
@@ -96,6 +96,7 @@ int sup_spawn(struct sup_child *c, const struct sup_server_opts *o,
 		.kind = sup_pool_kind_name(cfg->kind),
 		.guest_elf = cfg->guest_elf,
 		.guest_elf_len = cfg->guest_elf_len,
+		.linux_machine = cfg->linux_machine,
 		.kernel = cfg->kernel_img,
 		.kernel_len = cfg->kernel_len,
 		.initrd = cfg->initrd_img,

@@ -218,6 +218,9 @@ struct vmp_spawn {
 	 * at start-up; the child has it through the fork. NULL otherwise. */
 	const uint8_t *guest_elf;
 	size_t guest_elf_len;
+	/* A Linux machine (vCPU threads, devices, the agent): kind "linux",
+	 * or kind "restore" with a snapshot of a Linux guest. */
+	bool linux_machine;
 	/* kind "linux": the kernel (bzImage) and initramfs, read by the
 	 * supervisor at start-up (the child has them through the fork and
 	 * copies them into guest RAM), words to append to the kernel's

@@ -25,6 +25,7 @@
 #include "linux/relay.h"
 #include "runtime/runtime.h"
 #include "vmproc.h"
+#include "vmsnap.h"
 
 /* Fixed fd numbers in the child after fd hygiene. */
 #define CTRL_FD 3
@@ -106,6 +107,18 @@ int vmp_child_serve_request(struct child *ch, const Hatchery__V1__VmRequest *req
 int vmp_child_linux_build(struct child *ch, struct hatch_err *err);
 int vmp_child_linux_boot(struct child *ch, struct hatch_err *err);
 void vmp_child_linux_serve(struct child *ch);
+
+/* linux.c, snapshots of a Linux VM. Save: between operations (else
+ * FAILED_PRECONDITION); 0, or -1 with err (if the VM ended meanwhile, the
+ * next turn of the serve loop sees it). Restore the snapshot in fd into
+ * the machine (built without a kernel, vCPUs never started; or, `reset`,
+ * a machine that has run: paused and its RAM dropped first), start it,
+ * kick its queues and resume its agent (clock, entropy). *touched as for
+ * vmp_snap_restore. */
+int vmp_child_linux_save(struct child *ch, int fd, struct vmp_snap_save_stats *st,
+			 struct hatch_err *err);
+int vmp_child_linux_restore(struct child *ch, int fd, bool reset, bool *touched,
+			    struct hatch_err *err);
 
 /* restore.c: restore the pool's snapshot (inherited at SNAP_FD) into our
  * VM; `reset`: over a VM that has run (vmp_snap_reset). Returns 0, or -1

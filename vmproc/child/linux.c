@@ -12,12 +12,15 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "child/child.h"
 #include "hatchery/clock.h"
 #include "hatchery/v1/control.pb-c.h"
 #include "hatchery/v1/vm.pb-c.h"
+#include "vmsnap.h"
 
 #define E(x) HATCHERY__V1__ERROR_CODE__##x
 
@@ -124,6 +127,10 @@ static void send_pong(uint64_t seq)
  * health timeout then replaces us. */
 static void health_ping(struct child *ch, uint64_t seq)
 {
+	if (ch->restore_pending) {
+		send_pong(seq); /* nothing runs yet: the vmproc is the VM */
+		return;
+	}
 	if (ch->relay.health || ch->relay.id)
 		return;
 	Hatchery__V1__VmRequest req = HATCHERY__V1__VM_REQUEST__INIT;
@@ -236,7 +243,8 @@ static int client_packet(struct child *ch)
 	return go;
 }
 
-/* Control packets while a Linux VM is idle or leased. Returns 1 to go on. */
+/* Control packets while a Linux VM is idle or leased. Returns 1 to go on,
+ * 0 when the supervisor is gone, -1 when the restore on lease failed. */
 static int ctrl_packet(struct child *ch)
 {
 	struct ipc_msg m = { .buf = vmp_child_rx_buf };
@@ -249,7 +257,14 @@ static int ctrl_packet(struct child *ch)
 		return 0;
 	if (msg->body_case == HATCHERY__V1__SUP_MSG__BODY_PING)
 		health_ping(ch, msg->ping->seq);
+	int leased = msg->body_case == HATCHERY__V1__SUP_MSG__BODY_LEASED;
 	hatchery__v1__sup_msg__free_unpacked(msg, NULL);
+	/* A restore pool restores on lease unless it did before ready. */
+	if (leased && ch->restore_pending) {
+		vmp_child_restore_on_lease(ch);
+		if (ch->restore_failed)
+			return -1;
+	}
 	return 1;
 }
 
@@ -296,15 +311,170 @@ void vmp_child_linux_serve(struct child *ch)
 			}
 		if (r < 0)
 			break;
+		if (p[1].revents && ch->restore_pending) {
+			/* The client's first packet beat SupLeased. */
+			vmp_child_restore_on_lease(ch);
+			if (ch->restore_failed) {
+				hatch_err_set(&err, ch->restore_err_code, 0, "%s", ch->restore_err);
+				break;
+			}
+		}
 		if (p[1].revents && !client_packet(ch))
 			return;
-		if (p[0].revents && !ctrl_packet(ch))
-			return;
+		if (p[0].revents) {
+			int c = ctrl_packet(ch);
+			if (c == 0)
+				return;
+			if (c < 0) {
+				hatch_err_set(&err, ch->restore_err_code, 0, "%s", ch->restore_err);
+				break;
+			}
+		}
 	}
 	/* The VM ended under a lease or while idle: say why to whoever
 	 * holds it (the operation in flight gets the error with its id),
 	 * and to the supervisor. */
 	vmp_child_send_error(ch->client_fd, ch->relay.id, err.code ? err.code : E(GUEST_FAULT), err.msg);
-	vmp_child_send_failed(err.msg);
+	if (!ch->restore_failed) /* restore.c has said it */
+		vmp_child_send_failed(err.msg);
 	_exit(1);
+}
+
+/* ---- snapshots ----------------------------------------------------------- */
+
+/* Save{fd} of a Linux VM, between operations: the vCPUs stop, the machine's
+ * KVM state, devices and memory go to the file, the vCPUs go on. Replies
+ * to the client like the kernel-less Save. Returns 1 (the lease goes on)
+ * or -1 when the VM ended meanwhile (err; the caller ends the child). */
+int vmp_child_linux_save(struct child *ch, int fd, struct vmp_snap_save_stats *st,
+			 struct hatch_err *err)
+{
+	if (ch->relay.id || ch->relay.health)
+		return hatch_err_set(err, E(FAILED_PRECONDITION), 0,
+				     "Save: operation %llu is in flight; save between operations",
+				     (unsigned long long)(ch->relay.id ? ch->relay.id
+								       : VMP_RELAY_HEALTH_ID));
+	if (vmp_linux_pause(ch->lm, err) < 0)
+		return -1;
+	static struct snap_devices dev; /* ~2 KiB: off the stack */
+	int r = vmp_linux_devices_save(ch->lm, &dev, err);
+	if (r == 0)
+		r = vmp_snap_save(&ch->vm, ch->s->kvm, NULL, &dev, fd, st, err);
+	vmp_linux_resume(ch->lm);
+	return r;
+}
+
+/* The agent's answer to the host's AgentResume (the relay checks it): its
+ * agent_ready, with the resume's id. */
+static int take_resumed(struct child *ch, const uint8_t *frame, size_t len,
+			struct hatch_err *err)
+{
+	Hatchery__V1__VmReply *rep = hatchery__v1__vm_reply__unpack(NULL, len, frame);
+	if (!rep)
+		return hatch_err_set(err, E(GUEST_FAULT), 0,
+				     "agent protocol: a frame of %zu bytes that is no VmReply", len);
+	enum vmp_relay_verdict v = vmp_relay_agent(&ch->relay, rep, err);
+	if (v == VMP_RELAY_RESUMED) {
+		snprintf(ch->kernel_release, sizeof(ch->kernel_release), "%s",
+			 rep->agent_ready->kernel_release ? rep->agent_ready->kernel_release
+							  : "");
+		ch->guest_nproc = rep->agent_ready->nproc;
+	} else if (v != VMP_RELAY_RESUME_FAILED && v != VMP_RELAY_VIOLATION) {
+		hatch_err_set(err, E(GUEST_FAULT), 0,
+			      "agent protocol: a frame that does not answer the resume");
+	}
+	hatchery__v1__vm_reply__free_unpacked(rep, NULL);
+	return v == VMP_RELAY_RESUMED ? 0 : -1;
+}
+
+/* Tell the restored guest's agent what changed under it: the host's wall
+ * clock (the guest's stood still since the save) and fresh entropy for
+ * its kernel's RNG (every clone would otherwise draw the same bytes), and
+ * wait for its answer within boot_timeout_ms. docs/snapshot.md, "Linux
+ * guests". */
+static int agent_resume(struct child *ch, struct hatch_err *err)
+{
+	uint8_t entropy[64];
+	for (size_t got = 0; got < sizeof(entropy);) {
+		ssize_t n = getrandom(entropy + got, sizeof(entropy) - got, 0);
+		if (n < 0 && errno != EINTR)
+			return hatch_err_set(err, E(INTERNAL), errno,
+					     "getrandom: entropy for the restored guest");
+		got += n > 0 ? (size_t)n : 0;
+	}
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	Hatchery__V1__VmRequest req = HATCHERY__V1__VM_REQUEST__INIT;
+	Hatchery__V1__VmAgentResume res = HATCHERY__V1__VM_AGENT_RESUME__INIT;
+	res.realtime_ns = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+	res.entropy.data = entropy;
+	res.entropy.len = sizeof(entropy);
+	res.generation = ch->resets + 1;
+	req.id = VMP_RELAY_RESUME_ID;
+	req.body_case = HATCHERY__V1__VM_REQUEST__BODY_AGENT_RESUME;
+	req.agent_resume = &res;
+	uint8_t buf[256];
+	if (hatchery__v1__vm_request__get_packed_size(&req) > sizeof(buf))
+		return hatch_err_set(err, E(INTERNAL), 0, "resume frame too large");
+	size_t len = hatchery__v1__vm_request__pack(&req, buf);
+	explicit_bzero(entropy, sizeof(entropy));
+	if (vmp_linux_agent_send(ch->lm, buf, len) < 0)
+		return hatch_err_set(err, E(INTERNAL), 0, "the agent channel takes no frame");
+	explicit_bzero(buf, sizeof(buf));
+	vmp_relay_resume_start(&ch->relay);
+	uint64_t deadline = hatch_now_ns() + (uint64_t)ch->s->boot_timeout_ms * 1000000ull;
+	for (;;) {
+		const uint8_t *frame;
+		size_t flen;
+		int r = vmp_linux_agent_recv(ch->lm, &frame, &flen, err);
+		if (r < 0)
+			return -1;
+		if (r > 0)
+			return take_resumed(ch, frame, flen, err);
+		uint64_t t = hatch_now_ns();
+		if (t >= deadline)
+			return hatch_err_set(err, E(DEADLINE_EXCEEDED), 0,
+					     "the restored guest's agent did not answer within "
+					     "boot_timeout_ms (%u ms)", ch->s->boot_timeout_ms);
+		struct pollfd p[VMP_LINUX_MAX_POLLFDS];
+		size_t n = vmp_linux_pollfds(ch->lm, p);
+		if (poll(p, n, (int)((deadline - t) / 1000000ull) + 1) < 0 && errno != EINTR)
+			return hatch_err_set(err, E(INTERNAL), errno, "poll");
+		if (vmp_linux_process(ch->lm, p, n, err) < 0)
+			return -1;
+	}
+}
+
+int vmp_child_linux_restore(struct child *ch, int fd, bool reset, bool *touched,
+			    struct hatch_err *err)
+{
+	*touched = false;
+	struct snap_image img;
+	if (vmp_snap_open(&ch->vm, ch->s->kvm, fd, &img, err) < 0)
+		return -1;
+	int r = -1;
+	struct vmp_snap_restore_stats st;
+	if (!img.st.devices) {
+		hatch_err_set(err, E(FAILED_PRECONDITION), 0,
+			      "a snapshot of a kernel-less guest does not restore into a Linux VM");
+		goto out;
+	}
+	if (vmp_linux_devices_check(img.st.devices, err) < 0)
+		goto out;
+	if (reset) {
+		*touched = true;
+		if (vmp_linux_pause(ch->lm, err) < 0 || vmp_snap_drop_ram(&ch->vm, err) < 0)
+			goto out;
+	}
+	if (vmp_snap_apply(&ch->vm, fd, &img, &st, touched, err) < 0 ||
+	    vmp_linux_devices_restore(ch->lm, img.st.devices, err) < 0)
+		goto out;
+	ch->relay = (struct vmp_relay){ 0 };
+	ch->op_deadline = 0;
+	vmp_linux_resume(ch->lm);
+	vmp_linux_kick(ch->lm);
+	r = agent_resume(ch, err);
+out:
+	snap_image_free(&img);
+	return r;
 }

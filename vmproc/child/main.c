@@ -206,7 +206,7 @@ static void build_or_die(struct child *ch)
 	/* Before the jail: sigaction and timer_create are not on the allowlist
 	 * (rt_sigaction must stay off it: see on_sigsys in child/jail.c). */
 	if (vmp_guest_deadline_init(&err) < 0 ||
-	    (s->kernel && vmp_vcpus_signal_init(&err) < 0))
+	    (s->linux_machine && vmp_vcpus_signal_init(&err) < 0))
 		fail_or_die("%s", err.msg);
 	/* The jail comes before the VM: KVM_CREATE_VM and everything after it
 	 * run jailed (docs/security.md, "Why the VM is built inside"). */
@@ -229,7 +229,7 @@ static void build_or_die(struct child *ch)
 	    vmp_vm_first_run(&ch->vm, &err) < 0)
 		fail_or_die("%s", err.msg);
 	/* A Linux guest's vCPU threads are tasks too: made now, parked. */
-	if (s->kernel && vmp_child_linux_build(ch, &err) < 0)
+	if (s->linux_machine && vmp_child_linux_build(ch, &err) < 0)
 		fail_or_die("linux: %s", err.msg);
 	/* KVM's worker exists now (on kernels that make one), and the vCPU
 	 * threads: no task is created after this, so NPROC can drop to 1 for
@@ -258,7 +258,9 @@ static void build_or_die(struct child *ch)
 			 * echo p50 ~200 us instead of ~300. */
 			if (vmp_child_restore_pool_snapshot(ch, false, &err) < 0)
 				fail_or_die("%s", err.msg);
-			if (vmp_guest_heartbeat(&ch->guest, HEARTBEAT_DEADLINE_MS, &ch->res) < 0)
+			/* (A Linux guest's agent has answered its resume.) */
+			if (!ch->lm &&
+			    vmp_guest_heartbeat(&ch->guest, HEARTBEAT_DEADLINE_MS, &ch->res) < 0)
 				fail_or_die("restored guest missed its first heartbeat");
 		} else {
 			ch->restore_pending = true;
@@ -325,9 +327,19 @@ void vmp_child_main(const struct vmp_spawn *s)
 		_exit(1);
 
 	if (ch.lm) {
-		/* Single use: a Linux VM's lease ends the child. */
-		vmp_child_linux_serve(&ch);
-		_exit(0);
+		/* A Linux VM's lease ends the child, unless a restore pool
+		 * resets it to its snapshot for the next (reuse = snapshot). */
+		for (;;) {
+			vmp_child_linux_serve(&ch);
+			if (!(s->reuse && ch.lease_clean && !ch.restore_failed))
+				break;
+			struct hatch_err err = { 0 };
+			if (vmp_child_reset_for_next_lease(&ch, &err) < 0) {
+				vmp_child_send_failed(err.msg);
+				_exit(1);
+			}
+		}
+		_exit(ch.restore_failed ? 1 : 0);
 	}
 	/* Serve a lease; with reuse = snapshot, reset and serve the next.
 	 * Only a lease that ended the ordinary way (Release or EOF) with the

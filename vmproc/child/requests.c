@@ -190,13 +190,14 @@ static int serve_load(struct child *ch, uint64_t id, int fd)
 static int serve_save(struct child *ch, uint64_t id, int fd)
 {
 	struct hatch_err err = { 0 };
-	if (!ch->guest.ready || ch->guest.dead) {
+	if (!ch->lm && (!ch->guest.ready || ch->guest.dead)) {
 		vmp_child_send_error(ch->client_fd, id, E(FAILED_PRECONDITION),
 			   "Save: no live guest in this VM");
 		return 1;
 	}
 	struct vmp_snap_save_stats st;
-	if (vmp_snap_save(&ch->vm, ch->s->kvm, &ch->guest, fd, &st, &err) < 0) {
+	if (ch->lm ? vmp_child_linux_save(ch, fd, &st, &err) < 0
+		   : vmp_snap_save(&ch->vm, ch->s->kvm, &ch->guest, NULL, fd, &st, &err) < 0) {
 		vmp_child_send_error(ch->client_fd, id, err.code, err.msg);
 		return 1;
 	}
@@ -331,11 +332,13 @@ int vmp_child_serve_request(struct child *ch, const Hatchery__V1__VmRequest *req
 				   : "VM requests other than Load, Save and Restore carry no file descriptors");
 		return 1;
 	}
-	if (ch->lm && (fd_what || req->body_case == HATCHERY__V1__VM_REQUEST__BODY_CALL)) {
+	if (ch->lm && req->body_case != HATCHERY__V1__VM_REQUEST__BODY_SAVE &&
+	    (fd_what || req->body_case == HATCHERY__V1__VM_REQUEST__BODY_CALL)) {
 		ipc_msg_close_fds(m);
 		vmp_child_send_error(ch->client_fd, req->id, E(FAILED_PRECONDITION),
-			   "a Linux VM runs programs (Exec) and files; Call, Load, Save and "
-			   "Restore are for kernel-less guests");
+			   "a Linux VM runs programs (Exec) and files, and saves itself "
+			   "(Save); Call, Load and Restore are for kernel-less guests "
+			   "(a Linux snapshot restores through a restore pool)");
 		return 1;
 	}
 	if (fd_what) {

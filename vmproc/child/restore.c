@@ -45,8 +45,9 @@ int vmp_child_restore_pool_snapshot(struct child *ch, bool reset, struct hatch_e
 				     (unsigned long long)s->snap_size, s->snap_header_crc);
 	struct vmp_snap_restore_stats st;
 	bool touched = false;
-	int r = reset ? vmp_snap_reset(&ch->vm, s->kvm, SNAP_FD, &ch->guest, &st, &touched, err)
-		      : vmp_snap_restore(&ch->vm, s->kvm, SNAP_FD, &ch->guest, &st, &touched, err);
+	int r = ch->lm ? vmp_child_linux_restore(ch, SNAP_FD, reset, &touched, err)
+		: reset ? vmp_snap_reset(&ch->vm, s->kvm, SNAP_FD, &ch->guest, &st, &touched, err)
+			: vmp_snap_restore(&ch->vm, s->kvm, SNAP_FD, &ch->guest, &st, &touched, err);
 	if (r < 0) {
 		/* Sound at start-up, so a refusal now means the file changed. */
 		if (!touched)
