@@ -342,7 +342,9 @@ static int fail_pair(struct parse_state *st, size_t pool, const char *a,
 }
 
 /* kind = linux: kernel and initrd default to what the build made; the
- * keys of a Linux pool are refused on other kinds. */
+ * keys of a Linux pool are refused on other kinds, but for boot_timeout_ms
+ * on a restore pool (the deadline of a restored Linux guest's resume; a
+ * kernel-less snapshot does not use it). */
 static int check_linux(struct parse_state *st, size_t i)
 {
 	struct sup_pool_config *p = &st->cfg.pools[i];
@@ -351,10 +353,14 @@ static int check_linux(struct parse_state *st, size_t i)
 						  "boot_timeout_ms" };
 	if (p->kind != SUP_POOL_LINUX) {
 		for (size_t k = 0; k < HATCH_ARRAY_SIZE(linux_keys); k++)
-			if (pool_key_line(m, linux_keys[k]))
+			if (pool_key_line(m, linux_keys[k]) &&
+			    !(p->kind == SUP_POOL_RESTORE &&
+			      strcmp(linux_keys[k], "boot_timeout_ms") == 0))
 				return fail_at(st, pool_key_line(m, linux_keys[k]),
-					       "[pool \"%s\"] %s: only for kind = linux",
-					       p->name, linux_keys[k]);
+					       "[pool \"%s\"] %s: only for kind = linux%s",
+					       p->name, linux_keys[k],
+					       strcmp(linux_keys[k], "boot_timeout_ms") == 0
+						       ? " (and restore)" : "");
 		return 0;
 	}
 	if (!p->kernel[0])

@@ -9,7 +9,7 @@
  * a pool are refused at start-up with a message that says why.
  *
  * One boot makes the snapshot (seconds natively, ~20 s inside scripts/vm),
- * shared by the Tests through a file in /tmp. Labelled linux: scripts/test
+ * so it is one Test in parts, on one file in /tmp. Labelled linux: scripts/test
  * runs it natively only where the host's KVM can boot a kernel, otherwise
  * in scripts/vm. */
 #include <criterion/criterion.h>
@@ -78,8 +78,6 @@ static char snap_path[128];
 
 static void make_snapshot(void)
 {
-	if (snap_path[0])
-		return;
 	snprintf(snap_dir, sizeof(snap_dir), "/tmp/hatchery-lxsnap.XXXXXX");
 	cr_assert_not_null(mkdtemp(snap_dir));
 	snprintf(snap_path, sizeof(snap_path), "%s/lx.snap", snap_dir);
@@ -160,9 +158,9 @@ static void check_clone(int vm, const char *what, char rnd[65])
 	memcpy(rnd, r, 65);
 }
 
-Test(linux_snapshot, clones_see_the_file_run_programs_have_the_clock_and_own_randomness)
+/* 1: two prerestored clones and one restored on lease. */
+static void clones_see_the_file_run_programs_have_the_clock_and_own_randomness(void)
 {
-	make_snapshot();
 	struct harness *h = h_start("%s", restore_pools());
 	h_wait_steady(h, t_ms(120000u));
 	pid_t p1, p2;
@@ -209,9 +207,9 @@ static bool pool_refilled(void *arg)
 	return true;
 }
 
-Test(linux_snapshot, restore_pool_refills_after_sigkill_and_reuse_resets_a_clone)
+/* 2: SIGKILLed clones are replaced; reuse = snapshot resets one. */
+static void restore_pool_refills_after_sigkill_and_reuse_resets_a_clone(void)
 {
-	make_snapshot();
 	struct harness *h = h_start("%s", restore_pools());
 	h_wait_steady(h, t_ms(120000u));
 	pid_t old[2];
@@ -353,9 +351,9 @@ static void corrupt_devices(const char *path)
 	cr_assert_fail("no devices section in %s", path);
 }
 
-Test(linux_snapshot, snapshots_that_do_not_fit_the_pool_are_refused_at_start_up)
+/* 3: what does not fit a pool fails start-up, saying why. */
+static void snapshots_that_do_not_fit_the_pool_are_refused_at_start_up(void)
 {
-	make_snapshot();
 	char cfg[1024], other[160];
 #define POOL "[pool \"p\"]\nkind = restore\nsnapshot = %s\nmemory_mib = %u\nvcpus = %u\n" \
 	     "min_idle = 1\n"
@@ -379,4 +377,16 @@ Test(linux_snapshot, snapshots_that_do_not_fit_the_pool_are_refused_at_start_up)
 	corrupt_devices(other);
 	refused(cfg, "(devices) checksum mismatch", other);
 	unlink(other);
+}
+
+/* One Test: the boot that makes the snapshot is the expensive part, and
+ * Criterion runs each Test in its own process. */
+Test(linux_snapshot, save_restore_pools_reuse_and_refusals)
+{
+	make_snapshot();
+	clones_see_the_file_run_programs_have_the_clock_and_own_randomness();
+	restore_pool_refills_after_sigkill_and_reuse_resets_a_clone();
+	snapshots_that_do_not_fit_the_pool_are_refused_at_start_up();
+	unlink(snap_path);
+	rmdir(snap_dir);
 }
