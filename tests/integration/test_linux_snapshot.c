@@ -231,12 +231,22 @@ static void restore_pool_refills_after_sigkill_and_reuse_resets_a_clone(void)
 	 * in the same child. */
 	pid_t q1, q2;
 	vm = acquire_vm(h, "again", &q1);
-	sh(vm, "echo mine > /tmp/lease1 && echo changed > /tmp/marker");
+	sh(vm, "echo mine > /tmp/lease1 && echo changed > /tmp/marker && "
+	       "echo '<2>lease one was here' > /dev/kmsg");
+	Hatchery__V1__VmInfoReply *info = NULL;
+	cr_assert_eq(hatch_vm_info(vm, &info, &err), 0, "%s", err.msg);
+	cr_assert_not_null(strstr(info->console_tail, "lease one was here"), "%s",
+			   info->console_tail);
+	hatch_free(info);
 	cr_assert_eq(hatch_vm_release(vm, &err), 0, "%s", err.msg);
 	vm = acquire_vm(h, "again", &q2);
 	cr_assert_eq(q1, q2, "reuse = snapshot serves the next lease from the same child");
 	cr_assert_str_eq(sh(vm, "ls /tmp/lease1 2>/dev/null; cat /tmp/marker"), "warm\n",
 			 "the last lease's files survived the reset");
+	cr_assert_eq(hatch_vm_info(vm, &info, &err), 0, "%s", err.msg);
+	cr_assert_null(strstr(info->console_tail, "lease one was here"),
+		       "the next lease sees the last one's console: %s", info->console_tail);
+	hatch_free(info);
 	char r2[65];
 	check_clone(vm, "a reset clone", r2);
 	cr_assert_eq(hatch_vm_release(vm, &err), 0, "%s", err.msg);

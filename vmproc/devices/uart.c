@@ -285,6 +285,10 @@ void vmp_uart_restore(struct vmp_uart *u, const struct vmp_uart_state *s)
 	u->dll = s->dll;
 	u->dlm = s->dlm;
 	u->thr_pending = s->thr_pending;
+	/* What an earlier guest of this machine said is not this one's
+	 * (a reset for the next lease must not show it to the next client). */
+	u->head = u->len = 0;
+	u->echo_len = 0;
 	u->irq_level = -1; /* unknown: update_irq drives it either way */
 	update_irq(u);
 	vmp_bus_unlock(u->bus);

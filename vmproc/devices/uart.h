@@ -56,8 +56,10 @@ struct vmp_uart_state {
 	bool thr_pending;       /* THR-empty interrupt latched */
 	bool irq_level;         /* the line's level as the guest last saw it */
 };
-/* Both take the bus mutex. Restore sets the registers and drives the
- * interrupt line to the level they give (KVM_IRQ_LINE), whatever it was. */
+/* Both take the bus mutex. Restore sets the registers, empties the output
+ * ring (an earlier guest's lines are not the restored one's) and drives
+ * the interrupt line to the level the registers give (KVM_IRQ_LINE),
+ * whatever it was. */
 void vmp_uart_save(struct vmp_uart *u, struct vmp_uart_state *s);
 void vmp_uart_restore(struct vmp_uart *u, const struct vmp_uart_state *s);
 
