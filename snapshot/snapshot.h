@@ -123,14 +123,14 @@ struct snap_agent_chan {
 	uint64_t bytes_in, bytes_out;
 };
 
-/* One virtqueue as the transport holds it (struct vmp_virtio_queue_state). */
+/* One virtqueue as the transport holds it (vmp_virtio_mmio_save fills it). */
 struct snap_virtio_queue {
 	uint64_t desc_gpa, avail_gpa, used_gpa;
 	uint16_t num, last_avail, used_idx;
 	bool ready, enabled;      /* QueueReady as written; the ring is in use */
 };
 
-/* One virtio-mmio device's transport (struct vmp_virtio_mmio_state).
+/* One virtio-mmio device's transport (vmp_virtio_mmio_save/_restore).
  * Queues nqueues.. are all zero. */
 struct snap_virtio_dev {
 	uint32_t device_id, nqueues;

@@ -123,23 +123,20 @@ bool vmp_agent_chan_idle(const struct vmp_agent_chan *ch)
 	return !ch->error && ch->used == 0 && !vmp_frame_dec_partial(&ch->dec);
 }
 
-void vmp_agent_chan_save(const struct vmp_agent_chan *ch, uint64_t *bytes_in,
-			 uint64_t *bytes_out)
+void vmp_agent_chan_save(const struct vmp_agent_chan *ch, struct snap_agent_chan *s)
 {
-	*bytes_in = ch->bytes_in;
-	*bytes_out = ch->bytes_out;
+	*s = (struct snap_agent_chan){ .bytes_in = ch->bytes_in, .bytes_out = ch->bytes_out };
 }
 
-void vmp_agent_chan_restore(struct vmp_agent_chan *ch, uint64_t bytes_in,
-			    uint64_t bytes_out)
+void vmp_agent_chan_restore(struct vmp_agent_chan *ch, const struct snap_agent_chan *s)
 {
 	ch->error = 0;
 	ch->want_space = false;
 	ch->refused = false;
 	ch->head = ch->used = 0;
 	vmp_frame_dec_init(&ch->dec);
-	ch->bytes_in = bytes_in;
-	ch->bytes_out = bytes_out;
+	ch->bytes_in = s->bytes_in;
+	ch->bytes_out = s->bytes_out;
 }
 
 int vmp_agent_chan_error(const struct vmp_agent_chan *ch)

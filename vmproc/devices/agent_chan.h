@@ -103,10 +103,8 @@ bool vmp_agent_chan_idle(const struct vmp_agent_chan *ch);
  * Restore empties the outbox and the decoder, clears an error and sets
  * the counters: for a channel over a restored guest, which is in the
  * state it was when the snapshot's channel was idle. */
-void vmp_agent_chan_save(const struct vmp_agent_chan *ch, uint64_t *bytes_in,
-			 uint64_t *bytes_out);
-void vmp_agent_chan_restore(struct vmp_agent_chan *ch, uint64_t bytes_in,
-			    uint64_t bytes_out);
+void vmp_agent_chan_save(const struct vmp_agent_chan *ch, struct snap_agent_chan *s);
+void vmp_agent_chan_restore(struct vmp_agent_chan *ch, const struct snap_agent_chan *s);
 
 /* 0 while the channel works, else the error that killed it. */
 int vmp_agent_chan_error(const struct vmp_agent_chan *ch);

@@ -263,10 +263,10 @@ void vmp_uart_counts(struct vmp_uart *u, uint64_t *written, uint64_t *dropped)
 	vmp_bus_unlock(u->bus);
 }
 
-void vmp_uart_save(struct vmp_uart *u, struct vmp_uart_state *s)
+void vmp_uart_save(struct vmp_uart *u, struct snap_uart *s)
 {
 	vmp_bus_lock(u->bus);
-	*s = (struct vmp_uart_state){
+	*s = (struct snap_uart){
 		.ier = u->ier, .lcr = u->lcr, .mcr = u->mcr, .scr = u->scr,
 		.fcr = u->fcr, .dll = u->dll, .dlm = u->dlm,
 		.thr_pending = u->thr_pending, .irq_level = u->irq_level == 1,
@@ -274,7 +274,7 @@ void vmp_uart_save(struct vmp_uart *u, struct vmp_uart_state *s)
 	vmp_bus_unlock(u->bus);
 }
 
-void vmp_uart_restore(struct vmp_uart *u, const struct vmp_uart_state *s)
+void vmp_uart_restore(struct vmp_uart *u, const struct snap_uart *s)
 {
 	vmp_bus_lock(u->bus);
 	u->ier = s->ier;

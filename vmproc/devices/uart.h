@@ -27,6 +27,7 @@
 
 #include "devices/bus.h"
 #include "hatchery/error.h"
+#include "snapshot.h"
 
 #define VMP_UART_COM1_BASE 0x3f8
 #define VMP_UART_COM1_IRQ  4
@@ -49,19 +50,14 @@ void vmp_uart_set_echo(struct vmp_uart *u, int fd);
  * they do not fit). Returns the length. Takes the bus mutex. */
 size_t vmp_uart_tail(struct vmp_uart *u, unsigned nlines, char *buf, size_t cap);
 
-/* The registers a guest's driver sees, for a snapshot (the output ring is
- * not state: it is what the guest said, kept for messages). */
-struct vmp_uart_state {
-	uint8_t ier, lcr, mcr, scr, fcr, dll, dlm;
-	bool thr_pending;       /* THR-empty interrupt latched */
-	bool irq_level;         /* the line's level as the guest last saw it */
-};
-/* Both take the bus mutex. Restore sets the registers, empties the output
- * ring (an earlier guest's lines are not the restored one's) and drives
- * the interrupt line to the level the registers give (KVM_IRQ_LINE),
- * whatever it was. */
-void vmp_uart_save(struct vmp_uart *u, struct vmp_uart_state *s);
-void vmp_uart_restore(struct vmp_uart *u, const struct vmp_uart_state *s);
+/* The registers a guest's driver sees, for a snapshot's devices section
+ * (struct snap_uart, snapshot/'s record). The output ring is not state: it
+ * is what the guest said, kept for messages. Both take the bus mutex.
+ * Restore sets the registers, empties the output ring (an earlier guest's
+ * lines are not the restored one's) and drives the interrupt line to the
+ * level the registers give (KVM_IRQ_LINE), whatever it was. */
+void vmp_uart_save(struct vmp_uart *u, struct snap_uart *s);
+void vmp_uart_restore(struct vmp_uart *u, const struct snap_uart *s);
 
 /* Bytes written by the guest in all, and how many the ring dropped. */
 void vmp_uart_counts(struct vmp_uart *u, uint64_t *written, uint64_t *dropped);

@@ -327,11 +327,9 @@ void vmp_virtio_mmio_write(void *opaque, uint64_t offset, const void *data,
 
 /* ---- snapshots --------------------------------------------------------- */
 
-void vmp_virtio_mmio_save(const struct vmp_virtio_mmio *d,
-			  struct vmp_virtio_mmio_state *s)
+void vmp_virtio_mmio_save(const struct vmp_virtio_mmio *d, struct snap_virtio_dev *s)
 {
 	memset(s, 0, sizeof(*s));
-	s->version = VMP_VIRTIO_STATE_VERSION;
 	s->device_id = d->ops->device_id;
 	s->nqueues = d->ops->nqueues;
 	s->status = d->status;
@@ -344,7 +342,7 @@ void vmp_virtio_mmio_save(const struct vmp_virtio_mmio *d,
 	s->driver_features = d->driver_features;
 	for (unsigned q = 0; q < d->ops->nqueues; q++) {
 		const struct vmp_vq *vq = &d->vq[q];
-		s->q[q] = (struct vmp_virtio_queue_state){
+		s->q[q] = (struct snap_virtio_queue){
 			.desc_gpa = vq->desc_gpa, .avail_gpa = vq->avail_gpa,
 			.used_gpa = vq->used_gpa, .num = vq->num,
 			.last_avail = vq->last_avail, .used_idx = vq->used_idx,
@@ -353,11 +351,10 @@ void vmp_virtio_mmio_save(const struct vmp_virtio_mmio *d,
 	}
 }
 
-int vmp_virtio_mmio_restore(struct vmp_virtio_mmio *d,
-			    const struct vmp_virtio_mmio_state *s)
+int vmp_virtio_mmio_restore(struct vmp_virtio_mmio *d, const struct snap_virtio_dev *s)
 {
 	vmp_virtio_mmio_reset(d);
-	if (s->version != VMP_VIRTIO_STATE_VERSION || s->device_id != d->ops->device_id ||
+	if (s->device_id != d->ops->device_id ||
 	    s->nqueues != d->ops->nqueues || s->device_features != d->device_features ||
 	    (s->driver_features & ~d->device_features) ||
 	    (s->status & VIRTIO_CONFIG_S_NEEDS_RESET) ||
@@ -372,13 +369,13 @@ int vmp_virtio_mmio_restore(struct vmp_virtio_mmio *d,
 	d->driver_features = s->driver_features;
 	d->restoring = true;
 	for (unsigned q = 0; q < d->ops->nqueues; q++) {
-		const struct vmp_virtio_queue_state *qs = &s->q[q];
+		const struct snap_virtio_queue *qs = &s->q[q];
 		struct vmp_vq *vq = &d->vq[q];
 		vq->desc_gpa = qs->desc_gpa;
 		vq->avail_gpa = qs->avail_gpa;
 		vq->used_gpa = qs->used_gpa;
 		vq->num = qs->num;
-		d->queue_ready[q] = qs->ready != 0;
+		d->queue_ready[q] = qs->ready;
 		if (qs->enabled && vmp_vq_resume(vq, qs->last_avail, qs->used_idx) < 0) {
 			d->restoring = false;
 			vmp_virtio_mmio_reset(d);

@@ -35,6 +35,7 @@
 #include <stdint.h>
 
 #include "devices/virtqueue.h"
+#include "snapshot.h"
 
 /* Where device i is, and its interrupt (docs/guest-linux.md; the DSDT
  * describes the same). */
@@ -134,40 +135,25 @@ void vmp_virtio_mmio_reset(struct vmp_virtio_mmio *d);
 uint32_t vmp_virtio_mmio_status(const struct vmp_virtio_mmio *d);
 
 /* ---- snapshots --------------------------------------------------------- */
-/* The transport's state as plain data, for a snapshot's device section:
- * fixed-width fields, no pointers, little-endian like everything in a
- * snapshot (x86 only). Guest memory (the rings) is in the snapshot
- * anyway; this is what the device remembers beside it. The device's own
- * state (a console has none; an agent channel must be idle) is not in it. */
-#define VMP_VIRTIO_STATE_VERSION 1
-struct vmp_virtio_queue_state {
-	uint64_t desc_gpa, avail_gpa, used_gpa;
-	uint16_t num, last_avail, used_idx;
-	uint8_t ready, enabled;
-};
-struct vmp_virtio_mmio_state {
-	uint32_t version;       /* VMP_VIRTIO_STATE_VERSION */
-	uint32_t device_id, nqueues;
-	uint32_t status, interrupt_status, config_generation;
-	uint32_t device_features_sel, driver_features_sel, queue_sel;
-	uint32_t pad;
-	uint64_t device_features, driver_features;
-	struct vmp_virtio_queue_state q[VMP_VIRTIO_MAX_QUEUES];
-};
+/* The transport's state, for a snapshot's devices section: the decoded
+ * record snapshot/ writes and checks (struct snap_virtio_dev, one owner of
+ * the format). Guest memory (the rings) is in the snapshot anyway; this is
+ * what the device remembers beside it. The device's own state (a console
+ * has none; an agent channel must be idle) is not in it. */
+_Static_assert(VMP_VIRTIO_MAX_QUEUES == SNAP_VIRTIO_MAX_QUEUES,
+	       "a snapshot's device record holds every queue of the transport");
 
-void vmp_virtio_mmio_save(const struct vmp_virtio_mmio *d,
-			  struct vmp_virtio_mmio_state *s);
+void vmp_virtio_mmio_save(const struct vmp_virtio_mmio *d, struct snap_virtio_dev *s);
 
 /* Put a device just made by vmp_virtio_mmio_init (same ops) into the saved
  * state, over guest memory restored from the same snapshot. Everything is
- * checked as if the guest had written it: a state for another device or
- * version, unknown features, or rings that do not fit (guest RAM) are
+ * checked as if the guest had written it: a state for another device,
+ * unknown features, or rings that do not fit (guest RAM) are
  * refused with -EINVAL and the device is left reset (ops->reset runs;
  * ops->failed does not). Does not interrupt;
  * the caller re-raises if the saved interrupt_status says one is pending
  * (vmp_virtio_mmio_repost_irq). */
-int vmp_virtio_mmio_restore(struct vmp_virtio_mmio *d,
-			    const struct vmp_virtio_mmio_state *s);
+int vmp_virtio_mmio_restore(struct vmp_virtio_mmio *d, const struct snap_virtio_dev *s);
 
 /* After a restore: raise the interrupt again if InterruptStatus is not 0
  * (an edge sent before the snapshot was taken may not have been taken

@@ -251,41 +251,16 @@ int vmp_linux_devices_save(struct vmp_linux *m, struct snap_devices *d,
 	memset(d, 0, sizeof(*d));
 	vmp_bus_lock(m->bus);
 	bool idle = vmp_agent_chan_idle(m->chan) && m->in_start == m->in_end && !m->chan_err;
-	uint64_t in, out;
-	vmp_agent_chan_save(m->chan, &in, &out);
-	struct vmp_virtio_mmio_state vs;
-	vmp_virtio_mmio_save(&m->con.mmio, &vs);
+	vmp_agent_chan_save(m->chan, &d->agent);
+	vmp_virtio_mmio_save(&m->con.mmio, &d->virtio[AGENT_DEV]);
 	vmp_bus_unlock(m->bus);
 	if (!idle)
 		return hatch_err_set(err, E(FAILED_PRECONDITION), 0,
 				     "the agent channel has a frame in flight: save between "
 				     "operations");
-	struct vmp_uart_state us;
-	vmp_uart_save(m->uart, &us);
+	vmp_uart_save(m->uart, &d->uart);
 	d->machine = SNAP_MACHINE_LINUX;
-	d->uart = (struct snap_uart){
-		.ier = us.ier, .lcr = us.lcr, .mcr = us.mcr, .scr = us.scr, .fcr = us.fcr,
-		.dll = us.dll, .dlm = us.dlm, .thr_pending = us.thr_pending,
-		.irq_level = us.irq_level,
-	};
-	d->agent = (struct snap_agent_chan){ .bytes_in = in, .bytes_out = out };
 	d->nvirtio = 1;
-	struct snap_virtio_dev *v = &d->virtio[AGENT_DEV];
-	*v = (struct snap_virtio_dev){
-		.device_id = vs.device_id, .nqueues = vs.nqueues, .status = vs.status,
-		.interrupt_status = vs.interrupt_status,
-		.config_generation = vs.config_generation,
-		.device_features_sel = vs.device_features_sel,
-		.driver_features_sel = vs.driver_features_sel, .queue_sel = vs.queue_sel,
-		.device_features = vs.device_features, .driver_features = vs.driver_features,
-	};
-	for (unsigned q = 0; q < vs.nqueues && q < SNAP_VIRTIO_MAX_QUEUES; q++)
-		v->q[q] = (struct snap_virtio_queue){
-			.desc_gpa = vs.q[q].desc_gpa, .avail_gpa = vs.q[q].avail_gpa,
-			.used_gpa = vs.q[q].used_gpa, .num = vs.q[q].num,
-			.last_avail = vs.q[q].last_avail, .used_idx = vs.q[q].used_idx,
-			.ready = vs.q[q].ready, .enabled = vs.q[q].enabled,
-		};
 	return 0;
 }
 
@@ -317,36 +292,14 @@ int vmp_linux_devices_restore(struct vmp_linux *m, const struct snap_devices *d,
 {
 	if (vmp_linux_devices_check(d, err) < 0)
 		return -1;
-	const struct snap_virtio_dev *v = &d->virtio[AGENT_DEV];
-	struct vmp_virtio_mmio_state vs = {
-		.version = VMP_VIRTIO_STATE_VERSION, .device_id = v->device_id,
-		.nqueues = v->nqueues, .status = v->status,
-		.interrupt_status = v->interrupt_status,
-		.config_generation = v->config_generation,
-		.device_features_sel = v->device_features_sel,
-		.driver_features_sel = v->driver_features_sel, .queue_sel = v->queue_sel,
-		.device_features = v->device_features, .driver_features = v->driver_features,
-	};
-	for (unsigned q = 0; q < v->nqueues && q < VMP_VIRTIO_MAX_QUEUES; q++)
-		vs.q[q] = (struct vmp_virtio_queue_state){
-			.desc_gpa = v->q[q].desc_gpa, .avail_gpa = v->q[q].avail_gpa,
-			.used_gpa = v->q[q].used_gpa, .num = v->q[q].num,
-			.last_avail = v->q[q].last_avail, .used_idx = v->q[q].used_idx,
-			.ready = v->q[q].ready, .enabled = v->q[q].enabled,
-		};
-	struct vmp_uart_state us = {
-		.ier = d->uart.ier, .lcr = d->uart.lcr, .mcr = d->uart.mcr, .scr = d->uart.scr,
-		.fcr = d->uart.fcr, .dll = d->uart.dll, .dlm = d->uart.dlm,
-		.thr_pending = d->uart.thr_pending, .irq_level = d->uart.irq_level,
-	};
-	vmp_uart_restore(m->uart, &us);
+	vmp_uart_restore(m->uart, &d->uart);
 	vmp_bus_lock(m->bus);
 	/* The channel first: the transport's restore resets the device,
 	 * which a channel that has seen traffic would take for a lost
 	 * stream. */
-	vmp_agent_chan_restore(m->chan, 0, 0);
-	int r = vmp_virtio_mmio_restore(&m->con.mmio, &vs);
-	vmp_agent_chan_restore(m->chan, d->agent.bytes_in, d->agent.bytes_out);
+	vmp_agent_chan_restore(m->chan, &(struct snap_agent_chan){ 0 });
+	int r = vmp_virtio_mmio_restore(&m->con.mmio, &d->virtio[AGENT_DEV]);
+	vmp_agent_chan_restore(m->chan, &d->agent);
 	m->in_start = m->in_end = 0;
 	m->chan_err = 0;
 	vmp_bus_unlock(m->bus);
