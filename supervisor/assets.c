@@ -91,6 +91,39 @@ static int read_whole(const char *pool, const char *what, const char *path,
 #define LINUX_KERNEL_MAX (64u << 20)
 #define LINUX_INITRD_MAX (512u << 20)
 
+/* A disk is opened per child (its backend's image fd); check once now
+ * that it can be, and that it is a disk: a regular file or block device
+ * of whole 512-byte sectors. For overlay, that overlay_dir takes an
+ * unlinked layer file (O_TMPFILE). */
+static int check_disk(const struct sup_pool_config *p, struct hatch_err *err)
+{
+	bool rw = p->disk_mode == SUP_DISK_RW;
+	_cleanup_close_ int fd = open(p->disk, (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return hatch_err_set(err, HATCHERY__V1__ERROR_CODE__INVALID_ARGUMENT, errno,
+				     "[pool \"%s\"] disk %s%s", p->name, p->disk,
+				     rw ? " (disk_mode = rw opens it read-write)" : "");
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+		return hatch_err_set(err, HATCHERY__V1__ERROR_CODE__INVALID_ARGUMENT, 0,
+				     "[pool \"%s\"] disk %s: not a regular file or block device",
+				     p->name, p->disk);
+	if (S_ISREG(st.st_mode) && (st.st_size == 0 || st.st_size % 512))
+		return hatch_err_set(err, HATCHERY__V1__ERROR_CODE__INVALID_ARGUMENT, 0,
+				     "[pool \"%s\"] disk %s: %lld bytes, not a positive number of "
+				     "512-byte sectors (a raw image)", p->name, p->disk,
+				     (long long)st.st_size);
+	if (p->disk_mode == SUP_DISK_OVERLAY) {
+		_cleanup_close_ int layer = open(p->overlay_dir, O_TMPFILE | O_RDWR | O_CLOEXEC,
+						 0600);
+		if (layer < 0)
+			return hatch_err_set(err, HATCHERY__V1__ERROR_CODE__INVALID_ARGUMENT, errno,
+					     "[pool \"%s\"] overlay_dir %s: cannot make an unlinked "
+					     "layer file there (O_TMPFILE)", p->name, p->overlay_dir);
+	}
+	return 0;
+}
+
 /* Can this host's KVM run a Linux guest? The probe runs a guest (up to
  * ~0.2 s where KVM emulates CPL 0): once it said yes, a reload does not ask
  * again. kvm NULL (hatcheryd --check): not asked. */
@@ -130,6 +163,8 @@ int sup_load_linux(struct sup_config *cfg, const struct vmp_kvm_host *kvm,
 		struct vmp_bzimage bz;
 		if (vmp_bzimage_parse(p->kernel_img, p->kernel_len, &bz, err) < 0)
 			return hatch_err_wrap(err, "[pool \"%s\"] kernel %s", p->name, p->kernel);
+		if (p->disk[0] && check_disk(p, err) < 0)
+			return -1;
 	}
 	return 0;
 }

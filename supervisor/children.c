@@ -46,6 +46,9 @@ static void release_jail(struct server *s, struct sup_child *c)
 	if (c->slot >= 0 && (unsigned)c->slot < s->n_slots)
 		s->slot_used[c->slot] = 0;
 	c->slot = -1;
+	if (c->disk_slot >= 0 && (unsigned)c->disk_slot < s->n_slots)
+		s->slot_used[c->disk_slot] = 0;
+	c->disk_slot = -1;
 	if (c->in_cgroup)
 		sup_cgroup_child_remove(s->o->cgroup, c->pool->cfg, c->id);
 	c->in_cgroup = false;
@@ -57,6 +60,10 @@ static void release(struct server *s, struct sup_child *c)
 	if (c->pidfd >= 0) {
 		epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->pidfd, NULL);
 		hatch_closep(&c->pidfd);
+	}
+	if (c->disk_pidfd >= 0) {
+		epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->disk_pidfd, NULL);
+		sup_disk_stop(c);
 	}
 	release_jail(s, c);
 	sup_child_free(c);
@@ -131,12 +138,12 @@ void kill_child(struct server *s, struct sup_child *c, enum sup_child_event why)
 
 /* ---- spawning and replacing --------------------------------------------- */
 
-static int slot_alloc(struct server *s, struct sup_child *c)
+static int slot_alloc(struct server *s, int *slot)
 {
 	for (unsigned i = 0; i < s->n_slots; i++) {
 		if (!s->slot_used[i]) {
 			s->slot_used[i] = 1;
-			c->slot = (int)i;
+			*slot = (int)i;
 			return 0;
 		}
 	}
@@ -149,13 +156,18 @@ static int spawn_one(struct server *s, struct spool *sp)
 	if (!c)
 		return -ENOMEM;
 	struct hatch_err err = { 0 };
-	int r = slot_alloc(s, c);
+	int r = slot_alloc(s, &c->slot);
+	/* A disk's backend is jailed as a uid of its own. */
+	if (r == 0 && sp->p.cfg->disk[0])
+		r = slot_alloc(s, &c->disk_slot);
 	if (r < 0)
 		hatch_err_set(&err, E(INTERNAL), 0, "no free jail slot");
 	else if (sup_spawn(c, s->o, &err) < 0)
 		r = err.sys_errno ? -err.sys_errno : -EIO;
 	if (r == 0)
 		r = ep_add(s, c->ctrl_fd, EPOLLIN, c, TAG_CTRL);
+	if (r == 0 && c->disk_pidfd >= 0)
+		r = ep_add(s, c->disk_pidfd, EPOLLIN, c, TAG_DISK);
 	if (r == 0)
 		r = ep_add(s, c->pidfd, EPOLLIN, c, TAG_PIDFD);
 	if (r < 0) {
@@ -265,6 +277,25 @@ void reap_child(struct server *s, struct sup_child *c)
 	child_event(s, c, clean ? EV_EXIT : sigsys ? EV_SECCOMP : EV_CRASH); /* frees c */
 }
 
+/* A disk backend's pidfd fired. One that exits while its child lives has
+ * taken the VM's disk with it: the child sees its connection hang up and
+ * ends its lease with that error; an idle or spawning child is killed
+ * here at once (nobody would see its error before a health check). */
+void reap_disk(struct server *s, struct sup_child *c)
+{
+	char msg[256];
+	if (!sup_disk_reap(c, msg, sizeof(msg)))
+		return;
+	struct sup_pool *p = c->pool;
+	if (c->state == CHILD_DYING || c->state == CHILD_DEAD)
+		return; /* it went first: the backend's end was expected */
+	p->stats.disk_backend_exits++;
+	sup_log("pool %s: %s; the VM ends", p->cfg->name, msg);
+	sup_pool_set_error(p, msg);
+	if (c->state != CHILD_LEASED)
+		kill_child(s, c, EV_KILL_PROTOCOL);
+}
+
 /* Teardown: anything still here after the reap deadline (it should not
  * happen: SIGKILL cannot be ignored) is waited for synchronously. */
 void children_free_all(struct server *s)
@@ -275,6 +306,7 @@ void children_free_all(struct server *s)
 			while (p->list[st]) {
 				struct sup_child *c = p->list[st];
 				hatch_pidfd_killp(&c->pidfd);
+				sup_disk_stop(c);
 				hatch_closep(&c->ctrl_fd);
 				hatch_closep(&c->vm_fd);
 				release_jail(s, c);

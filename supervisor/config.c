@@ -350,7 +350,8 @@ static int check_linux(struct parse_state *st, size_t i)
 	struct sup_pool_config *p = &st->cfg.pools[i];
 	const struct pool_meta *m = &st->pool_meta[i];
 	static const char *const linux_keys[] = { "kernel", "initrd", "cmdline",
-						  "boot_timeout_ms" };
+						  "boot_timeout_ms", "disk", "disk_mode",
+						  "overlay_dir" };
 	if (p->kind != SUP_POOL_LINUX) {
 		for (size_t k = 0; k < HATCH_ARRAY_SIZE(linux_keys); k++)
 			if (pool_key_line(m, linux_keys[k]) &&
@@ -363,6 +364,17 @@ static int check_linux(struct parse_state *st, size_t i)
 						       ? " (and restore)" : "");
 		return 0;
 	}
+	/* rw: the image itself, so one VM at a time. */
+	if (p->disk_mode == SUP_DISK_RW && p->disk[0] && p->max != 1)
+		return fail_at(st, pool_key_line(m, "disk_mode"),
+			       "[pool \"%s\"] disk_mode = rw: one VM writes the image itself, so "
+			       "the pool needs max = 1 (got %u); overlay gives each VM its own "
+			       "writes", p->name, p->max);
+	if (!p->disk[0] && (pool_key_line(m, "disk_mode") || pool_key_line(m, "overlay_dir")))
+		return fail_at(st, pool_key_line(m, pool_key_line(m, "disk_mode") ? "disk_mode"
+										 : "overlay_dir"),
+			       "[pool \"%s\"] %s: only with disk = PATH", p->name,
+			       pool_key_line(m, "disk_mode") ? "disk_mode" : "overlay_dir");
 	if (!p->kernel[0])
 		snprintf(p->kernel, sizeof(p->kernel), "%s", HATCH_DEFAULT_KERNEL);
 	if (!p->initrd[0])
@@ -467,7 +479,7 @@ static int check(struct parse_state *st)
 		unsigned line = st->supervisor_key_line[k - cfg_supervisor_keys];
 		return fail_at(st, line ? line : st->supervisor_line,
 			       "[supervisor] jail_uid_base: %u + %u jail uids (the "
-			       "pools' max) goes past uid %lu",
+			       "pools' max, twice for pools with a disk) goes past uid %lu",
 			       st->cfg.jail_uid_base, sup_config_jail_slots(&st->cfg),
 			       UID_VALID_MAX);
 	}
@@ -593,7 +605,8 @@ bool sup_pool_config_same_build(const struct sup_pool_config *a,
 	return a->kind == b->kind && strcmp(a->guest, b->guest) == 0 &&
 	       strcmp(a->snapshot, b->snapshot) == 0 &&
 	       strcmp(a->kernel, b->kernel) == 0 && strcmp(a->initrd, b->initrd) == 0 &&
-	       strcmp(a->cmdline, b->cmdline) == 0 &&
+	       strcmp(a->cmdline, b->cmdline) == 0 && strcmp(a->disk, b->disk) == 0 &&
+	       a->disk_mode == b->disk_mode && strcmp(a->overlay_dir, b->overlay_dir) == 0 &&
 	       a->boot_timeout_ms == b->boot_timeout_ms &&
 	       a->prerestore == b->prerestore && a->reuse == b->reuse &&
 	       a->memory_mib == b->memory_mib && a->vcpus == b->vcpus &&
@@ -611,9 +624,10 @@ bool sup_pool_config_same_build(const struct sup_pool_config *a,
 
 unsigned sup_config_jail_slots(const struct sup_config *c)
 {
+	/* A child with a disk has a backend beside it, jailed as its own uid. */
 	unsigned n = 0;
 	for (size_t i = 0; i < c->n_pools; i++)
-		n += c->pools[i].max;
+		n += c->pools[i].max * (c->pools[i].disk[0] ? 2u : 1u);
 	return n;
 }
 

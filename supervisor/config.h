@@ -42,6 +42,13 @@ enum sup_pool_kind {
 #define SUP_GUEST_MIN_MEMORY_MIB 32 /* HATCH_MIN_MEMORY of the guest ABI */
 
 /* What a restore pool's child does when its lease ends. */
+/* disk_mode: how a linux pool's VMs see `disk` (docs/vhost.md). */
+enum sup_disk_mode {
+	SUP_DISK_OVERLAY = 0,    /* each VM writes a private sparse layer, discarded at exit */
+	SUP_DISK_RO,             /* read-only: VIRTIO_BLK_F_RO */
+	SUP_DISK_RW,             /* the image itself: max = 1 only */
+};
+
 enum sup_reuse_mode {
 	SUP_REUSE_NEVER = 0,     /* exit; a fresh child replaces it (single use) */
 	SUP_REUSE_SNAPSHOT,      /* restore the pool's snapshot over itself and
@@ -71,6 +78,11 @@ struct sup_pool_config {
 	char kernel[256];
 	char initrd[256];
 	char cmdline[512];
+	/* kind = linux: a raw disk image the guest sees as /dev/vda, served
+	 * by a jailed vhost-user backend per VM (docs/vhost.md); "" none. */
+	char disk[256];
+	enum sup_disk_mode disk_mode;   /* disk_mode = overlay|ro|rw, default overlay */
+	char overlay_dir[256];          /* overlay layers: unlinked files here, default /var/tmp */
 	unsigned boot_timeout_ms;       /* 100..600000, default 60000 */
 	/* Their bytes, read once at start-up like guest_elf; inherited by
 	 * every child through the fork. Freed by sup_config_free(). */
@@ -158,9 +170,11 @@ const char *sup_pool_kind_name(enum sup_pool_kind k);
 const char *sup_seccomp_mode_name(enum vmp_seccomp_mode m);
 const char *sup_cgroup_mode_name(enum sup_cgroup_mode m);
 const char *sup_reuse_mode_name(enum sup_reuse_mode m);
+const char *sup_disk_mode_name(enum sup_disk_mode m);
 
 /* Jail uids in use: jail_uid_base .. jail_uid_base + this - 1 (one per
- * child any pool may have at once: the sum of the pools' max). */
+ * child any pool may have at once: the sum of the pools' max, and one more
+ * per child of a pool with a disk, for its backend). */
 unsigned sup_config_jail_slots(const struct sup_config *c);
 
 /* Is `uid` in the pool's allow_uids? */

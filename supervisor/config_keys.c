@@ -29,6 +29,12 @@ static const char *const seccomp_names[] = {
 	[VMP_SECCOMP_KILL] = "kill",
 	[VMP_SECCOMP_LOG] = "log",
 };
+static const char *const disk_mode_names[] = {
+	[SUP_DISK_OVERLAY] = "overlay",
+	[SUP_DISK_RO] = "ro",
+	[SUP_DISK_RW] = "rw",
+};
+
 static const char *const reuse_names[] = {
 	[SUP_REUSE_NEVER] = "never",
 	[SUP_REUSE_SNAPSHOT] = "snapshot",
@@ -54,6 +60,8 @@ static const char *const cgroup_names[] = {
 	_Generic(((T *)0)->m, enum vmp_seccomp_mode: offsetof(T, m))
 #define REUSE_FIELD(T, m)                                                      \
 	_Generic(((T *)0)->m, enum sup_reuse_mode: offsetof(T, m))
+#define DISK_MODE_FIELD(T, m)                                                  \
+	_Generic(((T *)0)->m, enum sup_disk_mode: offsetof(T, m))
 #define CGROUP_FIELD(T, m)                                                     \
 	_Generic(((T *)0)->m, enum sup_cgroup_mode: offsetof(T, m))
 
@@ -188,6 +196,14 @@ static int parse_seccomp_mode(const struct key_spec *k, const char *value,
 			  field_of(k, base), exp, exp_len);
 }
 
+static int parse_disk_mode(const struct key_spec *k, const char *value,
+			   void *base, char *exp, size_t exp_len)
+{
+	_Static_assert(sizeof(enum sup_disk_mode) == sizeof(int), "enum size");
+	return parse_word(disk_mode_names, HATCH_ARRAY_SIZE(disk_mode_names), value,
+			  field_of(k, base), exp, exp_len);
+}
+
 static int parse_reuse_mode(const struct key_spec *k, const char *value,
 			    void *base, char *exp, size_t exp_len)
 {
@@ -284,6 +300,11 @@ static const struct key_spec pool_rows[] = {
 	{ "cmdline", parse_string, STR_FIELD(struct sup_pool_config, cmdline),
 	  1, STR_FIELD_MAX(struct sup_pool_config, cmdline) },
 	{ "boot_timeout_ms", parse_uint, POOL(boot_timeout_ms), 100, 600000 },
+	{ "disk", parse_abs_path, STR_FIELD(struct sup_pool_config, disk),
+	  1, STR_FIELD_MAX(struct sup_pool_config, disk) },
+	{ "disk_mode", parse_disk_mode, DISK_MODE_FIELD(struct sup_pool_config, disk_mode), 0, 0 },
+	{ "overlay_dir", parse_abs_path, STR_FIELD(struct sup_pool_config, overlay_dir),
+	  1, STR_FIELD_MAX(struct sup_pool_config, overlay_dir) },
 	{ "prerestore", parse_bool, BOOL_FIELD(struct sup_pool_config, prerestore), 0, 0 },
 	{ "reuse", parse_reuse_mode, REUSE_FIELD(struct sup_pool_config, reuse), 0, 0 },
 	{ "min_idle", parse_uint, POOL(min_idle), 0, SUP_MAX_CHILDREN_PER_POOL },
@@ -344,6 +365,8 @@ void cfg_pool_defaults(struct sup_pool_config *p)
 	p->pids_max = 16;
 	p->cpu_max_pct = 100;
 	p->boot_timeout_ms = 60000;
+	p->disk_mode = SUP_DISK_OVERLAY;
+	snprintf(p->overlay_dir, sizeof(p->overlay_dir), "%s", "/var/tmp");
 }
 
 const char *sup_pool_kind_name(enum sup_pool_kind k)
@@ -357,6 +380,13 @@ const char *sup_seccomp_mode_name(enum vmp_seccomp_mode m)
 {
 	if ((size_t)m < HATCH_ARRAY_SIZE(seccomp_names))
 		return seccomp_names[m];
+	return "unknown";
+}
+
+const char *sup_disk_mode_name(enum sup_disk_mode m)
+{
+	if ((size_t)m < HATCH_ARRAY_SIZE(disk_mode_names))
+		return disk_mode_names[m];
 	return "unknown";
 }
 

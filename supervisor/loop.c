@@ -336,6 +336,12 @@ int sup_server_run(const struct sup_server_opts *o, struct hatch_err *err)
 			case TAG_PIDFD:
 				reap_child(s, p);
 				break;
+			case TAG_DISK: {
+				struct sup_child *c = p;
+				if (c->disk_pidfd >= 0)
+					reap_disk(s, c);
+				break;
+			}
 			}
 			/* A TAG_CONN/TAG_CTRL/TAG_PIDFD entry later in this batch may
 			 * point at an object freed above: epoll_ctl(DEL) does not

@@ -38,6 +38,7 @@ enum tag {
 	TAG_CONN,
 	TAG_CTRL,  /* a child's control socket */
 	TAG_PIDFD, /* a child's pidfd */
+	TAG_DISK,  /* a child's disk backend's pidfd (disk.h) */
 };
 #define TAG_MASK 7ull
 
@@ -124,6 +125,8 @@ void child_event(struct server *s, struct sup_child *c, enum sup_child_event ev)
 void kill_child(struct server *s, struct sup_child *c, enum sup_child_event why);
 void handle_ctrl(struct server *s, struct sup_child *c);
 void reap_child(struct server *s, struct sup_child *c);
+/* A child's disk backend exited (disk.h): reaped; its VM ends with it. */
+void reap_disk(struct server *s, struct sup_child *c);
 /* Replenish every dirty pool whose refill is due. */
 void refill_pools(struct server *s);
 /* Health checks of its ready children, the spawn timeout of the others,

@@ -67,6 +67,14 @@ static int start_jail(const struct sup_config *cfg, bool no_jail, bool rootless,
 		return 0;
 	}
 	if (rootless) {
+		/* A disk backend is jailed as a uid of its own, which only
+		 * root can give it. */
+		for (size_t i = 0; i < cfg->n_pools; i++)
+			if (cfg->pools[i].disk[0])
+				return hatch_err_set(err, HATCHERY__V1__ERROR_CODE__INVALID_ARGUMENT,
+						     0, "[pool \"%s\"] disk: needs hatcheryd to run "
+						     "as root (each VM's disk backend is jailed as a "
+						     "uid of its own)", cfg->pools[i].name);
 		if (vmp_jail_probe_rootless(err) < 0)
 			return -1;
 		fprintf(stderr,

@@ -138,6 +138,8 @@ struct sup_child *sup_child_new(struct sup_pool *p, uint64_t id, uint64_t now)
 	c->ctrl_fd = -1;
 	c->vm_fd = -1;
 	c->slot = -1;
+	c->disk_pidfd = -1;
+	c->disk_slot = -1;
 	c->pool = p;
 	c->gen = p->gen;
 	c->state = CHILD_SPAWNING;

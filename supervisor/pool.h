@@ -126,6 +126,12 @@ struct sup_child {
 	enum sup_kill_reason killed; /* set by the kill events */
 	bool spawn_failed_msg;       /* child reported ChildFailed before exit */
 	int slot;                    /* jail slot (uid = jail_uid_base + slot), -1: none */
+	/* A pool with a disk: the child's vhost-user backend (supervisor/
+	 * disk.c), its own process and jail slot; -1 when it has none or it
+	 * was reaped. */
+	pid_t disk_pid;
+	int disk_pidfd;              /* server-owned */
+	int disk_slot;
 	bool in_cgroup;              /* has a cgroup of its own to remove when reaped */
 	bool seccomp_reported;       /* its SIGSYS handler told us: */
 	int seccomp_syscall;         /*   which syscall */
@@ -141,6 +147,7 @@ struct sup_pool_stats {
 	uint64_t resets;             /* leased children reset to idle (EV_RESET) */
 	uint64_t retired_max_age;    /* EV_RETIRE of a current-generation child */
 	uint64_t retired_reload;     /* EV_RETIRE of an older generation's */
+	uint64_t disk_backend_exits; /* a disk backend exited before its child */
 	struct lat_hist acquire;
 	struct lat_hist spawn_to_ready;
 };

@@ -19,6 +19,7 @@
 #include "hatchery/v1/common.pb-c.h"
 #include "hatchery/ipc.h"
 #include "hatchery/v1/control.pb-c.h"
+#include "disk.h"
 #include "server.h"
 #include "vmproc.h"
 
@@ -88,6 +89,14 @@ int sup_spawn(struct sup_child *c, const struct sup_server_opts *o,
 		.report_fd = -1,
 		.parent_pidfd = -1,
 	};
+	/* A disk: its backend first, forked with its end of the connection;
+	 * the child gets the other (DISK_FD). */
+	_cleanup_close_ int disk_fd = -1;
+	if (cfg->disk[0] &&
+	    sup_disk_start(c, o, (uid_t)(o->cfg->jail_uid_base + (unsigned)c->disk_slot),
+			   (gid_t)(o->cfg->jail_uid_base + (unsigned)c->disk_slot), &disk_fd,
+			   err) < 0)
+		return -1;
 	struct vmp_spawn s = {
 		.ctrl_fd = theirs,
 		.vm_fd = vm_child,
@@ -97,6 +106,7 @@ int sup_spawn(struct sup_child *c, const struct sup_server_opts *o,
 		.guest_elf = cfg->guest_elf,
 		.guest_elf_len = cfg->guest_elf_len,
 		.linux_machine = cfg->linux_machine,
+		.disk_fd = disk_fd,
 		.kernel = cfg->kernel_img,
 		.kernel_len = cfg->kernel_len,
 		.initrd = cfg->initrd_img,

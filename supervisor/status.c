@@ -58,6 +58,7 @@ void handle_stats(struct server *s, struct conn *cn, uint64_t id)
 		ps[i].resets = p->stats.resets;
 		ps[i].retired_max_age = p->stats.retired_max_age;
 		ps[i].retired_reload = p->stats.retired_reload;
+		ps[i].disk_backend_exits = p->stats.disk_backend_exits;
 		ps[i].active_leases = p->count[CHILD_LEASED];
 		fill_latency(&lat[2 * i], &p->stats.acquire, &le[2 * i * LAT_LE_N]);
 		fill_latency(&lat[2 * i + 1], &p->stats.spawn_to_ready,
@@ -109,6 +110,9 @@ void handle_status(struct server *s, struct conn *cn, uint64_t id)
 		ps[i].waiting = p->waiting;
 		ps[i].removed = p->removed;
 		ps[i].generation = p->gen;
+		ps[i].disk = (char *)p->cfg->disk;
+		ps[i].disk_mode = (char *)(p->cfg->disk[0] ? sup_disk_mode_name(p->cfg->disk_mode)
+							   : "");
 		ps[i].children = &cp[k];
 		for (int st = 0; st < CHILD__NSTATES; st++) {
 			for (struct sup_child *c = p->list[st]; c && k < nchildren; c = c->next) {
@@ -117,6 +121,8 @@ void handle_status(struct server *s, struct conn *cn, uint64_t id)
 				cs[k].pid = (uint32_t)c->pid;
 				cs[k].state = (char *)sup_child_state_name(c->state);
 				cs[k].age_ms = (now - c->t_fork) / 1000000;
+				cs[k].disk_backend_pid =
+					c->disk_pidfd >= 0 ? (uint32_t)c->disk_pid : 0;
 				cp[k] = &cs[k];
 				k++;
 				ps[i].n_children++;

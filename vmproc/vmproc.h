@@ -218,6 +218,9 @@ struct vmp_spawn {
 	 * at start-up; the child has it through the fork. NULL otherwise. */
 	const uint8_t *guest_elf;
 	size_t guest_elf_len;
+	/* -1: no disk; else the VM's vhost-user connection to its disk
+	 * backend (a SOCK_STREAM socket; DISK_FD in the child). */
+	int disk_fd;
 	/* A Linux machine (vCPU threads, devices, the agent): kind "linux",
 	 * or kind "restore" with a snapshot of a Linux guest. */
 	bool linux_machine;
