@@ -21,6 +21,7 @@
 #include "hatchery/clock.h"
 #include "hatchery/cleanup.h"
 #include "hatchery/v1/control.pb-c.h"
+#include "disk.h"
 #include "loop.h"
 
 /* A child that has not reported ready in this long is killed. */

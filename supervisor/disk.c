@@ -1,5 +1,4 @@
 /* disk.c - a linux pool's disk backends. See disk.h. */
-#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>

@@ -825,3 +825,39 @@ Test(config, same_build_tells_build_keys_from_bookkeeping)
 	q.guest_elf = x;
 	cr_assert(sup_pool_config_same_build(&p, &q));
 }
+
+/* --- a linux pool's disk -------------------------------------------------------- */
+
+Test(config, linux_pool_disk_keys)
+{
+	parses("[pool \"a\"]\nkind = linux\ndisk = /img/root.img\n"
+	       "[pool \"b\"]\nkind = linux\ndisk = /img/root.img\ndisk_mode = ro\n"
+	       "overlay_dir = /srv/layers\n"
+	       "[pool \"c\"]\nkind = linux\ndisk = /img/root.img\ndisk_mode = rw\nmax = 1\n"
+	       "min_idle = 1\n"
+	       "[pool \"n\"]\nkind = linux\n");
+	cr_assert_str_eq(cfg.pools[0].disk, "/img/root.img");
+	cr_assert_eq(cfg.pools[0].disk_mode, SUP_DISK_OVERLAY, "overlay is the default");
+	cr_assert_str_eq(cfg.pools[0].overlay_dir, "/var/tmp");
+	cr_assert_eq(cfg.pools[1].disk_mode, SUP_DISK_RO);
+	cr_assert_str_eq(cfg.pools[1].overlay_dir, "/srv/layers");
+	cr_assert_eq(cfg.pools[2].disk_mode, SUP_DISK_RW);
+	cr_assert_str_eq(cfg.pools[3].disk, "");
+	cr_assert_str_eq(sup_disk_mode_name(SUP_DISK_OVERLAY), "overlay");
+	/* Each child of a pool with a disk takes a second jail uid. */
+	cr_assert_eq(sup_config_jail_slots(&cfg), 64 * 2 + 64 * 2 + 1 * 2 + 64);
+	sup_config_free(&cfg);
+}
+
+Test(config, linux_pool_disk_errors)
+{
+	fails_with(POOL "disk = /img/root.img\n", "disk: only for kind = linux", NULL);
+	fails_with(POOL "kind = linux\ndisk = root.img\n", "disk", "absolute path", NULL);
+	fails_with(POOL "kind = linux\ndisk = /i\ndisk_mode = cow\n", "disk_mode",
+		   "overlay, ro, rw", NULL);
+	fails_with(POOL "kind = linux\ndisk = /i\ndisk_mode = rw\n", "disk_mode = rw",
+		   "max = 1", NULL);
+	fails_with(POOL "kind = linux\ndisk_mode = ro\n", "disk_mode: only with disk", NULL);
+	fails_with(POOL "kind = linux\noverlay_dir = /x\n", "overlay_dir: only with disk",
+		   NULL);
+}
