@@ -76,6 +76,8 @@ static void status_json(const Hatchery__V1__StatusReply *st)
 		json_str(&j, "last_error", p->last_error);
 		json_bool(&j, "removed", p->removed);
 		json_u64(&j, "generation", p->generation);
+		json_str(&j, "disk", p->disk);
+		json_str(&j, "disk_mode", p->disk_mode);
 		json_open(&j, "children", '[');
 		for (size_t k = 0; k < p->n_children; k++) {
 			const Hatchery__V1__ChildStatus *ch = p->children[k];
@@ -84,6 +86,7 @@ static void status_json(const Hatchery__V1__StatusReply *st)
 			json_u64(&j, "pid", ch->pid);
 			json_str(&j, "state", ch->state);
 			json_u64(&j, "age_ms", ch->age_ms);
+			json_u64(&j, "disk_backend_pid", ch->disk_backend_pid);
 			json_close(&j, '}');
 		}
 		json_close(&j, ']');
@@ -142,12 +145,13 @@ static int status_text(const Hatchery__V1__StatusReply *st)
 		return r;
 
 	putchar('\n');
-	t = (struct table){ .ncols = 5, .align = "lrrll" };
+	t = (struct table){ .ncols = 6, .align = "lrrllr" };
 	table_cell(&t, "POOL");
 	table_cell(&t, "CHILD");
 	table_cell(&t, "PID");
 	table_cell(&t, "STATE");
 	table_cell(&t, "AGE");
+	table_cell(&t, "DISK");
 	for (size_t i = 0; i < st->n_pools; i++) {
 		const Hatchery__V1__PoolStatus *p = st->pools[i];
 		for (size_t k = 0; k < p->n_children; k++) {
@@ -158,6 +162,10 @@ static int status_text(const Hatchery__V1__StatusReply *st)
 			table_cell(&t, "%u", ch->pid);
 			table_cell(&t, "%s", ch->state);
 			table_cell(&t, "%s", age);
+			if (ch->disk_backend_pid)
+				table_cell(&t, "%u", ch->disk_backend_pid);
+			else
+				table_cell(&t, "%s", "-");
 		}
 	}
 	r = table_flush(&t);
@@ -217,6 +225,7 @@ static void stats_json(const Hatchery__V1__StatsReply *st)
 		json_u64(&j, "resets", p->resets);
 		json_u64(&j, "retired_max_age", p->retired_max_age);
 		json_u64(&j, "retired_reload", p->retired_reload);
+		json_u64(&j, "disk_backend_exits", p->disk_backend_exits);
 		json_u64(&j, "active_leases", p->active_leases);
 		latency_json(&j, "acquire", p->acquire);
 		latency_json(&j, "spawn_to_ready", p->spawn_to_ready);

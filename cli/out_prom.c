@@ -235,6 +235,9 @@ static void write_stats(FILE *f, const Hatchery__V1__StatsReply *st)
 		{ "hatchery_retired_reload_total",
 		  "Idle VM processes retired by a reload (their pool removed or rebuilt).",
 		  STATS_U64(retired_reload) },
+		{ "hatchery_disk_backend_exits_total",
+		  "Disk backends that exited while their VM lived (each ended its VM).",
+		  STATS_U64(disk_backend_exits) },
 	};
 	for (size_t c = 0; c < HATCH_ARRAY_SIZE(counters); c++) {
 		family(f, counters[c].name, "counter", counters[c].help);
