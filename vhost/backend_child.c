@@ -70,7 +70,7 @@ static void image_name(char *name, size_t len)
 	}
 	target[n] = '\0';
 	const char *base = strrchr(target, '/');
-	snprintf(name, len, "%s", base ? base + 1 : target);
+	snprintf(name, len, "%.*s", (int)len - 1, base ? base + 1 : target);
 }
 
 /* An rw disk on an image fd opened read-only would fail every write with

@@ -142,7 +142,8 @@ static const struct {
 			     "the supervisor gave a report fd" },
 	{ SCMP_SYS(poll), "the loop waits on the socket and the kick eventfd" },
 	{ SCMP_SYS(ppoll), "glibc's poll() on some builds" },
-	{ SCMP_SYS(read), "drain a kick eventfd" },
+	{ SCMP_SYS(read), "drain a kick eventfd; a message's payload after its header "
+			  "(user_msg_io.c)" },
 	{ SCMP_SYS(write), "signal the call and err eventfds; a message on stderr "
 			   "(the daemon's log) when a ring stops" },
 	{ SCMP_SYS(close), "a ring's old eventfds, received fds the handler did not "
