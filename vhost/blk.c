@@ -40,37 +40,99 @@ static int image_bytes(int fd, uint64_t *bytes, struct hatch_err *err)
 			     "not a regular file or a block device");
 }
 
+static void set_serial(struct vhu_blk *b, const char *name)
+{
+	/* GET_ID's 20 bytes: NUL-padded, unterminated when the name fills them. */
+	memset(b->serial, 0, sizeof(b->serial));
+	size_t n = strlen(name);
+	memcpy(b->serial, name, n < sizeof(b->serial) ? n : sizeof(b->serial));
+}
+
+/* The layer: an empty regular file (a non-empty one is refused: it would
+ * be someone's data, or the base itself passed twice), grown to the disk's
+ * size as one hole. */
+static int open_layer(struct vhu_blk *b, int layer, struct hatch_err *err)
+{
+	struct stat st;
+	if (fstat(layer, &st) < 0)
+		return hatch_err_set(err, E(INTERNAL), errno, "overlay layer: fstat");
+	if (!S_ISREG(st.st_mode) || st.st_size != 0)
+		return hatch_err_set(err, E(INVALID_ARGUMENT), 0,
+				     "overlay layer: not an empty regular file");
+	if (ftruncate(layer, (off_t)vhu_blk_bytes(b)) < 0)
+		return hatch_err_set(err, E(INTERNAL), errno, "overlay layer: size it");
+	uint64_t blocks = (vhu_blk_bytes(b) + VHU_BLK_OVL_BLOCK - 1) / VHU_BLK_OVL_BLOCK;
+	b->written = calloc((size_t)((blocks + 63) / 64) + 1, sizeof(uint64_t));
+	b->cow = malloc(VHU_BLK_OVL_BLOCK);
+	if (!b->written || !b->cow)
+		return hatch_err_set(err, E(INTERNAL), ENOMEM, "overlay bitmap");
+	return 0;
+}
+
+int vhu_blk_open_fd(struct vhu_blk *b, int image_fd, int layer_fd, bool ro,
+		    const char *serial, struct hatch_err *err)
+{
+	memset(b, 0, sizeof(*b));
+	b->fd = image_fd;
+	b->layer = layer_fd;
+	b->ro = ro;
+	if (ro && layer_fd >= 0) {
+		vhu_blk_close(b);
+		return hatch_err_set(err, E(INVALID_ARGUMENT), 0,
+				     "read-only and an overlay are exclusive");
+	}
+	uint64_t bytes;
+	if (image_bytes(image_fd, &bytes, err) < 0) {
+		vhu_blk_close(b);
+		return -1;
+	}
+	b->capacity = bytes / VHU_BLK_SECTOR;
+	set_serial(b, serial ? serial : "hatchery");
+	b->buf = malloc(VHU_BLK_BUF);
+	if (!b->buf) {
+		vhu_blk_close(b);
+		return hatch_err_set(err, E(INTERNAL), ENOMEM, "image buffer");
+	}
+	if (layer_fd >= 0 && open_layer(b, layer_fd, err) < 0) {
+		vhu_blk_close(b);
+		return -1;
+	}
+	return 0;
+}
+
 int vhu_blk_open(struct vhu_blk *b, const char *path, bool ro,
 		 struct hatch_err *err)
 {
-	memset(b, 0, sizeof(*b));
-	b->fd = -1;
-	_cleanup_close_ int fd = open(path, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-	if (fd < 0)
+	int fd = open(path, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (fd < 0) {
+		memset(b, 0, sizeof(*b));
+		b->fd = b->layer = -1;
 		return hatch_err_set(err, E(INVALID_ARGUMENT), errno, "image `%s`", path);
-	uint64_t bytes;
-	if (image_bytes(fd, &bytes, err) < 0)
-		return hatch_err_wrap(err, "image `%s`", path);
-	b->buf = malloc(VHU_BLK_BUF);
-	if (!b->buf)
-		return hatch_err_set(err, E(INTERNAL), ENOMEM, "image buffer");
+	}
 	const char *base = strrchr(path, '/');
-	base = base ? base + 1 : path;
-	/* GET_ID's 20 bytes: NUL-padded, unterminated when the name fills them
-	 * (b was zeroed above). */
-	size_t n = strlen(base);
-	memcpy(b->serial, base, n < sizeof(b->serial) ? n : sizeof(b->serial));
-	b->capacity = bytes / VHU_BLK_SECTOR;
-	b->ro = ro;
-	b->fd = steal_fd(&fd);
+	if (vhu_blk_open_fd(b, fd, -1, ro, base ? base + 1 : path, err) < 0)
+		return hatch_err_wrap(err, "image `%s`", path);
 	return 0;
+}
+
+int vhu_blk_layer_tmpfile(const char *dir, struct hatch_err *err)
+{
+	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return hatch_err_set(err, E(INVALID_ARGUMENT), errno,
+				     "overlay layer in `%s` (O_TMPFILE)", dir);
+	return fd;
 }
 
 void vhu_blk_close(struct vhu_blk *b)
 {
 	hatch_closep(&b->fd);
+	hatch_closep(&b->layer);
 	free(b->buf);
-	b->buf = NULL;
+	free(b->written);
+	free(b->cow);
+	b->buf = b->cow = NULL;
+	b->written = NULL;
 }
 
 uint64_t vhu_blk_features(const struct vhu_blk *b)
@@ -137,6 +199,132 @@ static bool pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 	return true;
 }
 
+static bool write_zeros(struct vhu_blk *b, int fd, uint64_t off, uint64_t len)
+{
+	memset(b->buf, 0, VHU_BLK_BUF);
+	for (uint64_t done = 0; done < len; done += VHU_BLK_BUF) {
+		size_t n = len - done < VHU_BLK_BUF ? (size_t)(len - done) : VHU_BLK_BUF;
+		if (!pwrite_full(fd, b->buf, n, off + done))
+			return false;
+	}
+	return true;
+}
+
+/* Zero [off, off + len) of fd: a hole where the file system punches one
+ * (discard or unmap), else zeroed in place. discard: a hint only, so a
+ * file system that cannot punch keeps the data, which the spec allows. */
+static bool zero_range(struct vhu_blk *b, int fd, uint64_t off, uint64_t len,
+		       bool discard, bool unmap)
+{
+	int keep = FALLOC_FL_KEEP_SIZE;
+	if (discard || unmap) {
+		if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | keep, (off_t)off, (off_t)len) == 0)
+			return true;
+		if (discard)
+			return errno == EOPNOTSUPP;
+	}
+	if (fallocate(fd, FALLOC_FL_ZERO_RANGE | keep, (off_t)off, (off_t)len) == 0)
+		return true;
+	return errno == EOPNOTSUPP && write_zeros(b, fd, off, len);
+}
+
+/* ---- the overlay ------------------------------------------------------ */
+
+static bool ovl_has(const struct vhu_blk *b, uint64_t blk)
+{
+	return b->written[blk / 64] >> (blk % 64) & 1;
+}
+
+/* Mark the blocks [off, off + len) touches as the layer's. */
+static void ovl_mark(struct vhu_blk *b, uint64_t off, uint64_t len)
+{
+	for (uint64_t k = off / VHU_BLK_OVL_BLOCK; k <= (off + len - 1) / VHU_BLK_OVL_BLOCK; k++)
+		b->written[k / 64] |= 1ull << (k % 64);
+}
+
+/* Make block blk the layer's, copying it up from the base unless it is
+ * already. The disk's last block may be short. */
+static bool ovl_own(struct vhu_blk *b, uint64_t blk)
+{
+	if (ovl_has(b, blk))
+		return true;
+	uint64_t off = blk * VHU_BLK_OVL_BLOCK;
+	uint64_t n = vhu_blk_bytes(b) - off;
+	if (n > VHU_BLK_OVL_BLOCK)
+		n = VHU_BLK_OVL_BLOCK;
+	if (!pread_full(b->fd, b->cow, (size_t)n, off) ||
+	    !pwrite_full(b->layer, b->cow, (size_t)n, off))
+		return false;
+	ovl_mark(b, off, n);
+	return true;
+}
+
+/* Before a change of [off, off + len) in the layer: the blocks it covers
+ * only in part are copied up first, so the bytes around the change keep
+ * the base's data. A range that ends at the disk's end covers its short
+ * last block. len > 0. */
+static bool ovl_own_edges(struct vhu_blk *b, uint64_t off, uint64_t len)
+{
+	uint64_t end = off + len;
+	if (off % VHU_BLK_OVL_BLOCK && !ovl_own(b, off / VHU_BLK_OVL_BLOCK))
+		return false;
+	if (end % VHU_BLK_OVL_BLOCK && end != vhu_blk_bytes(b) &&
+	    !ovl_own(b, end / VHU_BLK_OVL_BLOCK))
+		return false;
+	return true;
+}
+
+/* Read [off, off + len) of the disk: runs of blocks from the layer or
+ * the base, whichever holds them. */
+static bool disk_read(struct vhu_blk *b, uint8_t *p, size_t len, uint64_t off)
+{
+	if (b->layer < 0)
+		return pread_full(b->fd, p, len, off);
+	while (len) {
+		bool layer = ovl_has(b, off / VHU_BLK_OVL_BLOCK);
+		uint64_t end = (off / VHU_BLK_OVL_BLOCK + 1) * VHU_BLK_OVL_BLOCK;
+		while (end < off + len && ovl_has(b, end / VHU_BLK_OVL_BLOCK) == layer)
+			end += VHU_BLK_OVL_BLOCK;
+		size_t n = end - off < len ? (size_t)(end - off) : len;
+		if (!pread_full(layer ? b->layer : b->fd, p, n, off))
+			return false;
+		p += n;
+		off += n;
+		len -= n;
+	}
+	return true;
+}
+
+static bool disk_write(struct vhu_blk *b, const uint8_t *p, size_t len, uint64_t off)
+{
+	if (b->layer < 0)
+		return pwrite_full(b->fd, p, len, off);
+	if (len == 0)
+		return true;
+	if (!ovl_own_edges(b, off, len) || !pwrite_full(b->layer, p, len, off))
+		return false;
+	/* Only once the data is there: a failed write leaves the blocks it
+	 * did not own reading from the base. */
+	ovl_mark(b, off, len);
+	return true;
+}
+
+/* DISCARD and WRITE_ZEROES. In overlay mode both zero the range for
+ * good: the layer's bytes become a hole (or zeros) and are marked, so the
+ * base's data under them is never read again. */
+static bool disk_zero(struct vhu_blk *b, uint64_t off, uint64_t len, bool discard,
+		      bool unmap)
+{
+	if (b->layer < 0)
+		return zero_range(b, b->fd, off, len, discard, unmap);
+	if (len == 0)
+		return true;
+	if (!ovl_own_edges(b, off, len) || !zero_range(b, b->layer, off, len, false, true))
+		return false;
+	ovl_mark(b, off, len);
+	return true;
+}
+
 /* IN: the data is the writable part but its last byte (the status); the
  * readable part is the header alone. */
 static uint8_t do_in(struct vhu_blk *b, const struct vmp_vq_elem *e,
@@ -147,7 +335,7 @@ static uint8_t do_in(struct vhu_blk *b, const struct vmp_vq_elem *e,
 		return VIRTIO_BLK_S_IOERR;
 	for (uint64_t off = 0; off < len; off += VHU_BLK_BUF) {
 		size_t n = len - off < VHU_BLK_BUF ? (size_t)(len - off) : VHU_BLK_BUF;
-		if (!pread_full(b->fd, b->buf, n, sector * VHU_BLK_SECTOR + off))
+		if (!disk_read(b, b->buf, n, sector * VHU_BLK_SECTOR + off))
 			return VIRTIO_BLK_S_IOERR;
 		vmp_vq_elem_write(e, off, b->buf, n);
 	}
@@ -166,7 +354,7 @@ static uint8_t do_out(struct vhu_blk *b, const struct vmp_vq_elem *e,
 	for (uint64_t off = 0; off < len; off += VHU_BLK_BUF) {
 		size_t n = len - off < VHU_BLK_BUF ? (size_t)(len - off) : VHU_BLK_BUF;
 		if (vmp_vq_elem_read(e, HDR_SIZE + off, b->buf, n) != n ||
-		    !pwrite_full(b->fd, b->buf, n, sector * VHU_BLK_SECTOR + off))
+		    !disk_write(b, b->buf, n, sector * VHU_BLK_SECTOR + off))
 			return VIRTIO_BLK_S_IOERR;
 	}
 	return VIRTIO_BLK_S_OK;
@@ -174,6 +362,9 @@ static uint8_t do_out(struct vhu_blk *b, const struct vmp_vq_elem *e,
 
 static uint8_t do_flush(struct vhu_blk *b)
 {
+	/* An overlay's layer dies with us: nothing to make durable. */
+	if (b->layer >= 0)
+		return VIRTIO_BLK_S_OK;
 	return fdatasync(b->fd) == 0 ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
 }
 
@@ -218,34 +409,6 @@ static uint8_t read_segs(const struct vhu_blk *b, const struct vmp_vq_elem *e,
 	return VIRTIO_BLK_S_OK;
 }
 
-static bool write_zeros(struct vhu_blk *b, uint64_t off, uint64_t len)
-{
-	memset(b->buf, 0, VHU_BLK_BUF);
-	for (uint64_t done = 0; done < len; done += VHU_BLK_BUF) {
-		size_t n = len - done < VHU_BLK_BUF ? (size_t)(len - done) : VHU_BLK_BUF;
-		if (!pwrite_full(b->fd, b->buf, n, off + done))
-			return false;
-	}
-	return true;
-}
-
-static bool zero_range(struct vhu_blk *b, uint64_t off, uint64_t len, bool discard,
-		       bool unmap)
-{
-	int keep = FALLOC_FL_KEEP_SIZE;
-	if (discard || unmap) {
-		if (fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | keep, (off_t)off, (off_t)len) == 0)
-			return true;
-		/* DISCARD is a hint: a file system that cannot punch holes
-		 * keeps the data, which the spec allows. */
-		if (discard)
-			return errno == EOPNOTSUPP;
-	}
-	if (fallocate(b->fd, FALLOC_FL_ZERO_RANGE | keep, (off_t)off, (off_t)len) == 0)
-		return true;
-	return errno == EOPNOTSUPP && write_zeros(b, off, len);
-}
-
 static uint8_t do_zero(struct vhu_blk *b, const struct vmp_vq_elem *e, bool discard)
 {
 	struct virtio_blk_discard_write_zeroes s[VHU_BLK_MAX_SEGS];
@@ -255,7 +418,7 @@ static uint8_t do_zero(struct vhu_blk *b, const struct vmp_vq_elem *e, bool disc
 		return st;
 	for (unsigned i = 0; i < n; i++) {
 		bool unmap = s[i].flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP;
-		if (!zero_range(b, s[i].sector * VHU_BLK_SECTOR,
+		if (!disk_zero(b, s[i].sector * VHU_BLK_SECTOR,
 				(uint64_t)s[i].num_sectors * VHU_BLK_SECTOR, discard, unmap))
 			return VIRTIO_BLK_S_IOERR;
 	}

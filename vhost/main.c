@@ -1,15 +1,19 @@
 /* main.c - hatchery-vhost-blk: a vhost-user block device backend.
  *
- *   hatchery-vhost-blk --socket PATH --image FILE [--read-only]
+ *   hatchery-vhost-blk --socket PATH --image FILE [--read-only | --overlay[=DIR]]
  *
+ * --overlay: FILE is a read-only base; the guest's writes go to a private
+ * sparse layer, an unlinked file (O_TMPFILE) in DIR (default: FILE's
+ * directory), gone when the program exits (blk.h).
  * Listens on PATH (a stale socket there is replaced; any other file is
  * not), serves one frontend connection (QEMU's vhost-user-blk, or
  * hatchery's own frontend when there is one) and exits when it ends:
  * 0 when the frontend hung up, 1 when we ended it (the reason on stderr).
- * Not yet: a jail, a seccomp filter, being started by the supervisor
- * (docs/vhost.md).
+ * No jail here: the jailed backend is vhu_backend_child_main
+ * (backend_child.h), which the supervisor forks (docs/vhost.md).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -28,11 +32,14 @@ struct options {
 	const char *socket;
 	const char *image;
 	bool ro;
+	bool overlay;
+	const char *overlay_dir; /* NULL: the image's directory */
 };
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: hatchery-vhost-blk --socket PATH --image FILE [--read-only]\n");
+	fprintf(f, "usage: hatchery-vhost-blk --socket PATH --image FILE "
+		   "[--read-only | --overlay[=DIR]]\n");
 }
 
 static int parse(int argc, char **argv, struct options *o)
@@ -41,6 +48,7 @@ static int parse(int argc, char **argv, struct options *o)
 		{ "socket", required_argument, NULL, 's' },
 		{ "image", required_argument, NULL, 'i' },
 		{ "read-only", no_argument, NULL, 'r' },
+		{ "overlay", optional_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -50,11 +58,12 @@ static int parse(int argc, char **argv, struct options *o)
 		case 's': o->socket = optarg; break;
 		case 'i': o->image = optarg; break;
 		case 'r': o->ro = true; break;
+		case 'o': o->overlay = true; o->overlay_dir = optarg; break;
 		case 'h': usage(stdout); return 1;
 		default: usage(stderr); return -1;
 		}
 	}
-	if (!o->socket || !o->image || optind != argc) {
+	if (!o->socket || !o->image || optind != argc || (o->ro && o->overlay)) {
 		usage(stderr);
 		return -1;
 	}
@@ -96,6 +105,32 @@ static int accept_one(const char *path, struct hatch_err *err)
 	return c;
 }
 
+/* The layer goes next to the image unless a directory was given. */
+static int open_overlay(const struct options *o, struct vhu_blk *blk,
+			struct hatch_err *err)
+{
+	int image = open(o->image, O_RDONLY | O_CLOEXEC);
+	if (image < 0)
+		return hatch_err_set(err, E(INVALID_ARGUMENT), errno, "image `%s`", o->image);
+	char dir[4096];
+	const char *slash = strrchr(o->image, '/');
+	if (o->overlay_dir)
+		snprintf(dir, sizeof(dir), "%s", o->overlay_dir);
+	else if (slash)
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - o->image + 1), o->image);
+	else
+		snprintf(dir, sizeof(dir), ".");
+	int layer = vhu_blk_layer_tmpfile(dir, err);
+	if (layer < 0) {
+		close(image);
+		return -1;
+	}
+	const char *base = slash ? slash + 1 : o->image;
+	if (vhu_blk_open_fd(blk, image, layer, false, base, err) < 0)
+		return hatch_err_wrap(err, "image `%s`", o->image);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct options o = { 0 };
@@ -104,7 +139,8 @@ int main(int argc, char **argv)
 		return r < 0 ? 2 : 0;
 	struct hatch_err err = { 0 };
 	struct vhu_blk blk;
-	if (vhu_blk_open(&blk, o.image, o.ro, &err) < 0) {
+	r = o.overlay ? open_overlay(&o, &blk, &err) : vhu_blk_open(&blk, o.image, o.ro, &err);
+	if (r < 0) {
 		fprintf(stderr, "hatchery-vhost-blk: %s\n", err.msg);
 		return 1;
 	}

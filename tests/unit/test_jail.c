@@ -41,7 +41,7 @@
 
 #define UID_BASE 290000u /* away from hatcheryd's default 200000 */
 
-static struct vmp_jail_filter filter_kill, filter_log, filter_linux;
+static struct vmp_jail_filter filter_kill, filter_log, filter_linux, filter_vhost;
 static int kvm_fd = -1;
 static struct vmp_kvm_host host = { .kvm_fd = -1 }; /* for a real VM in the jail */
 
@@ -60,6 +60,8 @@ static void setup(void)
 					   &filter_log, &err), 0, "%s", err.msg);
 	cr_assert_eq(vmp_jail_filter_build(VMP_SECCOMP_KILL, VMP_FILTER_LINUX,
 					   &filter_linux, &err), 0, "%s", err.msg);
+	cr_assert_eq(vmp_jail_filter_build(VMP_SECCOMP_KILL, VMP_FILTER_VHOST_BLK,
+					   &filter_vhost, &err), 0, "%s", err.msg);
 }
 
 static void teardown(void)
@@ -67,6 +69,7 @@ static void teardown(void)
 	vmp_jail_filter_free(&filter_kill);
 	vmp_jail_filter_free(&filter_log);
 	vmp_jail_filter_free(&filter_linux);
+	vmp_jail_filter_free(&filter_vhost);
 	vmp_kvm_host_close(&host);
 	if (kvm_fd >= 0)
 		close(kvm_fd);
@@ -75,8 +78,11 @@ static void teardown(void)
 TestSuite(jail, .init = setup, .fini = teardown, .timeout = 20);
 
 /* FULL: a kernel-less child's jail; LINUX: a Linux child's (its
- * allowlist has threads and the device model's calls). */
-enum layer { FULL, NO_SECCOMP, LOG, LINUX };
+ * allowlist has threads and the device model's calls); VHOST: a vhost-user
+ * block backend's filter (VMP_FILTER_VHOST_BLK) and NPROC 1, as
+ * vhu_backend_child_main sets them (test_vhost_jail runs the backend
+ * itself). */
+enum layer { FULL, NO_SECCOMP, LOG, LINUX, VHOST };
 
 struct ctx {
 	int kvm;          /* /dev/kvm, inherited */
@@ -112,8 +118,9 @@ static pid_t spawn_jailed(unsigned slot, enum layer l, attempt_fn fn,
 			.nofile = 32,
 			.as_extra = 256ull << 20,
 			.filter = l == FULL ? &filter_kill : l == LOG ? &filter_log :
-				  l == LINUX ? &filter_linux : NULL,
-			.nproc = l == LINUX ? VMP_JAIL_NPROC_LINUX(2) : 0,
+				  l == LINUX ? &filter_linux : l == VHOST ? &filter_vhost : NULL,
+			.nproc = l == LINUX ? VMP_JAIL_NPROC_LINUX(2) :
+				 l == VHOST ? VMP_JAIL_NPROC_RUNNING : 0,
 #if defined(__SANITIZE_ADDRESS__)
 			.flags = VMP_JAIL_NO_AS_LIMIT,
 #endif
@@ -220,6 +227,7 @@ Test(jail, open_etc_passwd)
 {
 	struct ctx cx = { .kvm = kvm_fd };
 	expect_sigsys(run(FULL, open_passwd, &cx), SYS_openat, "openat");
+	expect_sigsys(run(VHOST, open_passwd, &cx), SYS_openat, "openat");
 	/* Beneath seccomp: the host filesystem is gone. */
 	expect_errno(run(NO_SECCOMP, open_passwd, &cx), ENOENT, "open /etc/passwd");
 }
@@ -247,6 +255,7 @@ Test(jail, socket_af_inet)
 {
 	struct ctx cx = { .kvm = kvm_fd };
 	expect_sigsys(run(FULL, inet_socket, &cx), SYS_socket, "socket");
+	expect_sigsys(run(VHOST, inet_socket, &cx), SYS_socket, "socket");
 	expect_errno(run(NO_SECCOMP, inet_connect, &cx), ENETUNREACH,
 		     "connect to 1.1.1.1:80");
 }
@@ -262,6 +271,7 @@ Test(jail, execve)
 {
 	struct ctx cx = { .kvm = kvm_fd };
 	expect_sigsys(run(FULL, exec_sh, &cx), SYS_execve, "execve");
+	expect_sigsys(run(VHOST, exec_sh, &cx), SYS_execve, "execve");
 	expect_errno(run(NO_SECCOMP, exec_sh, &cx), ENOENT, "execve /bin/sh");
 }
 
@@ -276,6 +286,7 @@ Test(jail, ptrace_sibling)
 	struct ctx cx = { .kvm = kvm_fd };
 	cx.sibling = start_sibling(&spidfd, &srep);
 	expect_sigsys(run(FULL, ptrace_sibling, &cx), SYS_ptrace, "ptrace");
+	expect_sigsys(run(VHOST, ptrace_sibling, &cx), SYS_ptrace, "ptrace");
 	/* Its host pid means nothing in our pid namespace. */
 	expect_errno(run(NO_SECCOMP, ptrace_sibling, &cx), ESRCH, "ptrace sibling");
 	stop_sibling(spidfd, srep);
@@ -292,6 +303,7 @@ Test(jail, kill_other_child)
 	struct ctx cx = { .kvm = kvm_fd };
 	cx.sibling = start_sibling(&spidfd, &srep);
 	expect_sigsys(run(FULL, kill_sibling, &cx), SYS_kill, "kill");
+	expect_sigsys(run(VHOST, kill_sibling, &cx), SYS_kill, "kill");
 	expect_errno(run(NO_SECCOMP, kill_sibling, &cx), ESRCH, "kill sibling");
 	/* And the sibling is still alive. */
 	struct pollfd p = { .fd = spidfd, .events = POLLIN };
@@ -309,6 +321,7 @@ Test(jail, mount)
 {
 	struct ctx cx = { .kvm = kvm_fd };
 	expect_sigsys(run(FULL, do_mount, &cx), SYS_mount, "mount");
+	expect_sigsys(run(VHOST, do_mount, &cx), SYS_mount, "mount");
 	/* No CAP_SYS_ADMIN in any set. */
 	expect_errno(run(NO_SECCOMP, do_mount, &cx), EPERM, "mount tmpfs");
 }
@@ -349,6 +362,8 @@ Test(jail, fork)
 	struct ctx cx = { .kvm = kvm_fd };
 	/* glibc's fork() is clone(2). */
 	expect_sigsys(run(FULL, do_fork, &cx), SYS_clone, "clone");
+	/* A backend has no VM to run first: NPROC 1 from the start. */
+	expect_sigsys(run(VHOST, do_plain_fork, &cx), SYS_clone, "clone");
 	/* RLIMIT_NPROC 1, and the uid is this child's alone: it holds this
 	 * process (and on new kernels KVM's worker), so count >= limit
 	 * either way. On 6.1 with the old NPROC 2 this fork succeeded. */
@@ -405,6 +420,14 @@ static int threads_then_fork(const struct ctx *cx)
 	return p;
 }
 
+Test(jail, vhost_no_threads)
+{
+	struct ctx cx = { .kvm = kvm_fd };
+	struct outcome o = run(VHOST, two_threads, &cx);
+	cr_assert(o.sigsys, "pthread_create under a backend's filter: exit %d, not SIGSYS",
+		  o.exit_code);
+}
+
 Test(jail, linux_threads_only)
 {
 	struct ctx cx = { .kvm = kvm_fd };
@@ -450,6 +473,13 @@ static int lower_nofile(const struct ctx *cx)
 	return setrlimit(RLIMIT_NOFILE, &rl);
 }
 
+static int lower_nofile_only(const struct ctx *cx)
+{
+	(void)cx;
+	struct rlimit rl = { .rlim_cur = 8, .rlim_max = 8 };
+	return setrlimit(RLIMIT_NOFILE, &rl);
+}
+
 static int nproc_by_pid(const struct ctx *cx)
 {
 	(void)cx;
@@ -479,6 +509,8 @@ Test(jail, nproc_lowered_for_good)
 	/* The entry is that narrow: another resource, another pid, the old
 	 * setrlimit syscall all die by SIGSYS. */
 	expect_sigsys(run(FULL, lower_nofile, &cx), SYS_prlimit64, "prlimit64");
+	/* A backend's filter has no prlimit64 at all. */
+	expect_sigsys(run(VHOST, lower_nofile_only, &cx), SYS_prlimit64, "prlimit64");
 	expect_sigsys(run(FULL, nproc_by_pid, &cx), SYS_prlimit64, "prlimit64");
 	expect_sigsys(run(FULL, old_setrlimit, &cx), SYS_setrlimit, "setrlimit");
 }
@@ -493,6 +525,7 @@ Test(jail, write_a_file)
 {
 	struct ctx cx = { .kvm = kvm_fd };
 	expect_sigsys(run(FULL, write_file, &cx), SYS_openat, "openat");
+	expect_sigsys(run(VHOST, write_file, &cx), SYS_openat, "openat");
 	/* The new root is an empty read-only tmpfs. */
 	expect_errno(run(NO_SECCOMP, write_file, &cx), EROFS, "create /escape");
 }
@@ -512,6 +545,9 @@ Test(jail, ioctl_non_kvm_on_kvm_fd)
 {
 	struct ctx cx = { .kvm = kvm_fd };
 	expect_sigsys(run(FULL, kvm_bad_ioctl, &cx), SYS_ioctl, "ioctl");
+	/* A backend has no ioctl at all, KVM's included. */
+	expect_sigsys(run(VHOST, kvm_bad_ioctl, &cx), SYS_ioctl, "ioctl");
+	expect_sigsys(run(VHOST, kvm_good_ioctl, &cx), SYS_ioctl, "ioctl");
 	/* The control: a KVM ioctl vmproc uses goes through the filter. */
 	struct outcome o = run(FULL, kvm_good_ioctl, &cx);
 	cr_assert(!o.sigsys && o.exit_code == X_SUCCEEDED,
@@ -542,6 +578,7 @@ Test(jail, no_executable_mappings)
 {
 	struct ctx cx = { .kvm = kvm_fd };
 	expect_sigsys(run(FULL, mmap_exec, &cx), SYS_mmap, "mmap");
+	expect_sigsys(run(VHOST, mmap_exec, &cx), SYS_mmap, "mmap");
 }
 
 /* The facts the child reports about itself (VmInfoReply) against what the

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -326,4 +327,189 @@ Test(vhost_blk, features_and_config)
 	cr_expect_eq(vhu_blk_open(&blk, "/nonexistent/image", false, &e), -1);
 	cr_expect(strstr(e.msg, "/nonexistent/image"), "%s", e.msg);
 	cr_expect_eq(vhu_blk_open(&blk, "/dev/null", false, &e), -1, "a char device");
+}
+
+/* ---- overlay mode ---------------------------------------------------- */
+
+/* An overlay over `path` (made by open_image, whose struct is then
+ * replaced): the base read-only, the layer an O_TMPFILE in /tmp. */
+static void open_overlay(struct vhu_blk *o)
+{
+	struct hatch_err e = { 0 };
+	int base = open(path, O_RDONLY | O_CLOEXEC);
+	cr_assert_geq(base, 0);
+	int layer = vhu_blk_layer_tmpfile("/tmp", &e);
+	cr_assert_geq(layer, 0, "%s", e.msg);
+	cr_assert_eq(vhu_blk_open_fd(o, base, layer, false, "ovl", &e), 0, "%s", e.msg);
+}
+
+static void overlay_image(void)
+{
+	open_image(false);
+	vhu_blk_close(&blk); /* the file stays: it is the base */
+	open_overlay(&blk);
+}
+
+static uint8_t out_sectors(struct vhu_blk *o, uint64_t sector, uint8_t fill, size_t n)
+{
+	static uint8_t data[8 * VHU_BLK_SECTOR];
+	cr_assert_leq(n, 8);
+	memset(data, fill, n * VHU_BLK_SECTOR);
+	struct chain c;
+	chain(&c, VIRTIO_BLK_T_OUT, sector);
+	add(&c, data, n * VHU_BLK_SECTOR, false);
+	add(&c, &c.status, 1, true);
+	vhu_blk_request(o, &c.e);
+	return c.status;
+}
+
+/* The first byte of each of n sectors from `sector` on, as the guest
+ * reads them (one IN request). */
+static void in_sectors(struct vhu_blk *o, uint64_t sector, size_t n, uint8_t *first)
+{
+	static uint8_t data[SECTORS * VHU_BLK_SECTOR];
+	struct chain c;
+	chain(&c, VIRTIO_BLK_T_IN, sector);
+	add(&c, data, n * VHU_BLK_SECTOR, true);
+	add(&c, &c.status, 1, true);
+	vhu_blk_request(o, &c.e);
+	cr_assert_eq(c.status, VIRTIO_BLK_S_OK);
+	for (size_t i = 0; i < n; i++) {
+		first[i] = data[i * VHU_BLK_SECTOR];
+		/* every byte of the sector is the same in these tests */
+		cr_assert_eq(data[i * VHU_BLK_SECTOR + VHU_BLK_SECTOR - 1], first[i],
+			     "sector %zu is not uniform", (size_t)sector + i);
+	}
+}
+
+Test(vhost_blk, overlay_writes_to_the_layer_only)
+{
+	overlay_image();
+	cr_expect_eq(blk.capacity, SECTORS);
+	cr_expect_not(vhu_blk_features(&blk) & (1ull << VIRTIO_BLK_F_RO));
+	cr_expect_eq(out_sectors(&blk, 3, 0xa1, 1), VIRTIO_BLK_S_OK);
+	uint8_t got[SECTORS];
+	in_sectors(&blk, 0, SECTORS, got);
+	for (unsigned s = 0; s < SECTORS; s++)
+		cr_expect_eq(got[s], s == 3 ? 0xa1 : 0x10 + s, "sector %u", s);
+	cr_expect_eq(file_byte(3 * 512), 0x13, "the base is unchanged");
+	/* Sparse: one block copied up, the rest a hole, at the disk's size. */
+	struct stat st;
+	cr_assert_eq(fstat(blk.layer, &st), 0);
+	cr_expect_eq(st.st_size, SECTORS * VHU_BLK_SECTOR);
+	cr_expect_leq(st.st_blocks * 512, 4 * VHU_BLK_OVL_BLOCK, "%lld bytes allocated",
+		      (long long)st.st_blocks * 512);
+	cr_expect_eq(st.st_nlink, 0, "an unlinked layer");
+	struct chain c;
+	chain(&c, VIRTIO_BLK_T_FLUSH, 0);
+	run(&c);
+	cr_expect_eq(c.status, VIRTIO_BLK_S_OK);
+	close_image();
+}
+
+/* Sectors are 512 bytes, blocks 4 KiB: a write of a few sectors inside
+ * or across blocks keeps the base's data around it. */
+Test(vhost_blk, overlay_partial_blocks)
+{
+	overlay_image();
+	uint8_t got[SECTORS];
+	cr_expect_eq(out_sectors(&blk, 9, 0xb1, 1), VIRTIO_BLK_S_OK);   /* in block 1 */
+	cr_expect_eq(out_sectors(&blk, 22, 0xb2, 4), VIRTIO_BLK_S_OK);  /* blocks 2 and 3 */
+	cr_expect_eq(out_sectors(&blk, 10, 0xb3, 1), VIRTIO_BLK_S_OK);  /* block 1 again */
+	cr_expect_eq(out_sectors(&blk, 32, 0xb4, 8), VIRTIO_BLK_S_OK);  /* all of block 4 */
+	cr_expect_eq(out_sectors(&blk, SECTORS - 1, 0xb5, 1), VIRTIO_BLK_S_OK);
+	in_sectors(&blk, 0, SECTORS, got);
+	for (unsigned s = 0; s < SECTORS; s++) {
+		uint8_t want = 0x10 + s;
+		if (s == 9) want = 0xb1;
+		if (s == 10) want = 0xb3;
+		if (s >= 22 && s < 26) want = 0xb2;
+		if (s >= 32 && s < 40) want = 0xb4;
+		if (s == SECTORS - 1) want = 0xb5;
+		cr_expect_eq(got[s], want, "sector %u: %#x, expected %#x", s, got[s], want);
+	}
+	/* Reads that start and end inside blocks, across layer and base. */
+	in_sectors(&blk, 21, 6, got);
+	cr_expect_eq(got[0], 0x10 + 21);
+	cr_expect_eq(got[1], 0xb2);
+	cr_expect_eq(got[5], 0x10 + 26);
+	for (unsigned s = 0; s < SECTORS; s++)
+		cr_expect_eq(file_byte(s * 512 + 100), 0x10 + s, "base sector %u", s);
+	close_image();
+}
+
+/* DISCARD and WRITE_ZEROES: zeros for good, never the base's data. */
+Test(vhost_blk, overlay_discard_reads_zeros)
+{
+	overlay_image();
+	struct chain c;
+	struct virtio_blk_discard_write_zeroes s[3] = {
+		{ .sector = 8, .num_sectors = 8 },  /* block 1, whole */
+		{ .sector = 20, .num_sectors = 1 }, /* part of block 2 */
+		{ .sector = 30, .num_sectors = 4 }, /* across blocks 3 and 4 */
+	};
+	zero_req(&c, VIRTIO_BLK_T_DISCARD, s, 3);
+	cr_expect_eq(c.status, VIRTIO_BLK_S_OK);
+	s[0] = (struct virtio_blk_discard_write_zeroes){
+		.sector = 48, .num_sectors = 9, .flags = VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP };
+	zero_req(&c, VIRTIO_BLK_T_WRITE_ZEROES, s, 1);
+	cr_expect_eq(c.status, VIRTIO_BLK_S_OK);
+	/* A write into a discarded block: the rest of it stays zero. */
+	cr_expect_eq(out_sectors(&blk, 12, 0xc1, 1), VIRTIO_BLK_S_OK);
+	uint8_t got[SECTORS];
+	in_sectors(&blk, 0, SECTORS, got);
+	for (unsigned i = 0; i < SECTORS; i++) {
+		bool zero = (i >= 8 && i < 16) || i == 20 || (i >= 30 && i < 34) ||
+			    (i >= 48 && i < 57);
+		uint8_t want = i == 12 ? 0xc1 : zero ? 0 : 0x10 + i;
+		cr_expect_eq(got[i], want, "sector %u: %#x, expected %#x", i, got[i], want);
+	}
+	cr_expect_eq(file_byte(8 * 512), 0x18, "the base is unchanged");
+	cr_expect_eq(file_byte(20 * 512), 0x10 + 20);
+	close_image();
+}
+
+Test(vhost_blk, two_overlays_over_one_base)
+{
+	overlay_image();
+	struct vhu_blk other;
+	open_overlay(&other);
+	cr_expect_eq(out_sectors(&blk, 5, 0xd1, 1), VIRTIO_BLK_S_OK);
+	cr_expect_eq(out_sectors(&other, 5, 0xd2, 2), VIRTIO_BLK_S_OK);
+	uint8_t a[8], b[8];
+	in_sectors(&blk, 4, 3, a);
+	in_sectors(&other, 4, 3, b);
+	cr_expect_eq(a[0], 0x14);
+	cr_expect_eq(a[1], 0xd1);
+	cr_expect_eq(a[2], 0x16, "not the other overlay's write");
+	cr_expect_eq(b[0], 0x14);
+	cr_expect_eq(b[1], 0xd2);
+	cr_expect_eq(b[2], 0xd2);
+	cr_expect_eq(file_byte(5 * 512), 0x15);
+	vhu_blk_close(&other);
+	close_image();
+}
+
+Test(vhost_blk, overlay_refusals)
+{
+	open_image(false);
+	struct hatch_err e = { 0 };
+	struct vhu_blk o;
+	/* A layer that is not empty would be somebody's data. */
+	int base = open(path, O_RDONLY | O_CLOEXEC);
+	int notempty = open(path, O_RDWR | O_CLOEXEC);
+	cr_expect_eq(vhu_blk_open_fd(&o, base, notempty, false, NULL, &e), -1);
+	cr_expect(strstr(e.msg, "empty"), "%s", e.msg);
+	/* Read-only and an overlay: one or the other. */
+	base = open(path, O_RDONLY | O_CLOEXEC);
+	int layer = vhu_blk_layer_tmpfile("/tmp", &e);
+	cr_assert_geq(layer, 0);
+	cr_expect_eq(vhu_blk_open_fd(&o, base, layer, true, NULL, &e), -1);
+	cr_expect_eq(vhu_blk_layer_tmpfile("/nonexistent", &e), -1);
+	cr_expect(strstr(e.msg, "/nonexistent"), "%s", e.msg);
+	/* Both fds were taken, also on failure (no leak to count here, but
+	 * closing them again must fail). */
+	cr_expect_eq(fcntl(base, F_GETFD), -1);
+	cr_expect_eq(fcntl(layer, F_GETFD), -1);
+	close_image();
 }

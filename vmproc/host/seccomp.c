@@ -6,6 +6,7 @@
  * loads the result (child/jail.c, vmp_jail_enter). See docs/security.md
  * for what it stops and how the list was derived. */
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/kvm.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -122,6 +123,47 @@ static const unsigned long linux_kvm_ioctls[] = {
 	KVM_GET_REGS,    /* already above for Save; boot sets registers too      */
 };
 
+/* The vhost-user block backend (profile VMP_FILTER_VHOST_BLK: vhost/,
+ * vhu_backend_child_main): one thread serving one frontend connection on
+ * fds the supervisor opened. Its own list, not the child's: it has no KVM
+ * fd, no timer, no snapshot. Found like the child's (docs/security.md,
+ * "The vhost-user backend"): from vhost/backend.c, backend_msg.c, mem.c,
+ * vring.c, blk.c and user_msg_io.c, and strace -f of a jailed backend
+ * through a handshake, a memory table, a ring, OUT, IN, FLUSH, DISCARD
+ * and a hang-up, plain and in overlay mode. fcntl and newfstatat have
+ * argument rules in add_vhost_blk_rules. */
+static const struct {
+	int nr;
+	const char *why;
+} vhost_blk_allowed[] = {
+	{ SCMP_SYS(recvmsg), "vhu_msg_recv: the frontend's messages and their fds" },
+	{ SCMP_SYS(sendto), "vhu_msg_send: replies (glibc's send() is sendto)" },
+	{ SCMP_SYS(sendmsg), "the SIGSYS handler's report (child/jail.c, on_sigsys), when "
+			     "the supervisor gave a report fd" },
+	{ SCMP_SYS(poll), "the loop waits on the socket and the kick eventfd" },
+	{ SCMP_SYS(ppoll), "glibc's poll() on some builds" },
+	{ SCMP_SYS(read), "drain a kick eventfd; a message's payload after its header "
+			  "(user_msg_io.c)" },
+	{ SCMP_SYS(write), "signal the call and err eventfds; a message on stderr "
+			   "(the daemon's log) when a ring stops" },
+	{ SCMP_SYS(close), "a ring's old eventfds, received fds the handler did not "
+			   "keep, memory region fds once mapped" },
+	{ SCMP_SYS(munmap), "REM_MEM_REG, a new SET_MEM_TABLE, the end of the "
+			    "connection; free() of the backend's state" },
+	{ SCMP_SYS(fstat), "mem.c: a region's fd must be a regular file at least as "
+			   "long as the region (glibc < 2.33's fstat)" },
+	{ SCMP_SYS(pread64), "blk.c: IN from the image (or the overlay's base or layer), "
+			     "the overlay's copy-up" },
+	{ SCMP_SYS(pwrite64), "blk.c: OUT to the image or the overlay's layer, zeros "
+			      "where fallocate cannot" },
+	{ SCMP_SYS(fdatasync), "blk.c: FLUSH (not in overlay mode: nothing to keep)" },
+	{ SCMP_SYS(fallocate), "blk.c: DISCARD and WRITE_ZEROES (punch a hole, zero a "
+			       "range) in the image or the layer" },
+	{ SCMP_SYS(brk), "malloc: the backend's state and bounce buffer at the start "
+			 "of the connection" },
+	{ SCMP_SYS(exit_group), "_exit when the frontend hangs up or breaks the protocol" },
+};
+
 #if defined(__SANITIZE_ADDRESS__)
 /* Sanitizer builds only (compiled out of release builds): what the
  * ASan/UBSan runtime itself calls in a jailed child, found with strace
@@ -191,37 +233,39 @@ static int add_linux_rules(scmp_filter_ctx ctx, struct hatch_err *err)
 	return add_rule(ctx, SCMP_SYS(mprotect), 1, &noexec, err);
 }
 
-static void seccomp_releasep(scmp_filter_ctx *c)
+static int add_vhost_blk_rules(scmp_filter_ctx ctx, struct hatch_err *err)
 {
-	if (*c)
-		seccomp_release(*c);
+	for (size_t i = 0; i < HATCH_ARRAY_SIZE(vhost_blk_allowed); i++)
+		if (add_rule(ctx, vhost_blk_allowed[i].nr, 0, NULL, err) < 0)
+			return -1;
+	/* mmap: the frontend's memory regions (MAP_SHARED of its memfds) and
+	 * malloc's large chunks. Never executable: the guest's memory is
+	 * the frontend's to fill, so an executable mapping of it would run
+	 * code a guest wrote. */
+	struct scmp_arg_cmp noexec = SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0);
+	if (add_rule(ctx, SCMP_SYS(mmap), 1, &noexec, err) < 0)
+		return -1;
+	/* fcntl: vring.c makes the kick, call and err fds O_NONBLOCK, with
+	 * F_GETFL and F_SETFL; no F_DUPFD, no locks, no F_SETOWN. */
+	struct scmp_arg_cmp getfl = SCMP_A1(SCMP_CMP_EQ, F_GETFL);
+	struct scmp_arg_cmp setfl = SCMP_A1(SCMP_CMP_EQ, F_SETFL);
+	if (add_rule(ctx, SCMP_SYS(fcntl), 1, &getfl, err) < 0 ||
+	    add_rule(ctx, SCMP_SYS(fcntl), 1, &setfl, err) < 0)
+		return -1;
+	/* newfstatat: glibc >= 2.33's fstat(fd) is fstatat(fd, "", st,
+	 * AT_EMPTY_PATH). Only with that flag; in the empty root a path
+	 * would find nothing anyway. */
+	struct scmp_arg_cmp empty = SCMP_A3(SCMP_CMP_EQ, AT_EMPTY_PATH);
+	return add_rule(ctx, SCMP_SYS(newfstatat), 1, &empty, err);
 }
 
-int vmp_jail_filter_build(enum vmp_seccomp_mode mode, enum vmp_filter_profile profile,
-			  struct vmp_jail_filter *out, struct hatch_err *err)
+/* A pool child's list: kernel-less, plus linux_extra for a Linux child. */
+static int add_child_rules(scmp_filter_ctx ctx, enum vmp_filter_profile profile,
+			   struct hatch_err *err)
 {
-	memset(out, 0, sizeof(*out));
-	/* kill: SECCOMP_RET_TRAP, so the child's SIGSYS handler can tell the
-	 * supervisor which syscall it was before dying (the handler cannot
-	 * return to the syscall: see on_sigsys). log: allow, and log it. */
-	uint32_t def = mode == VMP_SECCOMP_LOG ? SCMP_ACT_LOG : SCMP_ACT_TRAP;
-	__attribute__((cleanup(seccomp_releasep))) scmp_filter_ctx ctx =
-		seccomp_init(def);
-	if (!ctx)
-		return hatch_err_set(err, E_INTERNAL, ENOMEM, "seccomp_init");
-	/* Another ABI (int 0x80, x32) is another syscall table: die at once. */
-	seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
-	/* We load it ourselves, after no_new_privs. */
-	seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
-
 	for (size_t i = 0; i < HATCH_ARRAY_SIZE(allowed); i++)
 		if (add_rule(ctx, allowed[i].nr, 0, NULL, err) < 0)
 			return -1;
-#if defined(__SANITIZE_ADDRESS__)
-	for (size_t i = 0; i < HATCH_ARRAY_SIZE(sanitizer_extra); i++)
-		if (add_rule(ctx, sanitizer_extra[i].nr, 0, NULL, err) < 0)
-			return -1;
-#endif
 	/* mmap: guest RAM (anonymous) and each vCPU's kvm_run (on the vCPU
 	 * fd), malloc's large chunks. Never executable: a guest that escaped
 	 * into vmproc gets no fresh code pages from us. */
@@ -248,6 +292,41 @@ int vmp_jail_filter_build(enum vmp_seccomp_mode mode, enum vmp_filter_profile pr
 			return -1;
 	}
 	if (profile == VMP_FILTER_LINUX && add_linux_rules(ctx, err) < 0)
+		return -1;
+	return 0;
+}
+
+static void seccomp_releasep(scmp_filter_ctx *c)
+{
+	if (*c)
+		seccomp_release(*c);
+}
+
+int vmp_jail_filter_build(enum vmp_seccomp_mode mode, enum vmp_filter_profile profile,
+			  struct vmp_jail_filter *out, struct hatch_err *err)
+{
+	memset(out, 0, sizeof(*out));
+	/* kill: SECCOMP_RET_TRAP, so the child's SIGSYS handler can tell the
+	 * supervisor which syscall it was before dying (the handler cannot
+	 * return to the syscall: see on_sigsys). log: allow, and log it. */
+	uint32_t def = mode == VMP_SECCOMP_LOG ? SCMP_ACT_LOG : SCMP_ACT_TRAP;
+	__attribute__((cleanup(seccomp_releasep))) scmp_filter_ctx ctx =
+		seccomp_init(def);
+	if (!ctx)
+		return hatch_err_set(err, E_INTERNAL, ENOMEM, "seccomp_init");
+	/* Another ABI (int 0x80, x32) is another syscall table: die at once. */
+	seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+	/* We load it ourselves, after no_new_privs. */
+	seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
+
+#if defined(__SANITIZE_ADDRESS__)
+	for (size_t i = 0; i < HATCH_ARRAY_SIZE(sanitizer_extra); i++)
+		if (add_rule(ctx, sanitizer_extra[i].nr, 0, NULL, err) < 0)
+			return -1;
+#endif
+	int rr = profile == VMP_FILTER_VHOST_BLK ? add_vhost_blk_rules(ctx, err)
+						 : add_child_rules(ctx, profile, err);
+	if (rr < 0)
 		return -1;
 
 	/* libseccomp 2.5 exports to an fd, not to memory. */

@@ -32,10 +32,15 @@ enum vmp_seccomp_mode {
  * in calls; a Linux child runs a vCPU thread per vCPU and a device model
  * (eventfds, irqfd/ioeventfd, the i8042 and UART lines), so its list is
  * the kernel-less one plus the lines of `linux_extra` in seccomp.c. Each
- * child loads the filter of its guest kind only. */
+ * child loads the filter of its guest kind only.
+ *
+ * The vhost-user block backend (vhost/backend_child.h) is not a child of
+ * either kind and shares neither list: `vhost_blk_allowed` in seccomp.c,
+ * its own short one (no ioctl at all, no prlimit64, no clock). */
 enum vmp_filter_profile {
 	VMP_FILTER_KERNELLESS = 0,
 	VMP_FILTER_LINUX,
+	VMP_FILTER_VHOST_BLK,
 	VMP_FILTER__N
 };
 
