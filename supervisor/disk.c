@@ -12,14 +12,11 @@
 #include "disk.h"
 #include "hatchery/cleanup.h"
 #include "hatchery/v1/common.pb-c.h"
-#include "vhost_jail.h"
+#include "backend_child.h"
 #include "vmproc.h"
 
 #define E(x) HATCHERY__V1__ERROR_CODE__##x
 
-/* The backend's fds: 0-2, its connection, the image, the layer; and the
- * eventfds and memory fds its frontend sends (8 regions, kick/call/err). */
-#define BACKEND_NOFILE 32
 /* Its address space beyond its own: the guest memory it maps (the child's
  * memory_mib) and the bounce buffer. */
 #define BACKEND_AS_EXTRA(mib) (((uint64_t)(mib) << 20) + (64ull << 20))
@@ -49,13 +46,12 @@ int sup_disk_start(struct sup_child *c, const struct sup_server_opts *o, uid_t u
 	struct vmp_jail_config jail = {
 		.uid = uid,
 		.gid = gid,
-		.nofile = BACKEND_NOFILE,
+		.nofile = VHU_BACKEND_NOFILE,
 		.as_extra = BACKEND_AS_EXTRA(cfg->memory_mib),
-		.fsize = 0, /* no limit: the layer grows with the guest's writes */
-		.filter = &o->disk_filters[cfg->seccomp],
+		.filter = &o->filters[VMP_FILTER_VHOST_BLK][cfg->seccomp],
 		.flags = 0,
 		.report_fd = -1,
-		.parent_pidfd = -1, /* its fd hygiene keeps only its own fds */
+		.parent_pidfd = o->self_pidfd,
 	};
 	struct vhu_backend_spawn bs = {
 		.conn_fd = theirs,

@@ -37,8 +37,6 @@ struct sup_server_opts {
 	/* Compiled once at start-up, one per guest kind's profile and
 	 * seccomp mode; not owned. */
 	const struct vmp_jail_filter (*filters)[VMP_SECCOMP__N]; /* [VMP_FILTER__N] */
-	/* The disk backends' filter, per seccomp mode (docs/vhost.md). */
-	const struct vmp_jail_filter *disk_filters; /* [VMP_SECCOMP__N] */
 	const struct sup_cgroup *cgroup;  /* not owned */
 	int devnull_fd;                   /* /dev/null, the children's stdin/stdout */
 	int self_pidfd;                   /* our own pidfd, inherited by children */
