@@ -21,13 +21,20 @@
  *                 stacks). Pss counts a shared page once over all who map
  *                 it, so sum(Pss) / bound is ~1 when the clones share the
  *                 file's pages; the host's binaries and libraries (also
- *                 shared, and in the Pss) are the rest.
+ *                 shared, and in the Pss) are the rest. Beside it, not
+ *                 judged: the same with the file's pages in the page cache
+ *                 (mincore) instead of its stored pages.
  *
  * QEMU's side (-incoming of the same guest to its first Exec) is qemu.c's
  * qemulinuxin. Every row is section=linux, emulated=1 inside scripts/vm.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "hatchery/clock.h"
 #include "bench.h"
@@ -110,6 +117,30 @@ int bench_linux_snap(const struct bench_opts *o, FILE *rows, struct hatch_err *e
 	return 0;
 }
 
+/* KiB of `path` in the page cache (mincore), 0 if it cannot be had: a
+ * second, smaller reading of "the snapshot's resident pages" than its
+ * stored pages (readahead included, pages no clone touched excluded). */
+static uint64_t file_resident_kib(const char *path)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0 || st.st_size <= 0)
+		return 0;
+	size_t len = (size_t)st.st_size, pg = (size_t)sysconf(_SC_PAGESIZE);
+	void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		return 0;
+	size_t npages = (len + pg - 1) / pg;
+	unsigned char *v = malloc(npages);
+	uint64_t n = 0;
+	if (v && mincore(p, len, v) == 0)
+		for (size_t i = 0; i < npages; i++)
+			n += v[i] & 1;
+	free(v);
+	munmap(p, len);
+	return n * pg / 1024;
+}
+
 int bench_linux_density(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 {
 	if (!o->snapshot)
@@ -142,12 +173,18 @@ int bench_linux_density(const struct bench_opts *o, FILE *rows, struct hatch_err
 	row_num(rows, "idle_children_also_running", res.others);
 	row_num(rows, "lease_and_exec_ms", res.lease_ms);
 	row_tail(rows, o);
+	/* Read while the page cache still holds what the clones faulted in. */
+	uint64_t resident = file_resident_kib(o->snapshot);
+	double bound_resident = (double)resident + (double)res.private_dirty;
 	row_begin(rows, "linux.snap.density", "x",
 		  "  sum(Pss) / (snapshot's stored pages + sum(Private_Dirty))");
 	row_num(rows, "value", bound > 0 ? (double)res.pss / bound : 0);
 	row_num(rows, "pss_kib", (double)res.pss);
 	row_num(rows, "bound_kib", bound);
 	row_num(rows, "clones", res.counted);
+	row_num(rows, "snapshot_page_cache_kib", (double)resident);
+	row_num(rows, "vs_page_cache_bound", bound_resident > 0 ? (double)res.pss / bound_resident
+								: 0);
 	row_str(rows, "bound",
 		"snapshot header mem_data_size (its non-zero guest pages) + sum over the "
 		"leased clones of smaps_rollup Private_Dirty");
