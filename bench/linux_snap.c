@@ -4,7 +4,9 @@
  *
  *   linuxsnap     against a restore pool of that file, -l pre (prerestore
  *                 = true) or -l lease (prerestore = false: the restore is
- *                 on the lease's path): before each cycle, untimed, a full
+ *                 on the lease's path; the child restores once leased,
+ *                 while the client gets its acquire reply, so its first
+ *                 Exec waits for it): before each cycle, untimed, a full
  *                 and quiet pool; then, timed, hatch_acquire +
  *                 hatch_vm_exec("true") to its exit status, release not
  *                 timed. measure.c's lease loop, as 7, 10 and 11 use it;
@@ -71,8 +73,6 @@ int bench_linux_snap(const struct bench_opts *o, FILE *rows, struct hatch_err *e
 		.settled = true,
 		.wait_timeout_ns = 120 * NS_PER_S,
 		.untimed_wait = "until idle >= min_idle, nothing spawning, released child reaped",
-		/* On lease the restore and the agent's resume are in the
-		 * acquire: a deadline for that, not for a wait. */
 		.acquire_ms = (uint32_t)(bench_slowdown() * 10000),
 		.call = bench_lease_exec_true,
 		.calls = 1,
@@ -91,10 +91,15 @@ int bench_linux_snap(const struct bench_opts *o, FILE *rows, struct hatch_err *e
 		 pre ? "prerestored" : "restore on lease");
 	const struct series ser[] = {
 		{ name[0], what, &ls.total },
-		{ name[1], pre ? "  acquire alone" : "  acquire alone (restore + agent resume)",
+		/* On lease the child restores once SupLeased or the first
+		 * packet reaches it, while the client has its reply: the
+		 * restore shows in the Exec, not here. */
+		{ name[1], pre ? "  acquire alone" : "  acquire alone (the restore runs on in the child)",
 		  &ls.acquire },
 		{ name[2], "    in hatcheryd (AcquireReply.wait_ns)", &ls.in_daemon },
-		{ name[3], "  Exec true alone (the clone's first)", &ls.call[0] },
+		{ name[3], pre ? "  Exec true alone (the clone's first)"
+			       : "  Exec true alone (waits for the restore, the agent's resume)",
+		  &ls.call[0] },
 	};
 	const struct series_set set = { NULL, NULL, "us", US };
 	for (size_t i = 0; i < HATCH_ARRAY_SIZE(ser); i++) {
@@ -177,7 +182,7 @@ int bench_linux_density(const struct bench_opts *o, FILE *rows, struct hatch_err
 	uint64_t resident = file_resident_kib(o->snapshot);
 	double bound_resident = (double)resident + (double)res.private_dirty;
 	row_begin(rows, "linux.snap.density", "x",
-		  "  sum(Pss) / (snapshot's stored pages + sum(Private_Dirty))");
+		  "linux density: sum(Pss) / (snapshot's stored pages + sum(Private_Dirty))");
 	row_num(rows, "value", bound > 0 ? (double)res.pss / bound : 0);
 	row_num(rows, "pss_kib", (double)res.pss);
 	row_num(rows, "bound_kib", bound);

@@ -481,14 +481,16 @@ static void print_linux_snap(const struct rows *rs, bool emu)
 	       "    above after one Exec of true, saved (hatch_vm_save, what `hatchctl\n"
 	       "    snapshot POOL FILE --exec true` does)");
 	if (f && row_get_num(f, "mem_data_bytes", &x) && row_get_num(f, "st_size", &y))
-		printf(": %s KiB of non-zero guest pages stored, file %s KiB",
+		printf(":\n    %s KiB of non-zero guest pages stored, file %s KiB",
 		       fmt(b[0], sizeof(b[0]), x / 1024), fmt(b[1], sizeof(b[1]), y / 1024));
 	printf(".\n    Restore pools of it (kind = restore, the same memory and vCPUs, 4 idle,\n"
 	       "    jailed); per cycle, untimed, the pool full and quiet; timed:\n"
 	       "    hatch_acquire + hatch_vm_exec(\"true\") to its exit status (14's warm\n"
 	       "    cycle): prerestore = true (%.0f cycles; target p50 <= 1 ms and <= 1.5x\n"
 	       "    14's warm p50 on a KVM host) and prerestore = false, the restore and the\n"
-	       "    agent's resume in the acquire (%.0f cycles).\n", n, nl);
+	       "    agent's resume on the path (the child restores once leased, while\n"
+	       "    the client has its acquire reply: the first Exec waits for it; %.0f\n"
+	       "    cycles).\n", n, nl);
 	const struct row *qs = rows_find(rs, "qemu.linux.incoming.status");
 	if (rows_find(rs, QEMU_LINUX_IN))
 		printf("  QEMU: the qemulinux command line with -serial null and QMP on stdio,\n"
@@ -511,8 +513,8 @@ static void print_linux_snap(const struct rows *rs, bool emu)
 		       "    of smaps_rollup Pss, against the bound = the snapshot's stored\n"
 		       "    (non-zero) guest pages (its header's mem_data_size, shared by all\n"
 		       "    clones) + the sum of the clones' Private_Dirty (what each wrote: its\n"
-		       "    guest pages copied on write, its own heap and stacks): %.3f of\n"
-		       "    %s KiB (target <= 1.2).\n",
+		       "    guest pages copied on write, its own heap and stacks): %.3f, of a\n"
+		       "    bound of %s KiB (target <= 1.2).\n",
 		       clones, x, fmt(b[3], sizeof(b[3]), bound));
 	}
 	if (emu)
