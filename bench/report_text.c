@@ -497,8 +497,8 @@ static void print_linux_snap(const struct rows *rs, bool emu)
 		       "    booted to the agent's hello, migrated over QMP to exec:cat > FILE;\n"
 		       "    then per run the same with -incoming \"exec:cat FILE\", timed from\n"
 		       "    before fork/exec to the VmReply of VmRequest{exec [true]} sent on the\n"
-		       "    agent's chardev once QEMU connects it; p50 %s us. Target: restore on\n"
-		       "    lease p50 / this <= 0.05 on a KVM host.\n",
+		       "    agent's chardev once QEMU connects it; p50 %s us.\n"
+		       "    Target: restore on lease p50 / this <= 0.05 on a KVM host.\n",
 		       p50_of(rs, QEMU_LINUX_IN, b[2], sizeof(b[2])));
 	else
 		printf("  QEMU -incoming: not measured: %s\n",
