@@ -172,6 +172,14 @@ static void usage(FILE *f)
 "  qemulinux the peer booting the same kernel and initramfs (--kernel,\n"
 "            --initrd, --cmdline, --vcpus, --memory-mib): exec -> the agent's\n"
 "            hello frame on its virtconsole (--qemu, -n)\n"
+"  linuxsnap restore pool of a Linux snapshot (-l pre: prerestore = true;\n"
+"            -l lease: restore on lease): acquire + Exec true (-n, --idle)\n"
+"  linuxdensity  restore pool of a Linux snapshot, prerestore = true: lease\n"
+"            --idle clones, Exec true in each, sum their Pss against the\n"
+"            snapshot's stored pages + their Private_Dirty (--snapshot)\n"
+"  qemulinuxin  the peer: QEMU boots the Linux guest to its agent, migrates\n"
+"            it to --snapshot, then -incoming of it -> first Exec true's\n"
+"            reply (--qemu, -n, and qemulinux's options)\n"
 "  report    read the rows, print the table, write --json\n"
 "\n"
 "Options:\n"
@@ -203,7 +211,9 @@ static void usage(FILE *f)
 "      --files N         linux: 16 MiB WriteFile + ReadFile rounds (default 3)\n"
 "      --payload N       echo, cold: bytes echoed (default 16)\n"
 "      --bytes N         sha256: bytes hashed (default 1048576)\n"
-"      --snapshot FILE   save, density, qemurestore: the snapshot file\n"
+"      --snapshot FILE   save, density, qemurestore, linuxdensity,\n"
+"                        qemulinuxin: the snapshot file; linux: write 15's\n"
+"                        snapshot there (lease, Exec true, Save) at the end\n"
 "      --json FILE       report: write the JSON here\n"
 "      --commit S        report: source revision, for the record\n"
 "      --quick           report: mark the run as a quick one\n"
@@ -274,6 +284,9 @@ static const struct phase phases[] = {
 	{ "qemurestore", bench_qemu_restore, false },
 	{ "linux", bench_linux, true },
 	{ "qemulinux", bench_qemu_linux, false },
+	{ "linuxsnap", bench_linux_snap, true },
+	{ "linuxdensity", bench_linux_density, true },
+	{ "qemulinuxin", bench_qemu_linux_incoming, false },
 };
 
 static const struct option lopts[] = {

@@ -15,7 +15,9 @@
  * share), calls.c (phases against booted pools: guest calls),
  * host_sha256.c (the default guest's sha256, built for the host), qemu.c
  * (the peer; QEMU booting the Linux guest too), linux.c (Linux guests:
- * warm Exec, cold boot, throughput), snap.c (Save, restore-pool density), report*.c (the targets,
+ * warm Exec, cold boot, throughput, and 15's snapshot), linux_snap.c
+ * (15: restore pools of a Linux snapshot), snap.c (Save, restore-pool
+ * density, 13's and 15's), report*.c (the targets,
  * the table, the JSON; report.h says which file holds what).
  */
 #ifndef HATCH_BENCH_H
@@ -263,6 +265,45 @@ int bench_emit_lease_rows(struct hatch_client *c, const struct bench_opts *o, FI
 			  const struct series *series, size_t n, const char *desc,
 			  struct hatch_err *err);
 
+/* ---- snap.c: density, shared by 13 and 15 --------------------------------- */
+
+/* What each of the o->idle leases does once leased (13: alloc 1 MiB;
+ * 15: Exec true), and how long the pool may take to fill first. */
+struct density_run {
+	lease_call_fn call;
+	const void *ctx;
+	uint64_t wait_timeout_ns;
+};
+
+struct density_result {
+	uint64_t pss, private_dirty, rss; /* KiB, summed over the leased children */
+	unsigned counted;                 /* leased children read */
+	unsigned others;                  /* the pool's other children (idle, restoring) */
+	uint64_t others_pss;              /* KiB */
+	uint64_t avail;                   /* MemAvailable after, KiB (0: unknown) */
+	double lease_ms;                  /* leasing all and their calls */
+};
+
+/* Wait for o->idle settled children of o->pool, lease them all, run
+ * d->call on each and keep them leased while every child's smaps_rollup
+ * is read (the leased ones summed); then release them. */
+int bench_density_measure(struct hatch_client *c, const struct bench_opts *o,
+			  const struct density_run *d, struct density_result *res,
+			  struct hatch_err *err);
+
+/* A snapshot file's guest memory: its size and its stored (non-zero)
+ * pages, from the file's header. */
+struct bench_snap_size {
+	uint64_t mem, mem_data; /* bytes */
+};
+int bench_snap_size(const char *path, struct bench_snap_size *sz, struct hatch_err *err);
+
+/* ---- linux.c, linux_snap.c ------------------------------------------------- */
+
+/* A lease_call_fn: Exec `true` on a leased Linux VM, failing unless it
+ * exited 0. ctx unused; *run_ns 0. */
+int bench_lease_exec_true(int vm, const void *ctx, uint64_t *run_ns, struct hatch_err *err);
+
 /* ---- phases ---------------------------------------------------------------- */
 
 int bench_acquire(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
@@ -279,6 +320,9 @@ int bench_density(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 int bench_qemu_restore(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
 int bench_linux(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
 int bench_qemu_linux(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
+int bench_linux_snap(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
+int bench_linux_density(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
+int bench_qemu_linux_incoming(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
 int bench_report(const struct bench_opts *o, struct hatch_err *err);
 
 /* MemAvailable from /proc/meminfo, in KiB. 0 or -errno. */

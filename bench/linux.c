@@ -22,13 +22,19 @@
  *               rounds of a 16 MiB WriteFile from a memfd and a ReadFile of
  *               it back, compared byte for byte (MiB/s each).
  *
+ * With --snapshot FILE, last and untimed: the snapshot measurement 15's
+ * restore pools start from (linux_snap.c), what `hatchctl snapshot POOL
+ * FILE --exec true` makes: a leased VM after one Exec of `true`, saved.
+ *
  * Inside scripts/vm (--emulated) every boot costs ~13 s of emulation, and
  * every warm cycle needs one: scripts/bench keeps -n small there.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "hatchery/clock.h"
@@ -71,6 +77,13 @@ static int exec_true(int vm, struct hatch_err *err)
 	if (!ok)
 		return hatch_err_set(err, E(INTERNAL), 0, "exec true: exit status %d", code);
 	return 0;
+}
+
+int bench_lease_exec_true(int vm, const void *ctx, uint64_t *run_ns, struct hatch_err *err)
+{
+	(void)ctx;
+	*run_ns = 0;
+	return exec_true(vm, err);
 }
 
 /* The leased child's spawn -> ready and kernel -> agent ready. */
@@ -308,6 +321,47 @@ static void emit(FILE *rows, const struct bench_opts *o, struct lx_samples *s)
 	}
 }
 
+/* Measurement 15's snapshot: lease, Exec true, hatch_vm_save to
+ * o->snapshot; its sizes as a row. */
+static int save_snapshot(struct hatch_client *c, const struct bench_opts *o, FILE *rows,
+			 struct hatch_err *err)
+{
+	if (bench_wait_idle(c, o->pool, 1, false, 0, 20 * NS_PER_MS, 300 * NS_PER_S, NULL,
+			    err) < 0)
+		return hatch_err_wrap(err, "snapshot");
+	int vm = -1;
+	if (hatch_acquire(c, o->pool, 2000, &vm, NULL, err) < 0)
+		return hatch_err_wrap(err, "snapshot: acquire");
+	int r = exec_true(vm, err);
+	_cleanup_close_ int fd = -1;
+	if (r == 0 && (fd = open(o->snapshot, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
+		r = hatch_err_set(err, E(INTERNAL), errno, "open %s", o->snapshot);
+	uint64_t t0 = hatch_now_ns();
+	if (r == 0 && hatch_vm_save(vm, fd, NULL, err) < 0)
+		r = hatch_err_wrap(err, "save to %s", o->snapshot);
+	uint64_t t1 = hatch_now_ns();
+	struct stat st = { 0 };
+	if (r == 0 && fstat(fd, &st) < 0)
+		r = hatch_err_set(err, E(INTERNAL), errno, "fstat %s", o->snapshot);
+	struct hatch_err rerr = { 0 };
+	hatch_vm_release(vm, &rerr);
+	if (r < 0)
+		return hatch_err_wrap(err, "snapshot");
+	struct bench_snap_size sz;
+	if (bench_snap_size(o->snapshot, &sz, err) < 0)
+		return -1;
+	row_begin(rows, "linux.snapshot.file", "-",
+		  "linux snapshot for 15: a leased VM after one Exec true, saved");
+	row_num(rows, "st_size", (double)st.st_size);
+	row_num(rows, "allocated_bytes", (double)st.st_blocks * 512.0);
+	row_num(rows, "mem_data_bytes", (double)sz.mem_data);
+	row_num(rows, "mem_bytes", (double)sz.mem);
+	row_num(rows, "save_ms", (double)(t1 - t0) / (double)NS_PER_MS);
+	row_num(rows, "memory_mib", o->memory_mib);
+	row_tail(rows, o);
+	return 0;
+}
+
 int bench_linux(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 {
 	_cleanup_client_ struct hatch_client *c = NULL;
@@ -326,6 +380,8 @@ int bench_linux(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 		emit(rows, o, &s);
 		r = bench_emit_daemon_stats(c, o, rows, "linux pool", err);
 	}
+	if (r == 0 && o->snapshot)
+		r = save_snapshot(c, o, rows, err);
 	lx_samples_free(&s);
 	return r;
 }

@@ -556,11 +556,54 @@ static int wait_running(struct qproc *q, size_t *pos, uint64_t deadline, bool *s
 	}
 }
 
+/* Migrate the VM to `file` (exec:cat > FILE) over QMP (capabilities
+ * negotiated, *pos past the last reply) and wait until query-migrate says
+ * completed. false once it failed (fail() said why and reaped QEMU). */
+static bool qmp_migrate(struct qproc *q, struct qrun *r, const char *file, size_t *pos,
+			uint64_t deadline)
+{
+	char cmd[1200];
+	snprintf(cmd, sizeof(cmd),
+		 "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"exec:cat > %s\"}}\n",
+		 file);
+	if (send_line(q, cmd) < 0 || wait_line(q, "\"return\"", pos, deadline) < 0) {
+		fail(q, r, "save: migrate");
+		return false;
+	}
+	for (;;) {
+		if (send_line(q, "{\"execute\":\"query-migrate\"}\n") < 0) {
+			fail(q, r, "save: query-migrate");
+			return false;
+		}
+		size_t p = *pos;
+		if (wait_line(q, "\"return\"", &p, deadline) < 0) {
+			fail(q, r, "save: query-migrate");
+			return false;
+		}
+		const char *line = q->obuf + *pos;
+		const char *done = strstr(line, "\"completed\"");
+		const char *bad = strstr(line, "\"failed\"");
+		if (bad && bad < q->obuf + p) {
+			fail(q, r, "save: migration failed");
+			return false;
+		}
+		if (done && done < q->obuf + p) {
+			*pos = p;
+			return true;
+		}
+		/* Drop the replies read: a migration of a booted guest takes
+		 * many polls, and obuf keeps nothing past its size. */
+		memmove(q->obuf, q->obuf + p, q->olen - p + 1);
+		q->olen -= p;
+		*pos = 0;
+		bench_sleep_ns(10 * NS_PER_MS);
+	}
+}
+
 /* Once, untimed: migrate an empty, paused microvm of o->memory_mib to
  * o->snapshot. */
 static void qemu_save_once(const struct bench_opts *o, struct qproc *q, struct qrun *r)
 {
-	char cmd[1200];
 	uint64_t t0;
 	if (!start_microvm(o, q, r, true, NULL, &t0))
 		return;
@@ -571,35 +614,8 @@ static void qemu_save_once(const struct bench_opts *o, struct qproc *q, struct q
 		fail(q, r, "save: QMP greeting / capabilities");
 		return;
 	}
-	snprintf(cmd, sizeof(cmd),
-		 "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"exec:cat > %s\"}}\n",
-		 o->snapshot);
-	if (send_line(q, cmd) < 0 || wait_line(q, "\"return\"", &pos, t0 + STEP_TIMEOUT_NS) < 0) {
-		fail(q, r, "save: migrate");
+	if (!qmp_migrate(q, r, o->snapshot, &pos, t0 + STEP_TIMEOUT_NS))
 		return;
-	}
-	for (;;) {
-		if (send_line(q, "{\"execute\":\"query-migrate\"}\n") < 0) {
-			fail(q, r, "save: query-migrate");
-			return;
-		}
-		size_t p = pos;
-		if (wait_line(q, "\"return\"", &p, t0 + STEP_TIMEOUT_NS) < 0) {
-			fail(q, r, "save: query-migrate");
-			return;
-		}
-		const char *line = q->obuf + pos;
-		pos = p;
-		const char *done = strstr(line, "\"completed\"");
-		const char *bad = strstr(line, "\"failed\"");
-		if (bad && bad < q->obuf + p) {
-			fail(q, r, "save: migration failed");
-			return;
-		}
-		if (done && done < q->obuf + p)
-			break;
-		bench_sleep_ns(NS_PER_MS);
-	}
 	send_line(q, "{\"execute\":\"quit\"}\n");
 	while (q->out >= 0)
 		if (pump(q, t0 + STEP_TIMEOUT_NS) == -ETIMEDOUT)
@@ -714,9 +730,10 @@ static int listen_unix(const char *path)
 
 /* Wait for QEMU to connect to lfd and for the whole first frame on that
  * connection, reading QEMU's stdout (the guest's console) and stderr all
- * along. *connect_ns, *frame_ns: when each happened (hatch_now_ns). */
+ * along. *connect_ns, *frame_ns: when each happened (hatch_now_ns). With
+ * keep, the connection is handed out in *keep on success (else closed). */
 static int wait_hello(struct qproc *q, int lfd, uint64_t deadline, uint8_t *buf,
-		      size_t *len, uint64_t *connect_ns, uint64_t *frame_ns)
+		      size_t *len, uint64_t *connect_ns, uint64_t *frame_ns, int *keep)
 {
 	int cfd = -1, r = 0;
 	*len = 0;
@@ -778,6 +795,10 @@ static int wait_hello(struct qproc *q, int lfd, uint64_t deadline, uint8_t *buf,
 			break;
 		}
 	}
+	if (keep && r == 0) {
+		*keep = cfd;
+		cfd = -1;
+	}
 	if (cfd >= 0)
 		close(cfd);
 	return r;
@@ -823,7 +844,7 @@ static void linux_once(const struct bench_opts *o, struct qproc *q, struct qrun 
 	size_t len = 0;
 	if (start(argv, q, r, &t0)) {
 		int w = wait_hello(q, lfd, t0 + bench_timeout_ns(60 * NS_PER_S), buf, &len,
-				   &tc, &tf);
+				   &tc, &tf, NULL);
 		if (w < 0) {
 			fail(q, r, w == -ETIMEDOUT ? "waiting for the agent's hello (60 s)"
 				   : tc ? "waiting for the agent's hello (the chardev closed)"
@@ -885,6 +906,346 @@ int bench_qemu_linux(const struct bench_opts *o, FILE *rows, struct hatch_err *e
 			row_num(rows, "failures", ps.failures);
 			row_str(rows, "initrd", o->initrd);
 			row_str(rows, "cmdline", o->cmdline);
+		}
+		row_str(rows, "section", "linux");
+		if (o->emulated)
+			row_num(rows, "emulated", 1);
+		row_end(rows);
+	}
+	return 0;
+}
+
+/* ---- qemulinuxin: -incoming of the booted Linux guest -> its first Exec ---------- */
+
+/* Measurement 15's peer. Once, untimed: QEMU boots the Linux guest as in
+ * qemulinux (QMP on stdio instead of the console: -serial null) to the
+ * agent's hello, is migrated over QMP to o->snapshot (exec:cat > FILE) and
+ * quits. Then per run, timed from just before fork(): the same command
+ * line with -incoming "exec:cat FILE" (no -S: QEMU runs the VM once the
+ * migration is in, as its source was running), the agent's chardev
+ * accepted, VmRequest{id 1, exec{argv ["true"]}} written as a frame and
+ * read until the VmReply{id 1, exec} (exec_output frames skipped): the
+ * counterpart of a restore pool's restore on lease + Exec true. */
+#define LINUX_IN_CMD "-M microvm,acpi=on -accel kvm -cpu host -smp VCPUS -m MEMORY " \
+		     "-nodefaults -no-user-config -display none -serial null -qmp stdio " \
+		     "-kernel VMLINUZ -initrd INITRAMFS -append CMDLINE " \
+		     "-device virtio-serial-device -chardev socket,id=agent,path=SOCK " \
+		     "-device virtconsole,chardev=agent -incoming \"exec:cat FILE\" (FILE: the " \
+		     "same command without -incoming, booted to the agent's hello, migrated " \
+		     "over QMP to exec:cat > FILE); then VmRequest{exec [true]} on the chardev " \
+		     "-> VmReply{exec}"
+
+/* An Exec's reply frames are at most 64 KiB + 4 (docs/guest-linux.md). */
+#define FRAME_MAX (65536u + 4u)
+
+struct lxq {
+	char dir[40], sock[64], chardev[96], mem[16], smp[16];
+	int lfd;
+	const char *argv[40];
+};
+
+/* The agent's socket (listening) and the command line; with `incoming`
+ * (NULL: none) as -incoming. false when the socket could not be made (r
+ * and q->ebuf say why). */
+static bool lxq_setup(const struct bench_opts *o, struct lxq *x, const char *incoming,
+		      struct qproc *q, struct qrun *r)
+{
+	snprintf(x->dir, sizeof(x->dir), "/tmp/hatch-bench-qemu.XXXXXX");
+	x->lfd = -1;
+	if (!mkdtemp(x->dir)) {
+		*r = (struct qrun){ .failed = "mkdtemp" };
+		*q = (struct qproc){ .in = -1, .out = -1, .err = -1 };
+		snprintf(q->ebuf, sizeof(q->ebuf), "mkdtemp: %s", strerror(errno));
+		return false;
+	}
+	snprintf(x->sock, sizeof(x->sock), "%s/agent.sock", x->dir);
+	snprintf(x->chardev, sizeof(x->chardev), "socket,id=agent,path=%s", x->sock);
+	snprintf(x->mem, sizeof(x->mem), "%u", o->memory_mib);
+	snprintf(x->smp, sizeof(x->smp), "%u", o->vcpus);
+	x->lfd = listen_unix(x->sock);
+	if (x->lfd < 0) {
+		*r = (struct qrun){ .failed = "listen on the agent's socket" };
+		*q = (struct qproc){ .in = -1, .out = -1, .err = -1 };
+		snprintf(q->ebuf, sizeof(q->ebuf), "%s: %s", x->sock, strerror(-x->lfd));
+		rmdir(x->dir);
+		return false;
+	}
+	const char *accel = getenv("HATCH_BENCH_QEMU_ACCEL"); /* as in linux_once */
+	bool tcg = accel && strcmp(accel, "tcg") == 0;
+	const char *a[] = {
+		o->qemu, "-M", "microvm,acpi=on", "-accel", tcg ? "tcg" : "kvm",
+		"-cpu", tcg ? "max" : "host", "-smp", x->smp, "-m", x->mem, "-nodefaults",
+		"-no-user-config", "-display", "none", "-serial", "null", "-qmp", "stdio",
+		"-kernel", o->kernel, "-initrd", o->initrd, "-append", o->cmdline,
+		"-device", "virtio-serial-device", "-chardev", x->chardev,
+		"-device", "virtconsole,chardev=agent",
+	};
+	size_t n = HATCH_ARRAY_SIZE(a);
+	memcpy(x->argv, a, sizeof(a));
+	if (incoming) {
+		x->argv[n++] = "-incoming";
+		x->argv[n++] = incoming;
+	}
+	x->argv[n] = NULL;
+	return true;
+}
+
+static void lxq_teardown(struct lxq *x)
+{
+	if (x->lfd >= 0)
+		close(x->lfd);
+	unlink(x->sock);
+	rmdir(x->dir);
+}
+
+static void lx_save_once(const struct bench_opts *o, struct qproc *q, struct qrun *r)
+{
+	struct lxq x;
+	if (!lxq_setup(o, &x, NULL, q, r))
+		return;
+	uint64_t t0, tc = 0, tf = 0;
+	uint8_t buf[HELLO_MAX];
+	size_t len = 0, pos = 0;
+	int cfd = -1;
+	if (start(x.argv, q, r, &t0)) {
+		uint64_t deadline = t0 + bench_timeout_ns(60 * NS_PER_S);
+		/* The agent's connection stays open until QEMU quits: the
+		 * migrated VM is one whose agent channel was connected. */
+		if (wait_hello(q, x.lfd, deadline, buf, &len, &tc, &tf, &cfd) < 0)
+			fail(q, r, "save: booting to the agent's hello");
+		else if (wait_line(q, "{\"QMP\"", &pos, deadline) < 0 ||
+			 send_line(q, "{\"execute\":\"qmp_capabilities\"}\n") < 0 ||
+			 wait_line(q, "\"return\"", &pos, deadline) < 0)
+			fail(q, r, "save: QMP greeting / capabilities");
+		else if (qmp_migrate(q, r, o->snapshot, &pos, deadline)) {
+			send_line(q, "{\"execute\":\"quit\"}\n");
+			while (q->out >= 0)
+				if (pump(q, deadline) == -ETIMEDOUT)
+					break;
+			finish(q, r, true);
+		}
+	}
+	if (cfd >= 0)
+		close(cfd);
+	lxq_teardown(&x);
+}
+
+/* The frame of VmRequest{id 1, exec{argv ["true"]}} into buf; its length. */
+static size_t exec_true_frame(uint8_t *buf, size_t cap)
+{
+	char *argv[] = { (char *)"true" };
+	Hatchery__V1__VmExecRequest x = HATCHERY__V1__VM_EXEC_REQUEST__INIT;
+	x.n_argv = 1;
+	x.argv = argv;
+	Hatchery__V1__VmRequest m = HATCHERY__V1__VM_REQUEST__INIT;
+	m.id = 1;
+	m.body_case = HATCHERY__V1__VM_REQUEST__BODY_EXEC;
+	m.exec = &x;
+	size_t n = hatchery__v1__vm_request__get_packed_size(&m);
+	if (n + 4 > cap)
+		return 0;
+	hatchery__v1__vm_request__pack(&m, buf + 4);
+	for (int i = 0; i < 4; i++)
+		buf[i] = (uint8_t)(n >> (8 * i));
+	return n + 4;
+}
+
+/* One frame off the front of buf (len bytes): 1 and *m decoded when a
+ * whole one is there (*used its size), 0 when more is needed, <0 when
+ * the stream is broken. */
+static int next_frame(const uint8_t *buf, size_t len, size_t *used, Hatchery__V1__VmReply **m)
+{
+	if (len < 4)
+		return 0;
+	uint32_t flen = (uint32_t)buf[0] | (uint32_t)buf[1] << 8 | (uint32_t)buf[2] << 16 |
+			(uint32_t)buf[3] << 24;
+	if (flen > FRAME_MAX - 4)
+		return -EMSGSIZE;
+	if (len < 4 + flen)
+		return 0;
+	*m = hatchery__v1__vm_reply__unpack(NULL, flen, buf + 4);
+	if (!*m)
+		return -EBADMSG;
+	*used = 4 + flen;
+	return 1;
+}
+
+/* Accept QEMU's agent connection on lfd, send req, read frames until the
+ * VmReply{id 1} that ends the Exec; QEMU's stdout and stderr drained all
+ * along. *connect_ns: when QEMU connected. *step: what failed. */
+static int exec_over_chardev(struct qproc *q, int lfd, const uint8_t *req, size_t req_len,
+			     uint64_t deadline, uint64_t *connect_ns, const char **step)
+{
+	_cleanup_free_ uint8_t *buf = malloc(FRAME_MAX);
+	if (!buf)
+		return -ENOMEM;
+	size_t len = 0;
+	int cfd = -1, r = 0;
+	*step = "waiting for QEMU to connect the agent's chardev";
+	for (;;) {
+		struct pollfd p[3] = { { .fd = cfd >= 0 ? cfd : lfd, .events = POLLIN },
+				       { .fd = q->out, .events = POLLIN },
+				       { .fd = q->err, .events = POLLIN } };
+		uint64_t now = hatch_now_ns();
+		if (now >= deadline) {
+			r = -ETIMEDOUT;
+			break;
+		}
+		int n = poll(p, 3, (int)((deadline - now) / NS_PER_MS) + 1);
+		if (n < 0 && errno != EINTR) {
+			r = -errno;
+			break;
+		}
+		if (n <= 0)
+			continue;
+		if (p[1].revents)
+			read_into(&q->out, 4096, q->obuf, sizeof(q->obuf), &q->olen);
+		if (p[2].revents)
+			read_into(&q->err, 1024, q->ebuf, sizeof(q->ebuf), &q->elen);
+		if (q->out < 0 && q->err < 0) {
+			r = -EPIPE; /* QEMU exited */
+			break;
+		}
+		if (!p[0].revents)
+			continue;
+		if (cfd < 0) {
+			cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+			if (cfd < 0 && errno != EINTR && errno != EAGAIN) {
+				r = -errno;
+				break;
+			}
+			if (cfd < 0)
+				continue;
+			*connect_ns = hatch_now_ns();
+			/* Small enough for the socket's buffer: QEMU reads it
+			 * once the migrated guest runs and takes it. */
+			*step = "sending the Exec request";
+			if (write(cfd, req, req_len) != (ssize_t)req_len) {
+				r = -errno;
+				break;
+			}
+			*step = "waiting for the Exec's reply";
+			continue;
+		}
+		ssize_t k = read(cfd, buf + len, FRAME_MAX - len);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			r = k < 0 ? -errno : -EPIPE;
+			break;
+		}
+		len += (size_t)k;
+		Hatchery__V1__VmReply *m = NULL;
+		size_t used = 0;
+		int f;
+		bool done = false;
+		while (!done && (f = next_frame(buf, len, &used, &m)) == 1) {
+			if (m->id == 1 && m->body_case != HATCHERY__V1__VM_REPLY__BODY_EXEC_OUTPUT) {
+				done = true;
+				if (m->body_case != HATCHERY__V1__VM_REPLY__BODY_EXEC || m->error ||
+				    m->exec->exit_code != 0 || m->exec->signal != 0) {
+					*step = "the Exec's reply (not VmReply{exec} with exit status 0)";
+					r = -EPROTO;
+				}
+			}
+			hatchery__v1__vm_reply__free_unpacked(m, NULL);
+			memmove(buf, buf + used, len - used);
+			len -= used;
+		}
+		if (done)
+			break;
+		if (f < 0) {
+			*step = "reading the agent's frames";
+			r = f;
+			break;
+		}
+	}
+	if (cfd >= 0)
+		close(cfd);
+	return r;
+}
+
+static void lx_incoming_once(const struct bench_opts *o, struct qproc *q, struct qrun *r)
+{
+	char inc[1100];
+	snprintf(inc, sizeof(inc), "exec:cat %s", o->snapshot);
+	struct lxq x;
+	if (!lxq_setup(o, &x, inc, q, r))
+		return;
+	uint8_t req[256];
+	size_t req_len = exec_true_frame(req, sizeof(req));
+	uint64_t t0, tc = 0;
+	if (start(x.argv, q, r, &t0)) {
+		const char *step = NULL;
+		int e = exec_over_chardev(q, x.lfd, req, req_len,
+					  t0 + bench_timeout_ns(60 * NS_PER_S), &tc, &step);
+		if (e < 0) {
+			fail(q, r, step);
+		} else {
+			r->greeting_ns = hatch_now_ns() - t0;
+			r->caps_ns = tc - t0;
+			finish(q, r, true);
+		}
+	}
+	lxq_teardown(&x);
+}
+
+int bench_qemu_linux_incoming(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
+{
+	char unusable[3000] = "";
+	struct stat st = { 0 };
+	if (!o->kernel || !o->initrd || !o->cmdline || !o->snapshot) {
+		snprintf(unusable, sizeof(unusable),
+			 "--kernel, --initrd, --cmdline and --snapshot are needed");
+	} else if (access(o->kernel, R_OK) < 0 || access(o->initrd, R_OK) < 0) {
+		snprintf(unusable, sizeof(unusable), "the kernel %s or initramfs %s: %s",
+			 o->kernel, o->initrd, strerror(errno));
+	} else if (o->qemu && access(o->qemu, X_OK) == 0) {
+		signal(SIGPIPE, SIG_IGN);
+		struct qproc q;
+		struct qrun r;
+		unlink(o->snapshot);
+		lx_save_once(o, &q, &r);
+		flatten(q.ebuf);
+		if (r.failed)
+			snprintf(unusable, sizeof(unusable), "saving the migration file: %s: %s",
+				 r.failed, q.ebuf);
+		else if (stat(o->snapshot, &st) < 0 || st.st_size == 0)
+			snprintf(unusable, sizeof(unusable), "the migration file %s is missing "
+				 "or empty: %s", o->snapshot, q.ebuf);
+	}
+	const struct peer p = {
+		.status_name = "qemu.linux.incoming.status",
+		.status_label = "qemu-system-x86_64 -M microvm,acpi=on -accel kvm -incoming of the "
+				"booted Linux guest, to its first Exec",
+		.cmd = LINUX_IN_CMD,
+		.kernel = o->kernel,
+		.unusable = *unusable ? unusable : NULL,
+		.name = "qemu linux incoming",
+		.run_name = "qemu linux incoming",
+		.run = lx_incoming_once,
+	};
+	_cleanup_peer_samples_ struct peer_samples ps = { 0 };
+	if (run_peer(o, &p, rows, &ps, err) < 0)
+		return -1;
+	if (!ps.ran)
+		return 0;
+	char label[200];
+	snprintf(label, sizeof(label),
+		 "qemu microvm: fork/exec -incoming -> first Exec true's reply (%u MiB, %u vCPU)",
+		 o->memory_mib, o->vcpus);
+	const struct series ser[] = {
+		{ "qemu.linux.incoming", label, &ps.greeting },
+		{ "qemu.linux.incoming.connect", "  -> QEMU connected the agent's chardev",
+		  &ps.caps },
+	};
+	const struct series_set set = { NULL, NULL, "us", 1000.0 };
+	for (size_t i = 0; i < HATCH_ARRAY_SIZE(ser); i++) {
+		row_series_begin(rows, &set, &ser[i]);
+		if (i == 0) {
+			row_num(rows, "failures", ps.failures);
+			row_num(rows, "file_st_size", (double)st.st_size);
+			row_num(rows, "file_allocated_bytes", (double)st.st_blocks * 512.0);
 		}
 		row_str(rows, "section", "linux");
 		if (o->emulated)

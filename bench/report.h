@@ -73,6 +73,16 @@
 #define LINUX_WARM_VS_ECHO "linux.warm_vs_echo"
 #define LINUX_ECHO_REF "acquire_echo.lxref"
 
+/* Linux snapshots (measurement 15, bench/linux_snap.c and qemu.c's
+ * qemulinuxin), in the same run as 14 and in its section. */
+#define LXSNAP_PRE "linux.snap.pre"
+#define LXSNAP_LEASE "linux.snap.lease"
+#define QEMU_LINUX_IN "qemu.linux.incoming"
+#define LXSNAP_DENSITY_PSS "linux.snap.density.pss"
+#define LXSNAP_DENSITY "linux.snap.density"
+#define LXSNAP_PRE_VS_WARM "linux.snap.pre_vs_warm"
+#define LXSNAP_LEASE_VS_QEMU "linux.snap.lease_vs_qemu"
+
 /* ---- report_targets.c ------------------------------------------------------ */
 
 enum cmp {

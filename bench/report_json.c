@@ -222,20 +222,20 @@ static void json_peer_qemu_boot_restore(FILE *f, const struct rows *rs)
 	fputc('}', f);
 }
 
-/* ", "qemu_linux": {...}": QEMU booting the linux pool's kernel and
- * initramfs to the agent's hello. */
-static void json_peer_qemu_linux(FILE *f, const struct rows *rs)
+/* ", "KEY": {...}": the status row of one QEMU Linux peer and its two
+ * series under keys[]. */
+static void json_peer_linux(FILE *f, const struct rows *rs, const char *key,
+			    const char *status, const char *const series[2],
+			    const char *const keys[2])
 {
-	const struct row *st = rows_find(rs, "qemu.linux.status");
-	fputs(", \"qemu_linux\": {", f);
+	const struct row *st = rows_find(rs, status);
+	fprintf(f, ", \"%s\": {", key);
 	if (!st) {
 		fputs("\"status\": \"not measured\"}", f);
 		return;
 	}
 	json_row_fields(f, st, "name");
-	static const char *const series[] = { QEMU_LINUX, "qemu.linux.connect" };
-	static const char *const keys[] = { "agent_ready_us", "chardev_connected_us" };
-	for (size_t k = 0; k < HATCH_ARRAY_SIZE(series); k++) {
+	for (size_t k = 0; k < 2; k++) {
 		const struct row *r = rows_find(rs, series[k]);
 		if (!r)
 			continue;
@@ -244,6 +244,19 @@ static void json_peer_qemu_linux(FILE *f, const struct rows *rs)
 		fputc('}', f);
 	}
 	fputc('}', f);
+}
+
+/* ", "qemu_linux": {...}, "qemu_linux_incoming": {...}": QEMU booting the
+ * linux pool's kernel and initramfs to the agent's hello (14), and -incoming
+ * of that booted guest to its first Exec (15). */
+static void json_peer_qemu_linux(FILE *f, const struct rows *rs)
+{
+	static const char *const boot[] = { QEMU_LINUX, "qemu.linux.connect" };
+	static const char *const boot_keys[] = { "agent_ready_us", "chardev_connected_us" };
+	json_peer_linux(f, rs, "qemu_linux", "qemu.linux.status", boot, boot_keys);
+	static const char *const in[] = { QEMU_LINUX_IN, "qemu.linux.incoming.connect" };
+	static const char *const in_keys[] = { "first_exec_us", "chardev_connected_us" };
+	json_peer_linux(f, rs, "qemu_linux_incoming", "qemu.linux.incoming.status", in, in_keys);
 }
 
 /* ", "mimobox": {...}": the published figures, and ours over them. */

@@ -59,6 +59,21 @@ const struct target report_targets[] = {
 	{ 14, "linux.exec_rate", "value", 0, INFO, "Linux: sequential Exec true on one lease [l]" },
 	{ 14, "linux.write_16mib", "p50", 0, INFO, "Linux: WriteFile 16 MiB, p50 [l]" },
 	{ 14, "linux.read_16mib", "p50", 0, INFO, "Linux: ReadFile 16 MiB, p50 [l]" },
+	{ 15, LXSNAP_PRE, "p50", 1000, AT_MOST,
+	  "Linux snapshot, prerestored: acquire + Exec true, p50 [m]" },
+	{ 15, LXSNAP_PRE, "p99", 0, INFO, "Linux snapshot, prerestored: acquire + Exec true, p99 [m]" },
+	{ 15, LXSNAP_PRE_VS_WARM, "value", 1.5, AT_MOST,
+	  "Linux snapshot prerestored p50 / Linux warm (14) p50, same run [m]" },
+	{ 15, LXSNAP_LEASE, "p50", 0, INFO,
+	  "Linux snapshot, restore on lease: acquire + Exec true, p50 [m]" },
+	{ 15, LXSNAP_LEASE, "p99", 0, INFO,
+	  "Linux snapshot, restore on lease: acquire + Exec true, p99 [m]" },
+	{ 15, QEMU_LINUX_IN, "p50", 0, INFO, "  peer: QEMU -incoming -> first Exec true, p50 [m]" },
+	{ 15, LXSNAP_LEASE_VS_QEMU, "value", 0.05, AT_MOST,
+	  "Linux restore on lease p50 / QEMU -incoming -> first Exec p50 [m]" },
+	{ 15, LXSNAP_DENSITY_PSS, "value", 0, INFO, "Linux density: Pss of N clones, KiB [m]" },
+	{ 15, LXSNAP_DENSITY, "value", 1.2, AT_MOST,
+	  "Linux density: Pss / (snapshot pages + clones' Private_Dirty) [m]" },
 };
 
 const size_t report_ntargets = HATCH_ARRAY_SIZE(report_targets);
@@ -281,10 +296,47 @@ static void derive_linux(struct rows *rs)
 	}
 }
 
+/* A derived ratio row of 15: num's stat over den's, in the Linux section,
+ * emulated when either side is. */
+static void derive_ratio(struct rows *rs, const char *name, const char *label,
+			 const char *num, const char *den, const char *stat)
+{
+	const struct row *a = rows_find(rs, num), *b = rows_find(rs, den);
+	double x, y;
+	if (!row_get_num(a, stat, &x) || !row_get_num(b, stat, &y) || y <= 0)
+		return;
+	struct row *r = rows_add(rs, name, "x", label);
+	if (!r)
+		return;
+	row_set_num(r, "value", x / y);
+	row_set_str(r, "numerator", num);
+	row_set_num(r, "numerator_us", x);
+	row_set_str(r, "denominator", den);
+	row_set_num(r, "denominator_us", y);
+	row_set_str(r, "section", "linux");
+	if (report_is_emulated_row(a) || report_is_emulated_row(b))
+		row_set_num(r, "emulated", 1);
+	if (report_is_emulated_row(a) != report_is_emulated_row(b))
+		row_set_str(r, "warning", "one side emulated, the other not");
+}
+
+/* 15: the prerestored clone's warm cycle over 14's, and the restore on
+ * lease over QEMU's -incoming to the first Exec, each from the same run. */
+static void derive_linux_snap(struct rows *rs)
+{
+	derive_ratio(rs, LXSNAP_PRE_VS_WARM,
+		     "Linux snapshot prerestored acquire + Exec true p50 / Linux warm (14) p50",
+		     LXSNAP_PRE, LINUX_WARM, "p50");
+	derive_ratio(rs, LXSNAP_LEASE_VS_QEMU,
+		     "Linux snapshot restore on lease + Exec true p50 / QEMU -incoming -> "
+		     "first Exec p50", LXSNAP_LEASE, QEMU_LINUX_IN, "p50");
+}
+
 void report_derive(struct rows *rs)
 {
 	derive_jail_cost(rs);
 	derive_linux(rs);
+	derive_linux_snap(rs);
 	derive_cold(rs);
 	derive_snap(rs);
 	struct row *m = rows_add(rs, MIMOBOX_ECHO, "us",

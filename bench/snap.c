@@ -23,6 +23,7 @@
 
 #include "hatchery/clock.h"
 #include "bench.h"
+#include "snapshot.h"
 
 #define E(x) HATCHERY__V1__ERROR_CODE__##x
 #define US 1000.0
@@ -177,15 +178,14 @@ static int rollup(pid_t pid, uint64_t *pss, uint64_t *pd, uint64_t *rss)
 	return 0;
 }
 
-int bench_density(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
+/* ---- density: shared by 13 (alloc 1) and 15 (Linux, Exec true) ---------------- */
+
+int bench_density_measure(struct hatch_client *c, const struct bench_opts *o,
+			  const struct density_run *d, struct density_result *res,
+			  struct hatch_err *err)
 {
-	_cleanup_client_ struct hatch_client *c = NULL;
-	if (bench_connect(o->socket, 10000, &c, err) < 0)
-		return -1;
-	struct stat sst = { 0 };
-	if (o->snapshot && stat(o->snapshot, &sst) < 0)
-		return hatch_err_set(err, E(INTERNAL), errno, "stat %s", o->snapshot);
-	if (bench_wait_idle(c, o->pool, o->idle, true, 0, 5 * NS_PER_MS, 180 * NS_PER_S,
+	*res = (struct density_result){ 0 };
+	if (bench_wait_idle(c, o->pool, o->idle, true, 0, 5 * NS_PER_MS, d->wait_timeout_ns,
 			    NULL, err) < 0)
 		return -1;
 	int *fds = calloc(o->idle, sizeof(*fds));
@@ -199,21 +199,21 @@ int bench_density(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 			hatch_err_wrap(err, "acquire %u", leased);
 			break;
 		}
-		if ((r = call_str(fds[leased], "alloc", "1", err)) < 0) {
+		uint64_t run_ns;
+		if ((r = d->call(fds[leased], d->ctx, &run_ns, err)) < 0) {
+			hatch_err_wrap(err, "lease %u", leased);
 			leased++;
 			break;
 		}
 	}
-	uint64_t t1 = hatch_now_ns();
-	uint64_t pss = 0, pd = 0, rss = 0, avail = 0;
-	unsigned counted = 0, others = 0;
-	uint64_t others_pss = 0;
+	res->lease_ms = (double)(hatch_now_ns() - t0) / (double)NS_PER_MS;
 	if (r == 0) {
 		/* Let the replacements the leases caused come up (max - N of
 		 * them), so MemAvailable is taken on a quiet daemon. */
 		struct pool_counts pc;
 		bench_sleep_ns(200 * NS_PER_MS);
-		for (int k = 0; k < 600; k++) {
+		uint64_t until = hatch_now_ns() + bench_timeout_ns(30 * NS_PER_S);
+		while (hatch_now_ns() < until) {
 			if (bench_pool_counts(c, o->pool, &pc, err) < 0) {
 				r = -1;
 				break;
@@ -232,54 +232,87 @@ int bench_density(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
 			continue;
 		for (size_t k = 0; k < p->n_children; k++) {
 			const Hatchery__V1__ChildStatus *ch = p->children[k];
-			uint64_t a = 0, b = 0, d = 0;
-			if (rollup((pid_t)ch->pid, &a, &b, &d) < 0)
+			uint64_t a = 0, b = 0, x = 0;
+			if (rollup((pid_t)ch->pid, &a, &b, &x) < 0)
 				continue;
 			if (strcmp(ch->state, "leased") == 0) {
-				pss += a;
-				pd += b;
-				rss += d;
-				counted++;
+				res->pss += a;
+				res->private_dirty += b;
+				res->rss += x;
+				res->counted++;
 			} else {
-				others++;
-				others_pss += a;
+				res->others++;
+				res->others_pss += a;
 			}
 		}
 	}
 	hatch_free(st);
 	if (r == 0)
-		bench_mem_available(&avail);
+		bench_mem_available(&res->avail);
 	for (unsigned i = 0; i < leased; i++) {
 		struct hatch_err rerr = { 0 };
 		if (fds[i] >= 0)
 			hatch_vm_release(fds[i], &rerr);
 	}
 	free(fds);
-	if (r < 0)
+	return r < 0 ? -1 : 0;
+}
+
+static int alloc_1mib(int fd, const void *ctx, uint64_t *run_ns, struct hatch_err *err)
+{
+	(void)ctx;
+	*run_ns = 0;
+	return call_str(fd, "alloc", "1", err);
+}
+
+int bench_density(const struct bench_opts *o, FILE *rows, struct hatch_err *err)
+{
+	_cleanup_client_ struct hatch_client *c = NULL;
+	if (bench_connect(o->socket, 10000, &c, err) < 0)
+		return -1;
+	struct stat sst = { 0 };
+	if (o->snapshot && stat(o->snapshot, &sst) < 0)
+		return hatch_err_set(err, E(INTERNAL), errno, "stat %s", o->snapshot);
+	const struct density_run d = { .call = alloc_1mib, .wait_timeout_ns = 180 * NS_PER_S };
+	struct density_result res;
+	if (bench_density_measure(c, o, &d, &res, err) < 0)
 		return -1;
 	char label[200];
 	snprintf(label, sizeof(label),
 		 "density: Pss summed over %u leased restored children, 1 MiB written each",
-		 counted);
+		 res.counted);
 	row_begin(rows, "density.pss", "KiB", label);
-	row_num(rows, "value", (double)pss);
-	row_num(rows, "children", counted);
-	row_num(rows, "private_dirty_kib", (double)pd);
-	row_num(rows, "rss_kib", (double)rss);
-	row_num(rows, "idle_children_also_running", others);
-	row_num(rows, "idle_children_pss_kib", (double)others_pss);
+	row_num(rows, "value", (double)res.pss);
+	row_num(rows, "children", res.counted);
+	row_num(rows, "private_dirty_kib", (double)res.private_dirty);
+	row_num(rows, "rss_kib", (double)res.rss);
+	row_num(rows, "idle_children_also_running", res.others);
+	row_num(rows, "idle_children_pss_kib", (double)res.others_pss);
 	row_num(rows, "snapshot_st_size", (double)sst.st_size);
 	row_num(rows, "snapshot_allocated_bytes", (double)sst.st_blocks * 512.0);
-	row_num(rows, "lease_and_alloc_ms", (double)(t1 - t0) / (double)NS_PER_MS);
+	row_num(rows, "lease_and_alloc_ms", res.lease_ms);
 	row_end(rows);
-	if (o->meminfo_before && avail) {
+	if (o->meminfo_before && res.avail) {
 		row_begin(rows, "density.host", "KiB",
 			  "  host MemAvailable drop since before the daemon, all its children");
-		row_num(rows, "value", (double)o->meminfo_before - (double)avail);
-		row_num(rows, "children", counted + others);
+		row_num(rows, "value", (double)o->meminfo_before - (double)res.avail);
+		row_num(rows, "children", res.counted + res.others);
 		row_num(rows, "mem_available_before_kib", (double)o->meminfo_before);
-		row_num(rows, "mem_available_after_kib", (double)avail);
+		row_num(rows, "mem_available_after_kib", (double)res.avail);
 		row_end(rows);
 	}
+	return 0;
+}
+
+int bench_snap_size(const char *path, struct bench_snap_size *sz, struct hatch_err *err)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return hatch_err_set(err, E(INTERNAL), errno, "open %s", path);
+	struct snap_header h;
+	if (snap_header_read_fd(fd, &h, NULL, err) < 0)
+		return hatch_err_wrap(err, "%s", path);
+	sz->mem = h.mem_size;
+	sz->mem_data = h.mem_data_size;
 	return 0;
 }

@@ -118,6 +118,7 @@ struct snap_args {
 	const char *pool, *file;
 	const char *fn, *payload; /* --call; fn NULL without it */
 	const char *exec;         /* snapshot --exec: a shell command; NULL without it */
+	unsigned deadline;        /* --deadline: the acquire's, ms */
 };
 
 /* POOL FILE [--call FUNCTION PAYLOAD | --exec COMMAND], for both
@@ -127,8 +128,13 @@ static int parse_snap_args(const char *cmd, int argc, char **argv, struct snap_a
 	const char *pos[2];
 	int npos = 0;
 	memset(a, 0, sizeof(*a));
+	a->deadline = DEFAULT_DEADLINE_MS;
 	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--call") == 0) {
+		if (strcmp(argv[i], "--deadline") == 0) {
+			if (i + 1 >= argc || hx_parse_ms(argv[++i], &a->deadline) < 0)
+				return hx_usage_error("%s: --deadline wants milliseconds in 0..%u",
+						      cmd, MAX_MS);
+		} else if (strcmp(argv[i], "--call") == 0) {
 			if (a->fn)
 				return hx_usage_error("%s: --call given twice", cmd);
 			if (i + 2 >= argc)
@@ -228,8 +234,12 @@ int cmd_snapshot(const struct hx_ctx *cx, int argc, char **argv)
 		return hx_fail(&err);
 	}
 	Hatchery__V1__AcquireReply *a = NULL;
-	_cleanup_close_ int vm_fd = hx_lease_vm(cx, sa.pool, DEFAULT_DEADLINE_MS,
-						cx->timeout_ms, &a, NULL, &err);
+	/* The warm-up runs as long as an Exec may (60 s, then the agent's
+	 * grace): the VM socket waits that long at least. */
+	unsigned to = cx->timeout_ms;
+	if (sa.exec && to && to < 75000)
+		to = 75000;
+	_cleanup_close_ int vm_fd = hx_lease_vm(cx, sa.pool, sa.deadline, to, &a, NULL, &err);
 	hatch_free(a);
 	if (vm_fd < 0)
 		return hx_fail(&err);
@@ -275,7 +285,7 @@ int cmd_restore(const struct hx_ctx *cx, int argc, char **argv)
 		return hx_fail(&err);
 	}
 	Hatchery__V1__AcquireReply *a = NULL;
-	_cleanup_close_ int vm_fd = hx_lease_vm(cx, sa.pool, DEFAULT_DEADLINE_MS,
+	_cleanup_close_ int vm_fd = hx_lease_vm(cx, sa.pool, sa.deadline,
 						cx->timeout_ms, &a, NULL, &err);
 	hatch_free(a);
 	if (vm_fd < 0)

@@ -89,9 +89,10 @@ static void make_snapshot(void)
 	snprintf(script, sizeof(script),
 		 "echo warm > /tmp/marker && date -s @$(( $(date +%%s) - 3600 )) >/dev/null && "
 		 "cat /proc/uptime > /tmp/uptime");
-	char out[4096];
+	char out[4096], deadline[16];
+	snprintf(deadline, sizeof(deadline), "%u", t_ms(60000u));
 	const char *args[] = { "--socket", h->sock, "snapshot", "lx", snap_path, "--exec", script,
-			       NULL };
+			       "--deadline", deadline, NULL };
 	int st = h_run(HATCHCTL_PATH, args, 0, out, sizeof(out), t_ms(120000u));
 	cr_assert_eq(st, 0, "hatchctl snapshot --exec: status %d: %s", st, out);
 	cr_assert_not_null(strstr(out, "saved "), "%s", out);
