@@ -108,6 +108,7 @@ int sup_spawn(struct sup_child *c, const struct sup_server_opts *o,
 		.snap_header_crc = cfg->snap_header_crc,
 		.snap_size = cfg->snap_size,
 		.prerestore = cfg->prerestore,
+		.disk_fd = -1, /* no config key for a disk yet */
 		.reuse = cfg->kind == SUP_POOL_RESTORE && cfg->reuse == SUP_REUSE_SNAPSHOT,
 		.child_id = c->id,
 		.memory_mib = cfg->memory_mib,
