@@ -170,6 +170,8 @@ Test(linux_disk, mount_and_read)
 	};
 	struct vmp_linux *m;
 	cr_assert_eq(vmp_linux_create(&vm, &cfg, &m, &err), 0, "%s", err.msg);
+	free(kernel); /* copied into guest RAM */
+	free(initrd);
 	cr_assert_eq(vmp_linux_start(m, &err), 0, "%s", err.msg);
 
 	/* The agent's hello. */
