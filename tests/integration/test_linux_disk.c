@@ -6,8 +6,9 @@
  * vhu_backend_serve in a thread of this test over an ext4 image made with
  * mkfs.ext4 -d (holding one file). Debian's kernel boots with the agent's
  * initramfs; the agent is asked to Exec `mount /dev/vda /mnt; cat` and the
- * file's bytes must come back. Then the backend hangs up and the VM must
- * end with that reason.
+ * file's bytes must come back; then to write a file and umount, and the
+ * host reads that file from the image (debugfs). The backend hangs up and
+ * the VM must end with that reason.
  *
  * Needs a /dev/kvm that boots Linux (scripts/vm's nested KVM):
  *   scripts/vm -t 600 -- ./build/tests/test_linux_disk
@@ -46,6 +47,7 @@ static void setup(void)
 TestSuite(linux_disk, .init = setup, .timeout = 600);
 
 #define FILE_TEXT "hello from the vhost-user disk\n"
+#define WRITTEN "written-by-the-guest"
 
 static uint8_t *slurp(const char *path, size_t *len)
 {
@@ -143,14 +145,44 @@ static void send_exec(struct vmp_linux *m, uint64_t id, const char *script)
 	cr_assert_eq(vmp_linux_agent_send(m, buf, len), 0);
 }
 
-Test(linux_disk, mount_and_read)
+/* Exec `script` with sh -c; collect its output; return its exit code. */
+static int run_exec(struct vmp_linux *m, uint64_t id, const char *script, char *out,
+		    char *errout, uint64_t deadline)
+{
+	out[0] = errout[0] = '\0';
+	send_exec(m, id, script);
+	for (;;) {
+		cr_assert_lt(hatch_now_ns(), deadline, "no Exec reply in time");
+		Hatchery__V1__VmReply *rep = NULL;
+		if (step(m, 100, &rep, NULL) == 0)
+			continue;
+		cr_assert_eq(rep->id, id);
+		if (rep->body_case == HATCHERY__V1__VM_REPLY__BODY_EXEC_OUTPUT) {
+			char *o = rep->exec_output->stream ==
+						  HATCHERY__V1__VM_EXEC_OUTPUT__STREAM__STDOUT
+					  ? out : errout;
+			size_t room = 4095 - strlen(o);
+			size_t n = rep->exec_output->data.len < room ? rep->exec_output->data.len
+								     : room;
+			strncat(o, (const char *)rep->exec_output->data.data, n);
+			hatchery__v1__vm_reply__free_unpacked(rep, NULL);
+			continue;
+		}
+		cr_assert_eq(rep->body_case, HATCHERY__V1__VM_REPLY__BODY_EXEC, "%s",
+			     rep->error ? rep->error->message : "?");
+		int code = rep->exec->exit_code;
+		hatchery__v1__vm_reply__free_unpacked(rep, NULL);
+		return code;
+	}
+}
+
+Test(linux_disk, mount_read_write)
 {
 	char img[128];
 	make_image(img, sizeof(img));
 	struct served sv = { 0 };
 	struct hatch_err err = { 0 };
 	cr_assert_eq(vhu_blk_open(&sv.blk, img, false, &err), 0, "%s", err.msg);
-	unlink(img);
 	int s[2];
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s), 0);
 	sv.sock = s[1];
@@ -182,33 +214,17 @@ Test(linux_disk, mount_and_read)
 	cr_assert_eq(rep->body_case, HATCHERY__V1__VM_REPLY__BODY_AGENT_READY);
 	hatchery__v1__vm_reply__free_unpacked(rep, NULL);
 
-	send_exec(m, 1, "mount -t ext4 /dev/vda /mnt && cat /mnt/hello.txt");
-	char out[4096] = "", errout[4096] = "";
-	int exit_code = -1;
-	for (;;) {
-		cr_assert_lt(hatch_now_ns(), deadline, "no Exec reply in time");
-		rep = NULL;
-		if (step(m, 100, &rep, NULL) == 0)
-			continue;
-		cr_assert_eq(rep->id, 1);
-		if (rep->body_case == HATCHERY__V1__VM_REPLY__BODY_EXEC_OUTPUT) {
-			char *o = rep->exec_output->stream ==
-						  HATCHERY__V1__VM_EXEC_OUTPUT__STREAM__STDOUT
-					  ? out : errout;
-			strncat(o, (const char *)rep->exec_output->data.data,
-				rep->exec_output->data.len < 4095 - strlen(o)
-					? rep->exec_output->data.len : 4095 - strlen(o));
-			hatchery__v1__vm_reply__free_unpacked(rep, NULL);
-			continue;
-		}
-		cr_assert_eq(rep->body_case, HATCHERY__V1__VM_REPLY__BODY_EXEC, "%s",
-			     rep->error ? rep->error->message : "?");
-		exit_code = rep->exec->exit_code;
-		hatchery__v1__vm_reply__free_unpacked(rep, NULL);
-		break;
-	}
+	char out[4096], errout[4096];
+	int exit_code = run_exec(m, 1, "mount -t ext4 /dev/vda /mnt && cat /mnt/hello.txt", out,
+				 errout, deadline);
 	cr_expect_eq(exit_code, 0, "mount and cat; stderr: %s", errout);
 	cr_expect_str_eq(out, FILE_TEXT);
+
+	/* And writes: a new file, then umount, which flushes it to the
+	 * image (the backend's pwrite and FLUSH). Read back on the host. */
+	exit_code = run_exec(m, 2, "echo " WRITTEN " > /mnt/new.txt && umount /mnt", out, errout,
+			     deadline);
+	cr_expect_eq(exit_code, 0, "write and umount; stderr: %s", errout);
 
 	/* The backend goes away: the VM ends, saying so. */
 	shutdown(sv.sock, SHUT_RDWR);
@@ -224,4 +240,15 @@ Test(linux_disk, mount_and_read)
 	cr_expect(strstr(ended.msg, "the disk backend closed its connection"), "%s",
 		  ended.msg);
 	vhu_blk_close(&sv.blk);
+
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "debugfs -R 'cat /new.txt' %s 2>/dev/null", img);
+	FILE *f = popen(cmd, "r");
+	cr_assert_not_null(f);
+	char got[128] = "";
+	size_t n = fread(got, 1, sizeof(got) - 1, f);
+	got[n] = '\0';
+	pclose(f);
+	unlink(img);
+	cr_expect_str_eq(got, WRITTEN "\n", "the guest's file, read from the image on the host");
 }
