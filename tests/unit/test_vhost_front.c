@@ -27,6 +27,7 @@
 
 #include "backend.h"
 #include "devices/vhost_blk.h"
+#include "hatchery/v1/common.pb-c.h"
 #include "testing.h"
 #include "vhost_guest.h"
 
@@ -234,7 +235,7 @@ Test(vhost_front, request_served_by_backend)
 			  1ull << VHU_F_PROTOCOL_FEATURES), 0);
 
 	driver_up(&r);
-	cr_assert_null(vmp_vhost_blk_failed(&r.dev), "%s", vmp_vhost_blk_failed(&r.dev));
+	cr_assert_null(vmp_vhost_blk_failed(&r.dev, NULL), "%s", vmp_vhost_blk_failed(&r.dev, NULL));
 	cr_assert(r.dev.started, "DRIVER_OK handed the ring to the backend");
 	cr_expect(rd(&r, VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_MMIO_INT_VRING,
 		  "InterruptStatus reports used buffers it cannot see");
@@ -258,7 +259,7 @@ Test(vhost_front, request_served_by_backend)
 	/* The driver resets the device: the ring comes back (GET_VRING_BASE);
 	 * the driver can start again and the backend serves from index 0. */
 	wr(&r, VIRTIO_MMIO_STATUS, 0);
-	cr_assert_null(vmp_vhost_blk_failed(&r.dev), "%s", vmp_vhost_blk_failed(&r.dev));
+	cr_assert_null(vmp_vhost_blk_failed(&r.dev, NULL), "%s", vmp_vhost_blk_failed(&r.dev, NULL));
 	cr_expect(!r.dev.started);
 	memset(r.g.host, 0, VG_DATA); /* a fresh ring, as a driver lays it out */
 	r.g.avail_idx = 0;
@@ -276,12 +277,43 @@ Test(vhost_front, request_served_by_backend)
 	struct pollfd p = { .fd = vmp_vhost_blk_pollfd(&r.dev), .events = POLLIN };
 	cr_assert_eq(poll(&p, 1, (int)t_ms(5000)), 1);
 	cr_expect_eq(vmp_vhost_blk_conn_event(&r.dev), -1);
-	cr_assert_not_null(vmp_vhost_blk_failed(&r.dev));
-	cr_expect(strstr(vmp_vhost_blk_failed(&r.dev), "the disk backend closed its connection"),
-		  "%s", vmp_vhost_blk_failed(&r.dev));
+	cr_assert_not_null(vmp_vhost_blk_failed(&r.dev, NULL));
+	cr_expect(strstr(vmp_vhost_blk_failed(&r.dev, NULL), "the disk backend closed its connection"),
+		  "%s", vmp_vhost_blk_failed(&r.dev, NULL));
 	cr_expect(rd(&r, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
 	cr_expect_eq(r.irqs, 1, "the driver heard of it (config interrupt)");
 	close(s);
+	rig_close(&r);
+}
+
+/* A guest that breaks its ring (a head index past the queue): the backend
+ * stops the ring and signals the err eventfd vmproc gave it; the device
+ * dies with a guest fault. */
+Test(vhost_front, guest_breaks_ring)
+{
+	struct served sv;
+	int s = backend_start(&sv);
+	struct rig r;
+	struct hatch_err err = { 0 };
+	cr_assert_eq(rig_init(&r, s, &err), 0, "%s", err.msg);
+	driver_up(&r);
+	cr_assert(r.dev.started);
+	cr_expect_eq(vmp_vhost_blk_err_event(&r.dev), 0, "nothing signalled yet");
+	vg_publish(&r.g, 200); /* QNUM is 8 */
+	uint64_t one = 1;
+	cr_assert_eq(write(r.kick, &one, 8), 8);
+	struct pollfd p = { .fd = vmp_vhost_blk_err_fd(&r.dev), .events = POLLIN };
+	cr_assert_eq(poll(&p, 1, (int)t_ms(5000)), 1, "the backend signalled the err fd");
+	cr_expect_eq(vmp_vhost_blk_err_event(&r.dev), -1);
+	int code = 0;
+	const char *why = vmp_vhost_blk_failed(&r.dev, &code);
+	cr_assert_not_null(why);
+	cr_expect(strstr(why, "the guest broke it"), "%s", why);
+	cr_expect_eq(code, HATCHERY__V1__ERROR_CODE__GUEST_FAULT);
+	cr_expect(rd(&r, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
+	close(s);
+	backend_join(&sv);
+	cr_expect_eq(sv.r, 0, "the backend saw the frontend hang up: %s", sv.err.msg);
 	rig_close(&r);
 }
 

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <linux/virtio_ids.h>
 
 #include "devices/vhost_blk.h"
+#include "hatchery/cleanup.h"
 #include "hatchery/v1/common.pb-c.h"
 
 #define BLK_QUEUE 0u
@@ -19,13 +21,19 @@
 
 /* The device cannot go on: tell the driver (NEEDS_RESET, a config
  * interrupt) and keep the reason for the machine, which ends the VM. */
-static void die(struct vmp_vhost_blk *b, const char *why)
+static void die_code(struct vmp_vhost_blk *b, int code, const char *why)
 {
 	if (b->dead)
 		return;
 	b->dead = true;
+	b->code = code;
 	snprintf(b->why, sizeof(b->why), "disk: %s", why);
 	vmp_virtio_mmio_needs_reset(&b->mmio, b->why);
+}
+
+static void die(struct vmp_vhost_blk *b, const char *why)
+{
+	die_code(b, HATCHERY__V1__ERROR_CODE__VM_ERROR, why);
 }
 
 static uint32_t config_read(void *dev, uint32_t offset, unsigned size)
@@ -52,7 +60,7 @@ static void start(struct vmp_vhost_blk *b)
 		.used = (uint64_t)(uintptr_t)vq->used,
 		.kick_fd = b->kick_fd,
 		.call_fd = b->call_fd,
-		.err_fd = -1,
+		.err_fd = b->err_fd,
 	};
 	struct hatch_err err = { 0 };
 	uint64_t features = vmp_virtio_mmio_driver_features(&b->mmio);
@@ -99,16 +107,23 @@ int vmp_vhost_blk_init(struct vmp_vhost_blk *b, const struct vmp_vhost_blk_param
 	memset(b, 0, sizeof(*b));
 	b->kick_fd = p->kick_fd;
 	b->call_fd = p->call_fd;
+	b->err_fd = -1;
 	int *fds = (int[VHU_MAX_MEM_REGIONS]){ 0 };
 	if (p->nregions == 0 || p->nregions > VHU_MAX_MEM_REGIONS)
 		return hatch_err_set(err, HATCHERY__V1__ERROR_CODE__INVALID_ARGUMENT, 0,
 				     "disk: %u memory regions", p->nregions);
+	b->err_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (b->err_fd < 0)
+		return hatch_err_set(err, HATCHERY__V1__ERROR_CODE__INTERNAL, errno,
+				     "disk: eventfd (the ring's err fd)");
 	for (unsigned i = 0; i < p->nregions; i++)
 		fds[i] = p->mem_fd;
 	if (vhu_front_open(&b->fe, p->sock, err) < 0 ||
 	    vhu_front_get_config(&b->fe, b->config, sizeof(b->config), err) < 0 ||
-	    vhu_front_set_mem_table(&b->fe, p->regions, fds, p->nregions, err) < 0)
+	    vhu_front_set_mem_table(&b->fe, p->regions, fds, p->nregions, err) < 0) {
+		hatch_closep(&b->err_fd);
 		return hatch_err_wrap(err, "disk");
+	}
 	b->ops = (struct vmp_virtio_dev_ops){
 		.device_id = VIRTIO_ID_BLOCK,
 		.features = b->fe.features & DEVICE_FEATURE_MASK,
@@ -120,9 +135,11 @@ int vmp_vhost_blk_init(struct vmp_vhost_blk *b, const struct vmp_vhost_blk_param
 		.vring_irq_elsewhere = true,
 	};
 	if (vmp_virtio_mmio_init(&b->mmio, &b->ops, b, p->xlate, p->xlate_opaque,
-				 p->raise_irq, p->irq_opaque) < 0)
+				 p->raise_irq, p->irq_opaque) < 0) {
+		hatch_closep(&b->err_fd);
 		return hatch_err_set(err, HATCHERY__V1__ERROR_CODE__INTERNAL, EINVAL,
 				     "disk: virtio-mmio init");
+	}
 	return 0;
 }
 
@@ -154,7 +171,27 @@ int vmp_vhost_blk_conn_event(struct vmp_vhost_blk *b)
 	return -1;
 }
 
-const char *vmp_vhost_blk_failed(const struct vmp_vhost_blk *b)
+int vmp_vhost_blk_err_fd(const struct vmp_vhost_blk *b)
 {
+	return b->dead ? -1 : b->err_fd;
+}
+
+int vmp_vhost_blk_err_event(struct vmp_vhost_blk *b)
+{
+	uint64_t n = 0;
+	if (b->dead)
+		return -1;
+	if (read(b->err_fd, &n, sizeof(n)) != (ssize_t)sizeof(n) || n == 0)
+		return 0;
+	die_code(b, HATCHERY__V1__ERROR_CODE__GUEST_FAULT,
+		 "the disk backend stopped the ring: the guest broke it (an index or a "
+		 "buffer out of range)");
+	return -1;
+}
+
+const char *vmp_vhost_blk_failed(const struct vmp_vhost_blk *b, int *code)
+{
+	if (code)
+		*code = b->dead ? b->code : 0;
 	return b->dead ? b->why : NULL;
 }

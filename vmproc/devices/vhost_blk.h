@@ -10,21 +10,24 @@
  * sets DRIVER_OK with the queue ready, the queue goes to the backend:
  * SET_FEATURES (the driver's), SET_VRING_NUM/BASE/ADDR (the host
  * addresses of the areas vmproc checked at QueueReady), CALL (the irqfd's
- * eventfd: the backend interrupts the guest itself), KICK (the queue's
+ * eventfd: the backend interrupts the guest itself), ERR (an eventfd of
+ * the device's), KICK (the queue's
  * ioeventfd: the guest's notify goes to the backend without vmproc),
  * ENABLE. A device reset stops the ring (GET_VRING_BASE). InterruptStatus
  * reads with VRING set (ops.vring_irq_elsewhere).
  *
  * Failure: any error of the backend (a refused request, a bad reply, no
- * reply in 10 s, its connection closed, a message it sends unasked) makes
- * the device dead: DEVICE_NEEDS_RESET for the driver, and
+ * reply in 10 s, its connection closed, a message it sends unasked) and a
+ * ring the backend found broken (its err eventfd) make the device dead: DEVICE_NEEDS_RESET for the driver, and
  * vmp_vhost_blk_failed() says why; vmproc ends the VM with it (a guest
  * whose disk went away is not worth keeping).
  *
  * Lifecycle: vmp_vhost_blk_init (the handshake up to SET_MEM_TABLE; the
  * struct must not move after), register &b->mmio on the bus, poll
  * vmp_vhost_blk_pollfd and call vmp_vhost_blk_conn_event when it is
- * ready. No teardown: the process's exit is (the machine's rule).
+ * ready, and vmp_vhost_blk_err_fd / vmp_vhost_blk_err_event likewise.
+ * No teardown: the process's exit is (the machine's rule); the err
+ * eventfd is the device's own.
  * Ownership: everything in the params is borrowed and must outlive the
  * device. Locking: every call holds the bus mutex, like the transport.
  */
@@ -61,9 +64,11 @@ struct vmp_vhost_blk {
 	struct vmp_virtio_dev_ops ops;
 	struct vhu_front fe;
 	int kick_fd, call_fd;
+	int err_fd;                       /* ours: the backend signals a broken ring */
 	uint8_t config[sizeof(struct virtio_blk_config)];
 	bool started;                     /* the backend has the ring */
 	bool dead;
+	int code;                         /* hatchery.v1.ErrorCode of the death */
 	char why[HATCH_ERR_MSG_MAX + 8]; /* "disk: " and a message */
 };
 
@@ -75,13 +80,25 @@ int vmp_vhost_blk_init(struct vmp_vhost_blk *b, const struct vmp_vhost_blk_param
 /* The fd to poll (POLLIN) for the backend going away: the connection. */
 int vmp_vhost_blk_pollfd(const struct vmp_vhost_blk *b);
 
+/* The ring's err eventfd (SET_VRING_ERR), to poll (POLLIN): the backend
+ * signals it when it finds the guest's ring broken (an index out of range,
+ * a buffer outside guest memory...) and stops serving it. */
+int vmp_vhost_blk_err_fd(const struct vmp_vhost_blk *b);
+
+/* poll said the err eventfd fired: the device is dead ("the disk backend
+ * stopped the ring: the guest broke it"). Returns -1 then, 0 if it had
+ * not fired after all. */
+int vmp_vhost_blk_err_event(struct vmp_vhost_blk *b);
+
 /* poll said the connection is readable or hung up. Outside a request the
  * backend has nothing to say: an end of stream or a message makes the
  * device dead. (A reply that a vCPU thread read meanwhile is no event.)
  * Returns 0, or -1 when the device is dead. */
 int vmp_vhost_blk_conn_event(struct vmp_vhost_blk *b);
 
-/* Why the device died, or NULL. */
-const char *vmp_vhost_blk_failed(const struct vmp_vhost_blk *b);
+/* Why the device died, or NULL. *code (if not NULL) gets the error code
+ * to end the VM with: GUEST_FAULT for a ring the guest broke, VM_ERROR for
+ * the backend's failures. */
+const char *vmp_vhost_blk_failed(const struct vmp_vhost_blk *b, int *code);
 
 #endif

@@ -33,6 +33,7 @@
 #define AGENT_DEV VMP_LINUX_AGENT_DEV
 #define DISK_DEV VMP_LINUX_DISK_DEV
 #define DISK_POLLFD 3 /* after the vCPUs' eventfd and the console's two queues */
+#define DISK_ERR_POLLFD 4
 
 struct vmp_linux {
 	struct vmp_vm *vm;
@@ -209,21 +210,27 @@ size_t vmp_linux_pollfds(struct vmp_linux *m, struct pollfd *fds)
 	vmp_bus_lock(m->bus);
 	fds[DISK_POLLFD] = (struct pollfd){ .fd = vmp_vhost_blk_pollfd(&m->disk),
 					    .events = POLLIN };
+	fds[DISK_ERR_POLLFD] = (struct pollfd){ .fd = vmp_vhost_blk_err_fd(&m->disk),
+						.events = POLLIN };
 	vmp_bus_unlock(m->bus);
-	return 4;
+	return 5;
 }
 
-/* The disk's backend closed, or failed a request a vCPU made (a driver's
- * DRIVER_OK or reset): the VM ends with the reason. */
+/* The disk's backend closed, failed a request a vCPU made (a driver's
+ * DRIVER_OK or reset), or stopped the ring the guest broke: the VM ends
+ * with the reason. */
 static int disk_check(struct vmp_linux *m, const struct pollfd *fds, size_t n,
 		      struct hatch_err *err)
 {
 	vmp_bus_lock(m->bus);
 	if (n > DISK_POLLFD && fds[DISK_POLLFD].revents)
 		vmp_vhost_blk_conn_event(&m->disk);
-	const char *why = vmp_vhost_blk_failed(&m->disk);
+	if (n > DISK_ERR_POLLFD && (fds[DISK_ERR_POLLFD].revents & POLLIN))
+		vmp_vhost_blk_err_event(&m->disk);
+	int code;
+	const char *why = vmp_vhost_blk_failed(&m->disk, &code);
 	if (why)
-		hatch_err_set(err, E(VM_ERROR), 0, "%s", why);
+		hatch_err_set(err, code, 0, "%s", why);
 	vmp_bus_unlock(m->bus);
 	return why ? -1 : 0;
 }
