@@ -218,9 +218,6 @@ struct vmp_spawn {
 	 * at start-up; the child has it through the fork. NULL otherwise. */
 	const uint8_t *guest_elf;
 	size_t guest_elf_len;
-	/* -1: no disk; else the VM's vhost-user connection to its disk
-	 * backend (a SOCK_STREAM socket; DISK_FD in the child). */
-	int disk_fd;
 	/* A Linux machine (vCPU threads, devices, the agent): kind "linux",
 	 * or kind "restore" with a snapshot of a Linux guest. */
 	bool linux_machine;
@@ -242,6 +239,12 @@ struct vmp_spawn {
 	uint32_t snap_header_crc;
 	uint64_t snap_size;
 	bool prerestore;
+	/* -1: no disk; else the VM's vhost-user connection to its disk
+	 * backend (a connected SOCK_STREAM socket; DISK_FD in the child).
+	 * Only for a Linux machine that is not restored from a snapshot: the
+	 * disk is virtio-mmio device 1 and guest RAM becomes a memfd shared
+	 * with the backend (docs/vhost.md, "The frontend"). */
+	int disk_fd;
 	/* reuse = snapshot: after a clean lease, restore the snapshot over
 	 * this VM and serve again (ChildReset / SupVmSocket) instead of
 	 * exiting. */

@@ -224,6 +224,14 @@ static uint8_t *hva(struct vmp_vm *vm, uint64_t gpa)
 int vmp_snap_open(struct vmp_vm *vm, const struct vmp_kvm_host *h, int fd,
 		  struct snap_image *img, struct hatch_err *err)
 {
+	/* Restoring maps the snapshot's pages MAP_PRIVATE over guest RAM: a
+	 * vhost-user backend sharing the memfd would not see them. Restore
+	 * pools with disks are not built (docs/architecture.md, "Memory
+	 * model for vhost-user: decided", point 3, is still to do). */
+	if (vm->mem_fd >= 0)
+		return hatch_err_set(err, E(FAILED_PRECONDITION), 0,
+				     "a VM whose memory is shared with a vhost-user backend "
+				     "takes no snapshot restore");
 	/* snapshot/ maps and checks the header and sections (never the
 	 * memory data, mapped per extent by vmp_snap_apply). */
 	struct snap_expect want = { .mem_size = vm->mem_size, .nvcpus = vm->nvcpus };
@@ -312,6 +320,9 @@ out:
 
 int vmp_snap_drop_ram(struct vmp_vm *vm, struct hatch_err *err)
 {
+	if (vm->mem_fd >= 0)
+		return hatch_err_set(err, E(FAILED_PRECONDITION), 0,
+				     "reset: guest memory is shared with a vhost-user backend");
 	/* The same flags as vmp_vm_create's mapping. MAP_FIXED replaces the
 	 * old pages atomically; KVM's MMU notifier drops its mappings of
 	 * them, so the guest cannot see one byte of the last lease. */

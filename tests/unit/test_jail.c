@@ -447,6 +447,43 @@ Test(jail, linux_threads_only)
 	expect_errno(run(LINUX, clone3_call, &cx), ENOSYS, "clone3");
 }
 
+/* A Linux child with a disk makes its guest RAM a sealed memfd
+ * (kvm/vm.c, VMP_VM_SHARED_MEM): exactly those flags and F_ADD_SEALS, no
+ * other memfd or fcntl. */
+static int shared_ram(const struct ctx *cx)
+{
+	(void)cx;
+	int fd = memfd_create("guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	/* Size 0: this jail's RLIMIT_FSIZE is 0, and it binds a memfd too (a
+	 * pool child's is guest RAM plus headroom, for Save: room enough). */
+	if (fd < 0 || ftruncate(fd, 0) < 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
+		return -1;
+	void *m = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	return m == MAP_FAILED ? -1 : 0;
+}
+
+static int memfd_hugetlb(const struct ctx *cx)
+{
+	(void)cx;
+	return memfd_create("x", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_HUGETLB);
+}
+
+static int fcntl_setfl(const struct ctx *cx)
+{
+	(void)cx;
+	return fcntl(0, F_SETFL, O_NONBLOCK);
+}
+
+Test(jail, linux_shared_ram_only)
+{
+	struct ctx cx = { .kvm = kvm_fd };
+	expect_errno(run(LINUX, shared_ram, &cx), X_SUCCEEDED, "a sealed memfd for guest RAM");
+	expect_sigsys(run(LINUX, memfd_hugetlb, &cx), SYS_memfd_create, "memfd_create");
+	expect_sigsys(run(LINUX, fcntl_setfl, &cx), SYS_fcntl, "fcntl");
+	expect_sigsys(run(FULL, shared_ram, &cx), SYS_memfd_create, "memfd_create");
+}
+
 /* The allowlist's prlimit64 entry is for lowering our own NPROC and
  * nothing else. */
 static int raise_nproc(const struct ctx *cx)

@@ -33,6 +33,7 @@
 #define SUP_PIDFD 5 /* closed once the jail has re-armed PDEATHSIG */
 #define VM_FD 6     /* the VM socket: the client's requests arrive here */
 #define SNAP_FD 7   /* restore pools: the pool's snapshot (read-only) */
+#define DISK_FD 8   /* a Linux VM's disk: its vhost-user backend connection */
 
 #define BOOT_DEADLINE_MS 1000
 #define CALL_DEADLINE_MS 1000      /* a Call's deadline when it gives none */

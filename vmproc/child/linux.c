@@ -68,6 +68,7 @@ int vmp_child_linux_build(struct child *ch, struct hatch_err *err)
 		.initrd = s->initrd, .initrd_len = s->initrd_len,
 		.cmdline_extra = s->cmdline_extra,
 		.host_cpuid = s->kvm->cpuid,
+		.disk = s->disk_fd >= 0, .disk_fd = s->disk_fd,
 	};
 	return vmp_linux_create(&ch->vm, &cfg, &ch->lm, err);
 }

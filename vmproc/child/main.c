@@ -53,7 +53,7 @@ fail_or_die(const char *fmt, ...)
  * control sockets and pidfds, clients' connections. stderr stays: it is the
  * supervisor's log, where a sanitizer report would go. */
 static void fd_hygiene_or_die(int ctrl, int kvm, int sup_pidfd, int devnull,
-			      int vm, int snap)
+			      int vm, int snap, int disk)
 {
 	/* Move all out of the way first so the dup3 targets are free of
 	 * every source. */
@@ -63,13 +63,20 @@ static void fd_hygiene_or_die(int ctrl, int kvm, int sup_pidfd, int devnull,
 	int n = fcntl(devnull, F_DUPFD_CLOEXEC, 16);
 	int v = fcntl(vm, F_DUPFD_CLOEXEC, 16);
 	int sn = snap >= 0 ? fcntl(snap, F_DUPFD_CLOEXEC, 16) : -1;
-	if (c < 0 || k < 0 || p < 0 || n < 0 || v < 0 || (snap >= 0 && sn < 0))
+	int dk = disk >= 0 ? fcntl(disk, F_DUPFD_CLOEXEC, 16) : -1;
+	if (c < 0 || k < 0 || p < 0 || n < 0 || v < 0 || (snap >= 0 && sn < 0) ||
+	    (disk >= 0 && dk < 0))
 		_exit(2);
 	if (dup3(c, CTRL_FD, O_CLOEXEC) < 0 || dup3(k, KVM_FD, O_CLOEXEC) < 0 ||
 	    dup3(p, SUP_PIDFD, O_CLOEXEC) < 0 || dup3(v, VM_FD, O_CLOEXEC) < 0 ||
-	    dup2(n, 0) < 0 || dup2(n, 1) < 0 || (sn >= 0 && dup3(sn, SNAP_FD, O_CLOEXEC) < 0))
+	    dup2(n, 0) < 0 || dup2(n, 1) < 0 || (sn >= 0 && dup3(sn, SNAP_FD, O_CLOEXEC) < 0) ||
+	    (dk >= 0 && dup3(dk, DISK_FD, O_CLOEXEC) < 0))
 		_exit(2);
-	int first = sn >= 0 ? SNAP_FD + 1 : VM_FD + 1;
+	/* A disk without a snapshot leaves SNAP_FD's number holding whatever
+	 * was inherited there: close it, the range below starts after the disk. */
+	if (dk >= 0 && sn < 0)
+		close(SNAP_FD);
+	int first = dk >= 0 ? DISK_FD + 1 : sn >= 0 ? SNAP_FD + 1 : VM_FD + 1;
 	if (syscall(SYS_close_range, first, ~0u, 0) < 0) {
 		/* close_range is 5.9+; fall back to the slow way. */
 		for (int fd = first; fd < 65536; fd++)
@@ -98,7 +105,7 @@ static void child_init_or_die(const struct vmp_spawn *s)
 	signal(SIGINT, SIG_DFL);
 	signal(SIGHUP, SIG_DFL);
 	fd_hygiene_or_die(s->ctrl_fd, s->kvm->kvm_fd, s->supervisor_pidfd,
-			  s->devnull_fd, s->vm_fd, s->snap_fd);
+			  s->devnull_fd, s->vm_fd, s->snap_fd, s->disk_fd);
 	char name[16];
 	snprintf(name, sizeof(name), "vmproc-%llu", (unsigned long long)s->child_id);
 	prctl(PR_SET_NAME, name);
@@ -225,7 +232,13 @@ static void build_or_die(struct child *ch)
 			fail_or_die("jail: %s", err.msg);
 	}
 	close(SUP_PIDFD);
-	if (vmp_vm_create(s->kvm, (size_t)s->memory_mib << 20, s->vcpus, &ch->vm, &err) < 0 ||
+	/* A disk's backend maps guest RAM: a memfd (kvm/kvm.h). */
+	if (s->disk_fd >= 0 && (!s->linux_machine || s->snap_fd >= 0))
+		fail_or_die("a disk is only for a Linux VM that boots (restore pools with "
+			    "disks are not supported)");
+	unsigned vm_flags = s->disk_fd >= 0 ? VMP_VM_SHARED_MEM : 0;
+	if (vmp_vm_create_flags(s->kvm, (size_t)s->memory_mib << 20, s->vcpus, vm_flags,
+				&ch->vm, &err) < 0 ||
 	    vmp_vm_first_run(&ch->vm, &err) < 0)
 		fail_or_die("%s", err.msg);
 	/* A Linux guest's vCPU threads are tasks too: made now, parked. */
@@ -307,6 +320,8 @@ void vmp_child_main(const struct vmp_spawn *s)
 	kvm.kvm_fd = KVM_FD;
 	struct vmp_spawn me = *s;
 	me.ctrl_fd = CTRL_FD;
+	if (me.disk_fd >= 0)
+		me.disk_fd = DISK_FD;
 	me.kvm = &kvm;
 
 	static struct child ch; /* big (a call's logs); zeroed, in BSS */

@@ -62,6 +62,11 @@ uint32_t vmp_virtio_mmio_status(const struct vmp_virtio_mmio *d)
 	return d->status;
 }
 
+uint64_t vmp_virtio_mmio_driver_features(const struct vmp_virtio_mmio *d)
+{
+	return d->driver_features;
+}
+
 const char *vmp_virtio_mmio_broken_reason(const struct vmp_virtio_mmio *d)
 {
 	return d->broken_why;
@@ -147,6 +152,8 @@ static uint32_t reg_read(struct vmp_virtio_mmio *d, uint64_t off)
 	case VIRTIO_MMIO_QUEUE_READY:
 		return vq ? d->queue_ready[d->queue_sel] : 0;
 	case VIRTIO_MMIO_INTERRUPT_STATUS:
+		if (d->ops->vring_irq_elsewhere && vmp_virtio_mmio_live(d))
+			return d->interrupt_status | VIRTIO_MMIO_INT_VRING;
 		return d->interrupt_status;
 	case VIRTIO_MMIO_STATUS:
 		return d->status;

@@ -70,6 +70,13 @@ struct vmp_virtio_dev_ops {
 	 * did what no correct driver does); why is a static string. Once
 	 * per reset. May be NULL. */
 	void (*failed)(void *dev, const char *why);
+	/* Used-buffer notifications are sent by someone else: a vhost-user
+	 * backend writes the irqfd itself, and the transport never sees the
+	 * used ring. InterruptStatus then reads with the VRING bit set while
+	 * the device is live, since the driver must look at its used rings on
+	 * an interrupt the transport cannot account for; a spurious bit only
+	 * makes it find nothing new there. */
+	bool vring_irq_elsewhere;
 };
 
 struct vmp_virtio_mmio {
@@ -133,6 +140,9 @@ const char *vmp_virtio_mmio_broken_reason(const struct vmp_virtio_mmio *d);
 void vmp_virtio_mmio_reset(struct vmp_virtio_mmio *d);
 
 uint32_t vmp_virtio_mmio_status(const struct vmp_virtio_mmio *d);
+
+/* The features the driver accepted (meaningful once FEATURES_OK stuck). */
+uint64_t vmp_virtio_mmio_driver_features(const struct vmp_virtio_mmio *d);
 
 /* ---- snapshots --------------------------------------------------------- */
 /* The transport's state, for a snapshot's devices section: the decoded

@@ -215,6 +215,19 @@ static int add_linux_rules(scmp_filter_ctx ctx, struct hatch_err *err)
 	 * new namespaces all carry other flags and hit the default action.
 	 * clone3 passes its flags in memory, where seccomp cannot look: it
 	 * fails with ENOSYS, and glibc then falls back to clone. */
+	/* A VM with a vhost-user disk: guest RAM is a memfd the backend maps
+	 * (kvm/vm.c, VMP_VM_SHARED_MEM), made after the jail like the rest of
+	 * the VM. memfd_create only with exactly the flags vm.c passes (no
+	 * MFD_HUGETLB, no MFD_EXEC); fcntl only F_ADD_SEALS, to seal the
+	 * file's size (so the backend can trust it) -- no F_SETFL, F_DUPFD,
+	 * F_SETOWN or lock commands. ftruncate (the memfd's size) is on the
+	 * kernel-less list already, for Save. */
+	struct scmp_arg_cmp memfd = SCMP_A1(SCMP_CMP_EQ, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (add_rule(ctx, SCMP_SYS(memfd_create), 1, &memfd, err) < 0)
+		return -1;
+	struct scmp_arg_cmp seals = SCMP_A1(SCMP_CMP_EQ, F_ADD_SEALS);
+	if (add_rule(ctx, SCMP_SYS(fcntl), 1, &seals, err) < 0)
+		return -1;
 	struct scmp_arg_cmp thread = SCMP_A0(SCMP_CMP_EQ, VMP_JAIL_THREAD_CLONE_FLAGS);
 	if (add_rule(ctx, SCMP_SYS(clone), 1, &thread, err) < 0)
 		return -1;

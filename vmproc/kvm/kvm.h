@@ -33,6 +33,11 @@ struct vmp_vm {
 	int vm_fd;
 	uint8_t *mem;               /* guest RAM, host mapping (MAP_NORESERVE) */
 	size_t mem_size;
+	/* VMP_VM_SHARED_MEM: the memfd guest RAM is mapped from (MAP_SHARED,
+	 * sealed against shrinking and growing), for a vhost-user backend's
+	 * SET_MEM_TABLE; mem's offset o is the file's offset o. -1 otherwise
+	 * (anonymous MAP_PRIVATE, what snapshots restore over). Owned. */
+	int mem_fd;
 	unsigned nvcpus;
 	int vcpu_fd[VMP_MAX_VCPUS];
 	struct kvm_run *run[VMP_MAX_VCPUS];
@@ -54,6 +59,22 @@ struct vmp_vm {
  * supported CPUID. */
 int vmp_vm_create(const struct vmp_kvm_host *h, size_t mem_size,
 		  unsigned nvcpus, struct vmp_vm *vm, struct hatch_err *err);
+
+/* vmp_vm_create's options. */
+enum vmp_vm_flags {
+	/* Guest RAM in a memfd, mapped MAP_SHARED, so another process (a
+	 * vhost-user backend) can map the same pages: vm->mem_fd. Sealed with
+	 * F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL, so a backend that checked
+	 * the size once can trust it (no SIGBUS from a shrunk file). Such a
+	 * VM takes no snapshot restore (vmsnap.c maps the snapshot's pages
+	 * MAP_PRIVATE over guest RAM, which a backend would not see): refused
+	 * (docs/architecture.md, "Memory model for vhost-user: decided"). */
+	VMP_VM_SHARED_MEM = 1u << 0,
+};
+
+int vmp_vm_create_flags(const struct vmp_kvm_host *h, size_t mem_size,
+			unsigned nvcpus, unsigned flags, struct vmp_vm *vm,
+			struct hatch_err *err);
 void vmp_vm_destroy(struct vmp_vm *vm);
 
 /* Enter KVM_RUN once on every vCPU with kvm_run->immediate_exit set: the

@@ -2,6 +2,7 @@
  * tear it down. The vCPU loop is kvm/vcpu.c; /dev/kvm was probed by the
  * supervisor (host/kvm.c). */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -31,11 +32,48 @@ static int set_slot(struct vmp_vm *vm, uint32_t slot, uint64_t gpa,
 	return 0;
 }
 
+/* Guest RAM as a sealed memfd, mapped MAP_SHARED (VMP_VM_SHARED_MEM).
+ * MAP_NORESERVE as for anonymous RAM: the file's pages exist once
+ * touched, by the guest or the backend. */
+static void *shared_ram(struct vmp_vm *vm, size_t mem_size, struct hatch_err *err)
+{
+	vm->mem_fd = memfd_create("hatchery-guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (vm->mem_fd < 0) {
+		hatch_err_set(err, E_VM, errno, "memfd_create (guest memory)");
+		return NULL;
+	}
+	if (ftruncate(vm->mem_fd, (off_t)mem_size) < 0) {
+		hatch_err_set(err, E_VM, errno, "ftruncate guest memory memfd (%zu MiB)",
+			      mem_size >> 20);
+		return NULL;
+	}
+	if (fcntl(vm->mem_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+		hatch_err_set(err, E_VM, errno, "F_ADD_SEALS on the guest memory memfd");
+		return NULL;
+	}
+	void *m = mmap(NULL, mem_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
+		       vm->mem_fd, 0);
+	if (m == MAP_FAILED) {
+		hatch_err_set(err, E_VM, errno, "mmap guest memory memfd (%zu MiB)",
+			      mem_size >> 20);
+		return NULL;
+	}
+	return m;
+}
+
 int vmp_vm_create(const struct vmp_kvm_host *h, size_t mem_size,
 		  unsigned nvcpus, struct vmp_vm *vm, struct hatch_err *err)
 {
+	return vmp_vm_create_flags(h, mem_size, nvcpus, 0, vm, err);
+}
+
+int vmp_vm_create_flags(const struct vmp_kvm_host *h, size_t mem_size,
+			unsigned nvcpus, unsigned flags, struct vmp_vm *vm,
+			struct hatch_err *err)
+{
 	memset(vm, 0, sizeof(*vm));
 	vm->vm_fd = -1;
+	vm->mem_fd = -1;
 	for (unsigned i = 0; i < VMP_MAX_VCPUS; i++)
 		vm->vcpu_fd[i] = -1;
 	if (nvcpus == 0 || nvcpus > VMP_MAX_VCPUS)
@@ -50,12 +88,18 @@ int vmp_vm_create(const struct vmp_kvm_host *h, size_t mem_size,
 
 	/* Guest RAM. MAP_NORESERVE: a pool of idle VMs must not commit memory
 	 * its guests have not touched. */
-	vm->mem = mmap(NULL, mem_size, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (vm->mem == MAP_FAILED) {
-		vm->mem = NULL;
-		return hatch_err_set(err, E_VM, errno, "mmap guest memory (%zu MiB)",
-				     mem_size >> 20);
+	if (flags & VMP_VM_SHARED_MEM) {
+		vm->mem = shared_ram(vm, mem_size, err);
+		if (!vm->mem)
+			return -1;
+	} else {
+		vm->mem = mmap(NULL, mem_size, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (vm->mem == MAP_FAILED) {
+			vm->mem = NULL;
+			return hatch_err_set(err, E_VM, errno, "mmap guest memory (%zu MiB)",
+					     mem_size >> 20);
+		}
 	}
 	vm->mem_size = mem_size;
 	/* One memory slot per part of guest RAM: the layout is snapshot/'s,
@@ -131,8 +175,11 @@ void vmp_vm_destroy(struct vmp_vm *vm)
 	}
 	if (vm->mem)
 		munmap(vm->mem, vm->mem_size);
+	if (vm->mem_fd >= 0)
+		close(vm->mem_fd);
 	if (vm->vm_fd >= 0)
 		close(vm->vm_fd);
 	memset(vm, 0, sizeof(*vm));
 	vm->vm_fd = -1;
+	vm->mem_fd = -1;
 }

@@ -11,6 +11,7 @@
 #include "devices/bus.h"
 #include "devices/i8042.h"
 #include "devices/uart.h"
+#include "devices/vhost_blk.h"
 #include "devices/virtio_console.h"
 #include "devices/virtio_mmio_kvm.h"
 #include "hatchery/ipc.h"
@@ -29,7 +30,10 @@
  * outruns it is treated as broken. */
 #define INBOX_MAX (4u << 20)
 
-#define AGENT_DEV 0 /* virtio-mmio device 0: the agent's console */
+#define AGENT_DEV VMP_LINUX_AGENT_DEV
+#define DISK_DEV VMP_LINUX_DISK_DEV
+#define DISK_POLLFD 3 /* after the vCPUs' eventfd and the console's two queues */
+#define DISK_ERR_POLLFD 4
 
 struct vmp_linux {
 	struct vmp_vm *vm;
@@ -39,6 +43,9 @@ struct vmp_linux {
 	struct vmp_console con;
 	struct vmp_virtio_kvm kb;
 	struct vmp_agent_chan *chan;
+	bool has_disk;
+	struct vmp_vhost_blk disk;
+	struct vmp_virtio_kvm disk_kb;   /* the disk queue's kick, its interrupt */
 	uint8_t *inbox;          /* [u32 length][payload]..., INBOX_MAX bytes */
 	size_t in_start, in_end; /* unread bytes are [in_start, in_end) */
 	int chan_err;            /* the channel broke: -errno, and why */
@@ -103,6 +110,43 @@ static const struct vmp_agent_chan_cbs chan_cbs = {
 
 /* ---- lifecycle ------------------------------------------------------------ */
 
+/* Device 1: the disk. Its queue's ioeventfd is the backend's kick fd and
+ * its irqfd the backend's call fd, so requests go guest -> backend ->
+ * guest without this process; the main thread polls only the
+ * connection, for the backend going away. */
+static int add_disk(struct vmp_linux *m, int disk_fd, struct hatch_err *err)
+{
+	struct vmp_vm *vm = m->vm;
+	if (vm->mem_fd < 0)
+		return hatch_err_set(err, E(INTERNAL), 0,
+				     "disk: guest memory is not shared (VMP_VM_SHARED_MEM)");
+	struct snap_ram_slot slot[SNAP_RAM_SLOTS];
+	unsigned n = snap_ram_slots(vm->mem_size, slot);
+	struct vhu_mem_region r[SNAP_RAM_SLOTS];
+	for (unsigned i = 0; i < n; i++)
+		r[i] = (struct vhu_mem_region){
+			.gpa = slot[i].gpa, .size = slot[i].len,
+			.uva = (uint64_t)(uintptr_t)(vm->mem + slot[i].offset),
+			.mmap_offset = slot[i].offset,
+		};
+	if (vmp_virtio_kvm_bind(&m->disk_kb, vm->vm_fd, VMP_VIRTIO_MMIO_BASE(DISK_DEV),
+				VMP_VIRTIO_MMIO_GSI(DISK_DEV), 1, err) < 0)
+		return hatch_err_wrap(err, "disk");
+	struct vmp_vhost_blk_params p = {
+		.sock = disk_fd, .regions = r, .nregions = n, .mem_fd = vm->mem_fd,
+		.xlate = vmp_vm_gpa_xlate, .xlate_opaque = vm,
+		.kick_fd = m->disk_kb.notify_fd[0], .call_fd = m->disk_kb.irq_fd,
+		.raise_irq = vmp_virtio_kvm_raise_irq, .irq_opaque = &m->disk_kb,
+	};
+	if (vmp_vhost_blk_init(&m->disk, &p, err) < 0)
+		return -1;
+	if (vmp_bus_register(m->bus, VMP_BUS_MMIO, VMP_VIRTIO_MMIO_BASE(DISK_DEV), 0x1000,
+			     &virtio_bus_ops, &m->disk.mmio, err) < 0)
+		return -1;
+	m->has_disk = true;
+	return 0;
+}
+
 /* On failure the child exits: whatever was built goes with the process
  * (no destroy, see machine.h). */
 int vmp_linux_create(struct vmp_vm *vm, const struct vmp_linux_config *cfg,
@@ -118,7 +162,7 @@ int vmp_linux_create(struct vmp_vm *vm, const struct vmp_linux_config *cfg,
 	struct vmp_linux_boot b = {
 		.kernel = cfg->kernel, .kernel_len = cfg->kernel_len,
 		.initrd = cfg->initrd, .initrd_len = cfg->initrd_len,
-		.cmdline = cmdline, .nvirtio = 1,
+		.cmdline = cmdline, .nvirtio = cfg->disk ? 2 : 1,
 	};
 	if (vmp_linux_cpu_init(vm, cfg->host_cpuid, err) < 0 ||
 	    (cfg->kernel && vmp_linux_load(vm, &b, NULL, err) < 0))
@@ -141,6 +185,8 @@ int vmp_linux_create(struct vmp_vm *vm, const struct vmp_linux_config *cfg,
 	if (vmp_bus_register(m->bus, VMP_BUS_MMIO, VMP_VIRTIO_MMIO_BASE(AGENT_DEV), 0x1000,
 			     &virtio_bus_ops, &m->con.mmio, err) < 0)
 		return -1;
+	if (cfg->disk && add_disk(m, cfg->disk_fd, err) < 0)
+		return -1;
 	if (vmp_vcpus_create(vm, m->bus, &m->vcpus, err) < 0)
 		return -1;
 	*out = m;
@@ -159,7 +205,34 @@ size_t vmp_linux_pollfds(struct vmp_linux *m, struct pollfd *fds)
 	fds[0] = (struct pollfd){ .fd = vmp_vcpus_eventfd(m->vcpus), .events = POLLIN };
 	fds[1] = (struct pollfd){ .fd = m->kb.notify_fd[0], .events = POLLIN };
 	fds[2] = (struct pollfd){ .fd = m->kb.notify_fd[1], .events = POLLIN };
-	return 3;
+	if (!m->has_disk)
+		return 3;
+	vmp_bus_lock(m->bus);
+	fds[DISK_POLLFD] = (struct pollfd){ .fd = vmp_vhost_blk_pollfd(&m->disk),
+					    .events = POLLIN };
+	fds[DISK_ERR_POLLFD] = (struct pollfd){ .fd = vmp_vhost_blk_err_fd(&m->disk),
+						.events = POLLIN };
+	vmp_bus_unlock(m->bus);
+	return 5;
+}
+
+/* The disk's backend closed, failed a request a vCPU made (a driver's
+ * DRIVER_OK or reset), or stopped the ring the guest broke: the VM ends
+ * with the reason. */
+static int disk_check(struct vmp_linux *m, const struct pollfd *fds, size_t n,
+		      struct hatch_err *err)
+{
+	vmp_bus_lock(m->bus);
+	if (n > DISK_POLLFD && fds[DISK_POLLFD].revents)
+		vmp_vhost_blk_conn_event(&m->disk);
+	if (n > DISK_ERR_POLLFD && (fds[DISK_ERR_POLLFD].revents & POLLIN))
+		vmp_vhost_blk_err_event(&m->disk);
+	int code;
+	const char *why = vmp_vhost_blk_failed(&m->disk, &code);
+	if (why)
+		hatch_err_set(err, code, 0, "%s", why);
+	vmp_bus_unlock(m->bus);
+	return why ? -1 : 0;
 }
 
 /* Why the VM ended, for a user: the vCPUs' reason, the console's last
@@ -187,6 +260,8 @@ int vmp_linux_process(struct vmp_linux *m, const struct pollfd *fds, size_t n,
 	}
 	if (n > 0 && (fds[0].revents & POLLIN))
 		return ended(m, err);
+	if (m->has_disk && disk_check(m, fds, n, err) < 0)
+		return -1;
 	if (m->chan_err && m->in_start == m->in_end)
 		return hatch_err_set(err, E(GUEST_FAULT), 0, "agent channel: %s", m->chan_why);
 	return 0;
@@ -249,6 +324,10 @@ int vmp_linux_devices_save(struct vmp_linux *m, struct snap_devices *d,
 			   struct hatch_err *err)
 {
 	memset(d, 0, sizeof(*d));
+	if (m->has_disk)
+		return hatch_err_set(err, E(FAILED_PRECONDITION), 0,
+				     "a VM with a disk takes no snapshot (its queue is in the "
+				     "disk's backend, and its memory is shared with it)");
 	vmp_bus_lock(m->bus);
 	bool idle = vmp_agent_chan_idle(m->chan) && m->in_start == m->in_end && !m->chan_err;
 	vmp_agent_chan_save(m->chan, &d->agent);

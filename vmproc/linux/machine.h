@@ -12,7 +12,8 @@
  *   poll vmp_linux_pollfds(), then vmp_linux_process() for what is ready;
  *   the agent's frames with vmp_linux_agent_recv()/_send()
  *   the VM ends when the guest resets (reboot, panic=1), triple-faults,
- *   a KVM call fails, or the agent channel breaks its framing:
+ *   a KVM call fails, the agent channel breaks its framing, or the disk's
+ *   backend fails or closes its connection:
  *   vmp_linux_process() then returns -1 with the reason and the last
  *   console lines; the child reports it and exits (a VM is never reused
  *   after that).
@@ -45,11 +46,21 @@ struct vmp_linux_config {
 	size_t initrd_len;
 	const char *cmdline_extra;   /* appended to the default command line; may be NULL */
 	const struct kvm_cpuid2 *host_cpuid; /* the supervisor's probe; borrowed */
+	/* A disk: virtio-mmio device 1, a virtio-blk whose queue the
+	 * vhost-user backend at the other end of disk_fd (a connected stream
+	 * socket, borrowed) serves; the guest sees /dev/vda. The VM must have
+	 * been created with VMP_VM_SHARED_MEM (the backend maps guest RAM).
+	 * disk_fd is read only when `disk` is set. */
+	bool disk;
+	int disk_fd;
 };
 
 struct vmp_linux;
 
 #define VMP_LINUX_MAX_POLLFDS 8
+/* Machine map: virtio-mmio device 0 is the agent's console, 1 the disk. */
+#define VMP_LINUX_AGENT_DEV 0
+#define VMP_LINUX_DISK_DEV 1
 
 int vmp_linux_create(struct vmp_vm *vm, const struct vmp_linux_config *cfg,
 		     struct vmp_linux **out, struct hatch_err *err);
