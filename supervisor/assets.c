@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "assets.h"
+#include "disk.h"
 #include "hatchery/cleanup.h"
 #include "hatchery/v1/common.pb-c.h"
 #include "linux/bzimage.h"
@@ -114,12 +115,11 @@ static int check_disk(const struct sup_pool_config *p, struct hatch_err *err)
 				     "512-byte sectors (a raw image)", p->name, p->disk,
 				     (long long)st.st_size);
 	if (p->disk_mode == SUP_DISK_OVERLAY) {
-		_cleanup_close_ int layer = open(p->overlay_dir, O_TMPFILE | O_RDWR | O_CLOEXEC,
-						 0600);
+		_cleanup_close_ int layer = sup_disk_layer_open(p->overlay_dir);
 		if (layer < 0)
 			return hatch_err_set(err, HATCHERY__V1__ERROR_CODE__INVALID_ARGUMENT, errno,
 					     "[pool \"%s\"] overlay_dir %s: cannot make an unlinked "
-					     "layer file there (O_TMPFILE)", p->name, p->overlay_dir);
+					     "layer file there", p->name, p->overlay_dir);
 	}
 	return 0;
 }

@@ -1,5 +1,7 @@
 /* disk.c - a linux pool's disk backends. See disk.h. */
 #include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -21,6 +23,29 @@
  * memory_mib) and the bounce buffer. */
 #define BACKEND_AS_EXTRA(mib) (((uint64_t)(mib) << 20) + (64ull << 20))
 
+int sup_disk_layer_open(const char *dir)
+{
+	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR))
+		return fd;
+	/* A file system without O_TMPFILE (overlayfs before 6.6, 9p): a
+	 * name for an instant, unlinked before anyone else could open it
+	 * (0600, a name nobody can guess). */
+	char path[PATH_MAX];
+	if (snprintf(path, sizeof(path), "%s/.hatchery-layer.XXXXXX", dir) >= (int)sizeof(path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	fd = mkostemp(path, O_CLOEXEC);
+	if (fd >= 0 && unlink(path) < 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
 int sup_disk_start(struct sup_child *c, const struct sup_server_opts *o, uid_t uid,
 		   gid_t gid, int *vm_end, struct hatch_err *err)
 {
@@ -32,7 +57,7 @@ int sup_disk_start(struct sup_child *c, const struct sup_server_opts *o, uid_t u
 	_cleanup_close_ int layer = -1;
 	if (cfg->disk_mode == SUP_DISK_OVERLAY) {
 		/* Unlinked from birth: it goes when the backend does. */
-		layer = open(cfg->overlay_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+		layer = sup_disk_layer_open(cfg->overlay_dir);
 		if (layer < 0)
 			return hatch_err_set(err, E(FAILED_PRECONDITION), errno,
 					     "overlay layer for disk %s in overlay_dir %s",

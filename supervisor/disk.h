@@ -34,6 +34,11 @@
 int sup_disk_start(struct sup_child *c, const struct sup_server_opts *o, uid_t uid,
 		   gid_t gid, int *vm_end, struct hatch_err *err);
 
+/* An empty, unlinked file in dir for an overlay layer: O_TMPFILE, or
+ * where the file system has none, a file made and unlinked at once. -1
+ * with errno. */
+int sup_disk_layer_open(const char *dir);
+
 /* The backend's pidfd is readable: reap it. Returns false if it has not
  * exited after all (a spurious wake-up); else closes the pidfd and writes
  * how it ended to msg. */
