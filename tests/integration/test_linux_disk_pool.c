@@ -61,6 +61,20 @@ static const char *sh(int vm, const char *script)
 	return o.buf[0];
 }
 
+/* Acquire, waiting for a boot if none is ready (seconds natively,
+ * up to a minute inside scripts/vm). */
+static int acquire(struct harness *h, const char *pool, pid_t *pid)
+{
+	int fd = -1;
+	struct hatch_err err = { 0 };
+	Hatchery__V1__AcquireReply *info = NULL;
+	cr_assert_eq(hatch_acquire(h->c, pool, t_ms(8000u), &fd, &info, &err), 0,
+		     "Acquire from \"%s\": %s", pool, err.msg);
+	*pid = (pid_t)info->child_pid;
+	hatch_free(info);
+	return fd;
+}
+
 static char dir[64], img[128];
 
 /* A 16 MiB ext4 image holding hello.txt. */
@@ -161,7 +175,7 @@ Test(linux_disk, overlay_ro_jail_and_a_dying_backend)
 
 	/* Overlay: the VM reads the image and writes its own layer. */
 	pid_t pa;
-	int a = acquire_vm(h, "ov", &pa);
+	int a = acquire(h, "ov", &pa);
 	pid_t ba = backend_of(h, "ov", pa);
 	backend_is_jailed(ba, pa);
 	cr_assert_str_eq(sh(a, "mount /dev/vda /mnt && cat /mnt/hello.txt"), "from the host\n");
@@ -175,13 +189,13 @@ Test(linux_disk, overlay_ro_jail_and_a_dying_backend)
 	cr_assert_str_eq(before, after, "an overlay VM changed the image");
 	/* The next VM sees the image, not the last one's layer. */
 	pid_t pb;
-	int b = acquire_vm(h, "ov", &pb);
+	int b = acquire(h, "ov", &pb);
 	cr_assert_str_eq(sh(b, "mount /dev/vda /mnt && cat /mnt/hello.txt"), "from the host\n");
 	cr_assert_eq(hatch_vm_release(b, &err), 0, "%s", err.msg);
 
 	/* Read-only: readable, no write reaches the device. */
 	pid_t pr;
-	int r = acquire_vm(h, "ro", &pr);
+	int r = acquire(h, "ro", &pr);
 	cr_assert_str_eq(sh(r, "mount -o ro /dev/vda /mnt && cat /mnt/hello.txt"),
 			 "from the host\n");
 	cr_assert_neq(sh_rc(r, "dd if=/dev/zero of=/dev/vda bs=4096 count=1 oflag=direct "
@@ -193,7 +207,7 @@ Test(linux_disk, overlay_ro_jail_and_a_dying_backend)
 	/* A backend that dies ends its VM with a clear error; the pool
 	 * replaces the VM. */
 	pid_t pc;
-	int c = acquire_vm(h, "ov", &pc);
+	int c = acquire(h, "ov", &pc);
 	pid_t bc = backend_of(h, "ov", pc);
 	sh(c, "mount /dev/vda /mnt");
 	cr_assert_eq(kill(bc, SIGKILL), 0);
