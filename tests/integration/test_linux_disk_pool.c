@@ -188,6 +188,7 @@ Test(linux_disk, overlay_ro_jail_and_a_dying_backend)
 	sha256_file(img, after);
 	cr_assert_str_eq(before, after, "an overlay VM changed the image");
 	/* The next VM sees the image, not the last one's layer. */
+	h_wait_steady(h, t_ms(120000u));
 	pid_t pb;
 	int b = acquire(h, "ov", &pb);
 	cr_assert_str_eq(sh(b, "mount /dev/vda /mnt && cat /mnt/hello.txt"), "from the host\n");
@@ -206,6 +207,7 @@ Test(linux_disk, overlay_ro_jail_and_a_dying_backend)
 
 	/* A backend that dies ends its VM with a clear error; the pool
 	 * replaces the VM. */
+	h_wait_steady(h, t_ms(120000u));
 	pid_t pc;
 	int c = acquire(h, "ov", &pc);
 	pid_t bc = backend_of(h, "ov", pc);
