@@ -1,13 +1,12 @@
 /* vhost_blk.c - virtio-blk with its queue in a vhost-user backend: see
  * vhost_blk.h. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <stddef.h>
 
 #include <linux/virtio_blk.h>
 #include <linux/virtio_config.h>
