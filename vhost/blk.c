@@ -149,9 +149,9 @@ void vhu_blk_config(const struct vhu_blk *b, struct virtio_blk_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->capacity = b->capacity;
-	/* A chain holds at most the queue's descriptors, two of which are
-	 * the header and the status. */
-	cfg->seg_max = VMP_VQ_MAX_SIZE - 2;
+	/* A popped chain holds at most VMP_VQ_MAX_SEGS segments (however
+	 * large the queue), two of which are the header and the status. */
+	cfg->seg_max = VMP_VQ_MAX_SEGS - 2;
 	cfg->blk_size = VHU_BLK_SECTOR;
 	cfg->num_queues = 1;
 	cfg->max_discard_sectors = VHU_BLK_MAX_ZERO_SECTORS;

@@ -34,7 +34,8 @@
 #include "mem.h"
 #include "user_msg.h"
 
-/* The largest queue size accepted by SET_VRING_NUM. */
+/* The largest queue size accepted by SET_VRING_NUM (1024: what QEMU's
+ * virtio-mmio lets a driver choose; see devices/virtqueue.h). */
 #define VHU_VRING_MAX_SIZE VMP_VQ_MAX_SIZE
 
 struct vhu_vring {

@@ -3,13 +3,8 @@
  * serves: the whole guest side of a linux pool, checked against a VMM that
  * is not ours. QEMU's microvm machine describes its virtio-mmio devices in
  * ACPI, as hatchery's VMM does (docs/guest-linux.md), so the same modules
- * come up. The port is a virtserialport (/dev/vport0p1, named to the agent
- * with hatchery_channel= on the kernel command line), not a virtconsole
- * (/dev/hvc0): QEMU drops console output its chardev cannot take at once
- * (hw/char/virtio-console.c: consoles are never throttled), which lost
- * ReadFile data here when the test read slower than the guest wrote. Always TCG (about 3 s to boot): it runs where
- * /dev/kvm does not, and QEMU's KVM CPU model failed on nested hosts
- * ("failed to set MSR 0x10a").
+ * come up. The boot, the port (a virtserialport) and why always TCG:
+ * qemu_guest.c.
  *
  * Registered only when CMake found qemu-system-x86_64 and a kernel.
  */
@@ -28,91 +23,15 @@
 
 #include <criterion/criterion.h>
 
-#include "unit/agent_client.h"
+#include "qemu_guest.h"
 #include "hatchery/clock.h"
 #include "testing.h"
 
 TestSuite(agent_qemu, .timeout = 180);
 
-/* Under TCG the guest's TSC is this machine's. Without HPET or an ACPI PM
- * timer (microvm has neither) the kernel calibrates the TSC against the PIT
- * alone, and on a loaded host that failed ("tsc: Unable to calibrate
- * against PIT") and the boot stalled: give it the frequency instead. */
-static void tsc_param(char *out, size_t n)
-{
-	out[0] = '\0';
-	FILE *f = fopen("/proc/cpuinfo", "r");
-	if (!f)
-		return;
-	char line[256];
-	double mhz = 0;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "cpu MHz : %lf", &mhz) == 1)
-			break;
-	fclose(f);
-	if (mhz > 100)
-		snprintf(out, n, " tsc_early_khz=%u", (unsigned)(mhz * 1000));
-}
-
 static struct agent boot(void)
 {
-	struct agent a = { .fd = -1 };
-	strcpy(a.dir, "/tmp/test_agent_qemu.XXXXXX");
-	cr_assert_not_null(mkdtemp(a.dir));
-	char sock[128], serial[128], log[128], chardev[192], tsc[64], cmdline[256];
-	tsc_param(tsc, sizeof(tsc));
-	snprintf(cmdline, sizeof(cmdline),
-		 "console=ttyS0 reboot=k panic=-1 hatchery_channel=/dev/vport0p1%s", tsc);
-	snprintf(sock, sizeof(sock), "%s/agent.sock", a.dir);
-	snprintf(serial, sizeof(serial), "file:%s/console.log", a.dir);
-	snprintf(log, sizeof(log), "%s/qemu.log", a.dir);
-	snprintf(chardev, sizeof(chardev), "socket,id=agent,path=%s,server=on,wait=off", sock);
-	a.pid = fork();
-	cr_assert_geq(a.pid, 0);
-	if (a.pid == 0) {
-		int in = open("/dev/null", O_RDONLY);
-		int out = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
-			_exit(126);
-		setpgid(0, 0); /* no terminal signals from the test's session */
-		/* A failed assertion ends the test's process: QEMU with it. */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		execl(HATCH_QEMU, "qemu-system-x86_64", "-M", "microvm,acpi=on,rtc=on",
-		      "-accel", "tcg", "-cpu", "max", "-m", "512", "-smp", "1",
-		      "-kernel", HATCH_DEFAULT_KERNEL, "-initrd", HATCH_DEFAULT_INITRD,
-		      "-append", cmdline,
-		      "-nodefaults", "-no-reboot", "-display", "none", "-serial", serial,
-		      "-device", "virtio-serial-device", "-chardev", chardev,
-		      "-device", "virtserialport,chardev=agent", (char *)NULL);
-		_exit(127);
-	}
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	cr_assert_lt(strlen(sock), sizeof(sa.sun_path));
-	memcpy(sa.sun_path, sock, strlen(sock) + 1);
-	uint64_t deadline = hatch_now_ns() + (uint64_t)t_ms(20000) * 1000000ull;
-	a.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	while (connect(a.fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		cr_assert_lt(hatch_now_ns(), deadline, "QEMU made no %s", sock);
-		cr_assert_eq(waitpid(a.pid, NULL, WNOHANG), 0, "QEMU ended (see %s)", log);
-		usleep(20000);
-	}
-	Reply *r = recv_reply_ms(&a, 60000);
-	cr_assert_not_null(r, "the agent never said ready (console: %s/console.log)", a.dir);
-	cr_assert_eq(r->body_case, HATCHERY__V1__VM_REPLY__BODY_AGENT_READY);
-	cr_assert_str_eq(r->agent_ready->kernel_release, HATCH_KERNEL_RELEASE);
-	cr_assert_eq(r->agent_ready->nproc, 1);
-	hatchery__v1__vm_reply__free_unpacked(r, NULL);
-	return a;
-}
-
-static void shutdown_vm(struct agent *a)
-{
-	close(a->fd);
-	kill(a->pid, SIGKILL);
-	waitpid(a->pid, NULL, 0);
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", a->dir);
-	cr_assert_eq(system(cmd), 0);
+	return qemu_boot(NULL, "microvm,acpi=on,rtc=on", NULL);
 }
 
 Test(agent_qemu, serves_as_init)
@@ -169,7 +88,7 @@ Test(agent_qemu, serves_as_init)
 	cr_assert_eq(r.code, E_AGENT);
 	cr_assert_eq(r.guest_errno, ENOENT);
 	result_free(&r);
-	shutdown_vm(&a);
+	qemu_shutdown(&a);
 }
 
 Test(agent_qemu, oversized_frame_ends_the_vm)
@@ -244,5 +163,5 @@ Test(agent_qemu, timeout_kills_a_fork_bomb)
 		usleep(200000);
 	}
 	slow_ping(&a, 1000);
-	shutdown_vm(&a);
+	qemu_shutdown(&a);
 }

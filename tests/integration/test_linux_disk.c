@@ -10,6 +10,9 @@
  * host reads that file from the image (debugfs). The backend hangs up and
  * the VM must end with that reason.
  *
+ * linux_disk_qsd (at the end; where CMake found qemu-storage-daemon): the
+ * same machine with QEMU's backend serving its disk.
+ *
  * Needs a /dev/kvm that boots Linux (scripts/vm's nested KVM):
  *   scripts/vm -t 600 -- ./build/tests/test_linux_disk
  * Skipped loudly without /dev/kvm or mkfs.ext4.
@@ -19,11 +22,15 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "backend.h"
@@ -252,3 +259,142 @@ Test(linux_disk, mount_read_write)
 	unlink(img);
 	cr_expect_str_eq(got, WRITTEN "\n", "the guest's file, read from the image on the host");
 }
+
+#ifdef HATCH_QEMU_STORAGE_DAEMON
+/* The other direction of docs/vhost.md's interoperability: QEMU's backend,
+ * hatchery's frontend. qemu-storage-daemon (QEMU 7.2: libvhost-user)
+ * exports the ext4 image as vhost-user-blk on a unix socket; the test
+ * connects and gives that fd to the machine as its disk. The guest reads
+ * the host's file, writes 4 MiB from /dev/urandom, syncs, unmounts, mounts
+ * again (the page cache went with the unmount: the bytes come back from
+ * the daemon) and takes their sha256; the host's debugfs copy of the file
+ * must have the same, and e2fsck -fn must find the image clean. Then the
+ * daemon is stopped and the VM ends, saying its disk backend went away.
+ * Compiled in and registered (test_linux_disk.qsd) only where CMake found
+ * qemu-storage-daemon: never a skip for want of it. */
+TestSuite(linux_disk_qsd, .init = setup, .timeout = 600);
+
+static pid_t start_qsd(const char *img, const char *sock, const char *log)
+{
+	char blockdev[256], export[256];
+	snprintf(blockdev, sizeof(blockdev), "driver=file,node-name=f,filename=%s", img);
+	snprintf(export, sizeof(export),
+		 "type=vhost-user-blk,id=e,node-name=f,addr.type=unix,addr.path=%s,"
+		 "writable=on",
+		 sock);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int out = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (out < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
+			_exit(126);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		execl(HATCH_QEMU_STORAGE_DAEMON, "qemu-storage-daemon", "--blockdev", blockdev,
+		      "--export", export, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* The daemon's socket, connected (it listens once it has opened the image). */
+static int connect_qsd(pid_t qsd, const char *sock, const char *log)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	cr_assert_lt(strlen(sock), sizeof(sa.sun_path));
+	memcpy(sa.sun_path, sock, strlen(sock) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(fd, 0);
+	uint64_t deadline = hatch_now_ns() + t_ms(20000) * 1000000ull;
+	while (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		cr_assert_eq(waitpid(qsd, NULL, WNOHANG), 0, "qemu-storage-daemon ended (%s)",
+			     log);
+		cr_assert_lt(hatch_now_ns(), deadline, "no %s to connect to (%s)", sock, log);
+		usleep(20000);
+	}
+	return fd;
+}
+
+Test(linux_disk_qsd, ext4_write_read_back)
+{
+	char img[128];
+	make_image(img, sizeof(img));
+	char dir[] = "/tmp/hatch-qsd-XXXXXX";
+	cr_assert_not_null(mkdtemp(dir));
+	char sock[64], log[64];
+	snprintf(sock, sizeof(sock), "%s/blk.sock", dir);
+	snprintf(log, sizeof(log), "%s/qsd.log", dir);
+	pid_t qsd = start_qsd(img, sock, log);
+	int disk = connect_qsd(qsd, sock, log);
+
+	size_t klen, ilen;
+	uint8_t *kernel = slurp(HATCH_DEFAULT_KERNEL, &klen);
+	uint8_t *initrd = slurp(HATCH_DEFAULT_INITRD, &ilen);
+	struct hatch_err err = { 0 };
+	cr_assert_eq(vmp_vcpus_signal_init(&err), 0, "%s", err.msg);
+	struct vmp_vm vm;
+	cr_assert_eq(vmp_vm_create_flags(&host, 256u << 20, 1, VMP_VM_SHARED_MEM, &vm, &err),
+		     0, "%s", err.msg);
+	struct vmp_linux_config cfg = {
+		.kernel = kernel, .kernel_len = klen, .initrd = initrd, .initrd_len = ilen,
+		.host_cpuid = host.cpuid, .disk = true, .disk_fd = disk,
+	};
+	struct vmp_linux *m;
+	cr_assert_eq(vmp_linux_create(&vm, &cfg, &m, &err), 0, "%s (%s)", err.msg, log);
+	free(kernel);
+	free(initrd);
+	cr_assert_eq(vmp_linux_start(m, &err), 0, "%s", err.msg);
+
+	uint64_t deadline = hatch_now_ns() + t_ms(300000) * 1000000ull;
+	Hatchery__V1__VmReply *rep = NULL;
+	while (step(m, 100, &rep, NULL) == 0)
+		cr_assert_lt(hatch_now_ns(), deadline, "no agent hello in time");
+	cr_assert_eq(rep->body_case, HATCHERY__V1__VM_REPLY__BODY_AGENT_READY);
+	hatchery__v1__vm_reply__free_unpacked(rep, NULL);
+
+	char out[4096], errout[4096];
+	int code = run_exec(m, 1, "mount -t ext4 /dev/vda /mnt && cat /mnt/hello.txt", out,
+			    errout, deadline);
+	cr_assert_eq(code, 0, "mount and cat; stderr: %s (daemon: %s)", errout, log);
+	cr_expect_str_eq(out, FILE_TEXT);
+	code = run_exec(m, 2, "head -c 4194304 /dev/urandom > /mnt/data && sync && umount /mnt",
+			out, errout, deadline);
+	cr_assert_eq(code, 0, "write, sync, umount; stderr: %s", errout);
+	code = run_exec(m, 3, "mount -t ext4 /dev/vda /mnt && sha256sum /mnt/data && umount /mnt",
+			out, errout, deadline);
+	cr_assert_eq(code, 0, "mount, sha256sum, umount; stderr: %s", errout);
+	char guest_sum[65];
+	cr_assert_eq(sscanf(out, "%64[0-9a-f]  /mnt/data", guest_sum), 1, "%s", out);
+
+	/* The daemon stops (SIGTERM: a clean exit); the VM ends, saying so. */
+	kill(qsd, SIGTERM);
+	int st;
+	cr_assert_eq(waitpid(qsd, &st, 0), qsd);
+	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "qemu-storage-daemon status 0x%x (%s)",
+		  st, log);
+	struct hatch_err ended = { 0 };
+	deadline = hatch_now_ns() + t_ms(30000) * 1000000ull;
+	int r;
+	while ((r = step(m, 100, &rep, &ended)) >= 0) {
+		if (r > 0)
+			hatchery__v1__vm_reply__free_unpacked(rep, NULL);
+		cr_assert_lt(hatch_now_ns(), deadline, "the VM went on without its disk");
+	}
+	cr_expect(strstr(ended.msg, "the disk backend closed its connection"), "%s",
+		  ended.msg);
+
+	char cmd[256], host_sum[128] = "";
+	snprintf(cmd, sizeof(cmd), "debugfs -R 'cat /data' %s 2>/dev/null | sha256sum", img);
+	FILE *f = popen(cmd, "r");
+	cr_assert_not_null(f);
+	if (!fgets(host_sum, sizeof(host_sum), f))
+		host_sum[0] = '\0';
+	pclose(f);
+	cr_expect_eq(strncmp(host_sum, guest_sum, 64), 0,
+		     "guest's sha256 %s, the image's (debugfs) %.64s", guest_sum, host_sum);
+	snprintf(cmd, sizeof(cmd), "e2fsck -fn %s >/dev/null 2>&1", img);
+	cr_expect_eq(system(cmd), 0, "e2fsck -fn of the image");
+	unlink(img);
+	unlink(log);
+	rmdir(dir);
+}
+#endif

@@ -16,8 +16,8 @@
 #define VG_UVA 0x7f0000000000ull  /* the frontend's virtual address of it */
 #define VG_SIZE (1024u * 1024u)
 #define VG_DESC 0x0u              /* ring areas, offsets into the region */
-#define VG_AVAIL 0x1000u
-#define VG_USED 0x2000u
+#define VG_AVAIL 0x4000u          /* room for a queue of 1024 */
+#define VG_USED 0x5000u
 #define VG_DATA 0x10000u          /* buffers from here on */
 
 struct vg {

@@ -1,12 +1,14 @@
 /* vhost_blk.c - virtio-blk with its queue in a vhost-user backend: see
  * vhost_blk.h. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <linux/virtio_blk.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_ids.h>
 
@@ -18,6 +20,26 @@
 /* Device-specific feature bits are 0..23 (virtio 1.1 §6); above are the
  * transport's and the ring's, of which the transport adds VERSION_1. */
 #define DEVICE_FEATURE_MASK ((1ull << VIRTIO_TRANSPORT_F_START) - 1)
+
+/* How much of the config space to ask the backend for: the fields that
+ * exist with the features it offers (all of which the driver is offered),
+ * as QEMU's own frontend sizes it (virtio_get_config_size). Not the whole
+ * struct virtio_blk_config of our headers: a backend built against older
+ * ones has a smaller one, and qemu-storage-daemon 7.2 (60 bytes) answers a
+ * GET_CONFIG of 72 with an empty reply. The rest of b->config stays 0. */
+static uint32_t config_size(uint64_t features)
+{
+	if (features & (1ull << VIRTIO_BLK_F_SECURE_ERASE))
+		return sizeof(struct virtio_blk_config);
+	if (features & (1ull << VIRTIO_BLK_F_WRITE_ZEROES))
+		return offsetof(struct virtio_blk_config, max_secure_erase_sectors);
+	if (features & (1ull << VIRTIO_BLK_F_DISCARD))
+		return offsetof(struct virtio_blk_config, max_write_zeroes_sectors);
+	return offsetof(struct virtio_blk_config, max_discard_sectors);
+}
+_Static_assert(sizeof(struct virtio_blk_config) ==
+		       offsetof(struct virtio_blk_config, secure_erase_sector_alignment) + 4,
+	       "config_size knows every field of struct virtio_blk_config");
 
 /* The device cannot go on: tell the driver (NEEDS_RESET, a config
  * interrupt) and keep the reason for the machine, which ends the VM. */
@@ -119,7 +141,7 @@ int vmp_vhost_blk_init(struct vmp_vhost_blk *b, const struct vmp_vhost_blk_param
 	for (unsigned i = 0; i < p->nregions; i++)
 		fds[i] = p->mem_fd;
 	if (vhu_front_open(&b->fe, p->sock, err) < 0 ||
-	    vhu_front_get_config(&b->fe, b->config, sizeof(b->config), err) < 0 ||
+	    vhu_front_get_config(&b->fe, b->config, config_size(b->fe.features), err) < 0 ||
 	    vhu_front_set_mem_table(&b->fe, p->regions, fds, p->nregions, err) < 0) {
 		hatch_closep(&b->err_fd);
 		return hatch_err_wrap(err, "disk");

@@ -22,6 +22,8 @@
 #include "kvm/kvm.h"
 #include "snapshot.h"
 
+_Static_assert(VMP_VQ_MAX_SEGS == 256, "vmp_vq_pop's message says 256");
+
 /* Byte offsets inside the rings. */
 #define AVAIL_FLAGS 0
 #define AVAIL_IDX 2
@@ -264,6 +266,9 @@ int vmp_vq_pop(struct vmp_vq *vq, struct vmp_vq_elem *e)
 		if (!writable && e->nwrite)
 			return broken(vq, "readable descriptor after a writable one");
 		if (d.len) {
+			if (e->nread + e->nwrite >= VMP_VQ_MAX_SEGS)
+				return broken(vq, "descriptor chain of more than 256 "
+						  "segments");
 			void *p = vq->xlate(vq->xlate_opaque, d.addr, d.len);
 			if (!p)
 				return broken(vq, "buffer outside guest RAM");

@@ -40,10 +40,19 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-/* Largest queue any hatchery device offers (QueueNumMax). Also the bound
- * on the segments of one popped chain: a chain never has more descriptors
- * than the queue, so struct vmp_vq_elem needs no other limit. */
-#define VMP_VQ_MAX_SIZE 256
+/* Largest queue this code takes: 1024, QEMU's VIRTQUEUE_MAX_SIZE. The
+ * vhost-user backend shares it, and QEMU's virtio-mmio transport offers a
+ * driver QueueNumMax 1024 whatever the device's queue-size (Linux takes
+ * it), then passes the driver's choice on in SET_VRING_NUM. hatchery's
+ * own devices offer 256 or less (their queue_max). */
+#define VMP_VQ_MAX_SIZE 1024
+
+/* Bound on the segments (non-empty descriptors) of one popped chain, so
+ * that struct vmp_vq_elem stays small: a chain with more breaks the queue.
+ * In a queue of 256 or less no chain can have more (a chain visits each
+ * descriptor once); devices on larger queues advertise fewer (virtio-blk's
+ * seg_max), and a driver that keeps to that never comes near it. */
+#define VMP_VQ_MAX_SEGS 256
 
 /* GPA range [gpa, gpa+len) -> host pointer to its first byte, or NULL
  * unless the whole range is inside guest RAM and contiguous in the host
@@ -73,7 +82,7 @@ struct vmp_vq_elem {
 	uint16_t head;          /* give it back to vmp_vq_push */
 	uint16_t nread, nwrite;
 	uint64_t read_len, write_len; /* sums of the lengths */
-	struct iovec iov[VMP_VQ_MAX_SIZE];
+	struct iovec iov[VMP_VQ_MAX_SEGS];
 };
 
 struct vmp_vq {
