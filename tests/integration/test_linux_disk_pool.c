@@ -19,47 +19,10 @@
 #include <unistd.h>
 
 #include "booted_tests.h"
+#include "guest_sh.h"
 #include "harness.h"
 
 TestSuite(linux_disk, .fini = h_teardown, .timeout = 900);
-
-struct out {
-	char buf[2][1 << 16];
-	size_t len[2];
-};
-static struct out o;
-
-static void collect(void *ctx, int stream, const void *data, size_t len)
-{
-	struct out *p = ctx;
-	int s = stream == HATCH_STDERR;
-	size_t room = sizeof(p->buf[s]) - 1 - p->len[s];
-	memcpy(p->buf[s] + p->len[s], data, len < room ? len : room);
-	p->len[s] += len < room ? len : room;
-	p->buf[s][p->len[s]] = '\0';
-}
-
-/* sh -c script: its exit code; stdout in o.buf[0], stderr in o.buf[1]. */
-static int sh_rc(int vm, const char *script)
-{
-	const char *argv[] = { "sh", "-c", script };
-	struct hatch_exec x = { .argv = argv, .argc = 3 };
-	Hatchery__V1__VmExecReply *r = NULL;
-	struct hatch_err err = { 0 };
-	memset(o.len, 0, sizeof(o.len));
-	o.buf[0][0] = o.buf[1][0] = '\0';
-	cr_assert_eq(hatch_vm_exec(vm, &x, collect, &o, &r, &err), 0, "%s: %s", script, err.msg);
-	int rc = r->signal ? 128 + r->signal : r->exit_code;
-	hatch_free(r);
-	return rc;
-}
-
-static const char *sh(int vm, const char *script)
-{
-	int rc = sh_rc(vm, script);
-	cr_assert_eq(rc, 0, "%s: exit %d, stderr %s", script, rc, o.buf[1]);
-	return o.buf[0];
-}
 
 /* Acquire, waiting for a boot if none is ready (seconds natively,
  * up to a minute inside scripts/vm). */
@@ -178,8 +141,8 @@ Test(linux_disk, overlay_ro_jail_and_a_dying_backend)
 	int a = acquire(h, "ov", &pa);
 	pid_t ba = backend_of(h, "ov", pa);
 	backend_is_jailed(ba, pa);
-	cr_assert_str_eq(sh(a, "mount /dev/vda /mnt && cat /mnt/hello.txt"), "from the host\n");
-	cr_assert_str_eq(sh(a, "echo changed > /mnt/hello.txt && sync && "
+	cr_assert_str_eq(guest_sh(a, "mount /dev/vda /mnt && cat /mnt/hello.txt"), "from the host\n");
+	cr_assert_str_eq(guest_sh(a, "echo changed > /mnt/hello.txt && sync && "
 			       "echo 3 > /proc/sys/vm/drop_caches && cat /mnt/hello.txt"),
 			 "changed\n");
 	struct hatch_err err = { 0 };
@@ -191,15 +154,15 @@ Test(linux_disk, overlay_ro_jail_and_a_dying_backend)
 	h_wait_steady(h, t_ms(120000u));
 	pid_t pb;
 	int b = acquire(h, "ov", &pb);
-	cr_assert_str_eq(sh(b, "mount /dev/vda /mnt && cat /mnt/hello.txt"), "from the host\n");
+	cr_assert_str_eq(guest_sh(b, "mount /dev/vda /mnt && cat /mnt/hello.txt"), "from the host\n");
 	cr_assert_eq(hatch_vm_release(b, &err), 0, "%s", err.msg);
 
 	/* Read-only: readable, no write reaches the device. */
 	pid_t pr;
 	int r = acquire(h, "ro", &pr);
-	cr_assert_str_eq(sh(r, "mount -o ro /dev/vda /mnt && cat /mnt/hello.txt"),
+	cr_assert_str_eq(guest_sh(r, "mount -o ro /dev/vda /mnt && cat /mnt/hello.txt"),
 			 "from the host\n");
-	cr_assert_neq(sh_rc(r, "dd if=/dev/zero of=/dev/vda bs=4096 count=1 oflag=direct "
+	cr_assert_neq(guest_sh_rc(r, "dd if=/dev/zero of=/dev/vda bs=4096 count=1 oflag=direct "
 			       "2>/dev/null"), 0, "a write to a read-only disk succeeded");
 	cr_assert_eq(hatch_vm_release(r, &err), 0, "%s", err.msg);
 	sha256_file(img, after);
@@ -211,7 +174,7 @@ Test(linux_disk, overlay_ro_jail_and_a_dying_backend)
 	pid_t pc;
 	int c = acquire(h, "ov", &pc);
 	pid_t bc = backend_of(h, "ov", pc);
-	sh(c, "mount /dev/vda /mnt");
+	guest_sh(c, "mount /dev/vda /mnt");
 	cr_assert_eq(kill(bc, SIGKILL), 0);
 	const char *argv[] = { "sh", "-c", "cat /mnt/hello.txt; echo 3 > /proc/sys/vm/drop_caches; "
 					  "cat /mnt/hello.txt" };

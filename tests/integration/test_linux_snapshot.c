@@ -25,43 +25,13 @@
 #include <unistd.h>
 
 #include "booted_tests.h"
+#include "guest_sh.h"
 #include "harness.h"
 #include "snapshot.h"
 
 #define LX "[pool \"lx\"]\nkind = linux\nmemory_mib = 256\nvcpus = 2\nmin_idle = 1\nmax = 1\n"
 
 TestSuite(linux_snapshot, .fini = h_teardown, .timeout = 900);
-
-struct out {
-	char buf[2][1 << 16];
-	size_t len[2];
-};
-static struct out o;
-
-static void collect(void *ctx, int stream, const void *data, size_t len)
-{
-	struct out *p = ctx;
-	int s = stream == HATCH_STDERR;
-	size_t room = sizeof(p->buf[s]) - 1 - p->len[s];
-	memcpy(p->buf[s] + p->len[s], data, len < room ? len : room);
-	p->len[s] += len < room ? len : room;
-	p->buf[s][p->len[s]] = '\0';
-}
-
-/* sh -c script; must exit 0. Returns stdout (valid until the next call). */
-static const char *sh(int vm, const char *script)
-{
-	const char *argv[] = { "sh", "-c", script };
-	struct hatch_exec x = { .argv = argv, .argc = 3 };
-	Hatchery__V1__VmExecReply *r = NULL;
-	struct hatch_err err = { 0 };
-	memset(o.len, 0, sizeof(o.len));
-	o.buf[0][0] = o.buf[1][0] = '\0';
-	cr_assert_eq(hatch_vm_exec(vm, &x, collect, &o, &r, &err), 0, "%s: %s", script, err.msg);
-	cr_assert_eq(r->exit_code, 0, "%s: exit %d, stderr %s", script, r->exit_code, o.buf[1]);
-	hatch_free(r);
-	return o.buf[0];
-}
 
 static const char *cfg_timeouts(void)
 {
@@ -142,20 +112,20 @@ static double host_realtime(void)
  * as hex in rnd[65]. */
 static void check_clone(int vm, const char *what, char rnd[65])
 {
-	cr_assert_str_eq(sh(vm, "cat /tmp/marker"), "warm\n", "%s: the warm-up's file", what);
+	cr_assert_str_eq(guest_sh(vm, "cat /tmp/marker"), "warm\n", "%s: the warm-up's file", what);
 	/* busybox's date has whole seconds: the guest's time is in [g, g+1). */
 	double before = host_realtime();
-	const char *t = sh(vm, "date +%s");
+	const char *t = guest_sh(vm, "date +%s");
 	double after = host_realtime(), g = strtod(t, NULL);
 	cr_assert(g + 1.0 > before - 1.0 && g < after + 1.0,
 		  "%s: guest time %.0f, host %.3f..%.3f: the clock was not set on resume",
 		  what, g, before, after);
-	double up_then = strtod(sh(vm, "cat /tmp/uptime"), NULL);
-	double up_now = strtod(sh(vm, "cat /proc/uptime"), NULL);
+	double up_then = strtod(guest_sh(vm, "cat /tmp/uptime"), NULL);
+	double up_now = strtod(guest_sh(vm, "cat /proc/uptime"), NULL);
 	cr_assert(up_then > 0 && up_now >= up_then,
 		  "%s: uptime %.2f after the restore, %.2f at the save: monotonic went back",
 		  what, up_now, up_then);
-	const char *r = sh(vm, "head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'");
+	const char *r = guest_sh(vm, "head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'");
 	cr_assert_eq(strlen(r), 64, "%s: %s", what, r);
 	memcpy(rnd, r, 65);
 }
@@ -232,7 +202,7 @@ static void restore_pool_refills_after_sigkill_and_reuse_resets_a_clone(void)
 	 * in the same child. */
 	pid_t q1, q2;
 	vm = acquire_vm(h, "again", &q1);
-	sh(vm, "echo mine > /tmp/lease1 && echo changed > /tmp/marker && "
+	guest_sh(vm, "echo mine > /tmp/lease1 && echo changed > /tmp/marker && "
 	       "echo '<2>lease one was here' > /dev/kmsg");
 	Hatchery__V1__VmInfoReply *info = NULL;
 	cr_assert_eq(hatch_vm_info(vm, &info, &err), 0, "%s", err.msg);
@@ -242,7 +212,7 @@ static void restore_pool_refills_after_sigkill_and_reuse_resets_a_clone(void)
 	cr_assert_eq(hatch_vm_release(vm, &err), 0, "%s", err.msg);
 	vm = acquire_vm(h, "again", &q2);
 	cr_assert_eq(q1, q2, "reuse = snapshot serves the next lease from the same child");
-	cr_assert_str_eq(sh(vm, "ls /tmp/lease1 2>/dev/null; cat /tmp/marker"), "warm\n",
+	cr_assert_str_eq(guest_sh(vm, "ls /tmp/lease1 2>/dev/null; cat /tmp/marker"), "warm\n",
 			 "the last lease's files survived the reset");
 	cr_assert_eq(hatch_vm_info(vm, &info, &err), 0, "%s", err.msg);
 	cr_assert_null(strstr(info->console_tail, "lease one was here"),
