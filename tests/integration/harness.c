@@ -781,3 +781,19 @@ int h_run(const char *path, const char *const *args, uid_t uid, char *out,
 	cr_assert_eq(waitpid(pid, &st, 0), pid);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
+
+struct h_jail_status h_jail_status(const char *status_path)
+{
+	FILE *f = fopen(status_path, "re");
+	cr_assert_not_null(f, "%s: %s", status_path, strerror(errno));
+	struct h_jail_status j = { .seccomp = -1, .no_new_privs = -1, .cap_eff = ~0ull };
+	char line[256];
+	while (fgets(line, sizeof(line), f)) {
+		sscanf(line, "Seccomp: %d", &j.seccomp);
+		sscanf(line, "NoNewPrivs: %d", &j.no_new_privs);
+		sscanf(line, "CapEff: %llx", &j.cap_eff);
+		sscanf(line, "Uid: %u", &j.uid);
+	}
+	fclose(f);
+	return j;
+}

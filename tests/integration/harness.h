@@ -153,6 +153,14 @@ int h_fd_count(pid_t pid);              /* entries in /proc/PID/fd; -1 on error 
 void h_print_fds(pid_t pid);            /* readlink of each, to stderr */
 int h_zombie_children(pid_t ppid, pid_t *first); /* state 'Z' with that ppid */
 char h_proc_state(pid_t pid);           /* /proc/PID/stat state, 0 if gone */
+/* The jail as a /proc/.../status file shows it (fails the test if it
+ * cannot be read). */
+struct h_jail_status {
+	int seccomp, no_new_privs;  /* -1 if the line is missing */
+	unsigned long long cap_eff;
+	unsigned uid;               /* the real uid */
+};
+struct h_jail_status h_jail_status(const char *status_path);
 
 /* --- raw protocol (for tests that speak it by hand) ------------------------ */
 

@@ -112,24 +112,13 @@ static void jail_holds_for_every_task(pid_t pid, unsigned want_tasks)
 	for (struct dirent *e; (e = readdir(d));) {
 		if (e->d_name[0] == '.')
 			continue;
-		char path[384], line[256];
+		char path[384];
 		snprintf(path, sizeof(path), "%s/%s/status", dir, e->d_name);
-		FILE *f = fopen(path, "re");
-		cr_assert_not_null(f, "%s: %s", path, strerror(errno));
-		int seccomp = -1, nnp = -1;
-		unsigned long long capeff = ~0ull;
-		unsigned uid = 0;
-		while (fgets(line, sizeof(line), f)) {
-			sscanf(line, "Seccomp: %d", &seccomp);
-			sscanf(line, "NoNewPrivs: %d", &nnp);
-			sscanf(line, "CapEff: %llx", &capeff);
-			sscanf(line, "Uid: %u", &uid);
-		}
-		fclose(f);
-		cr_assert_eq(seccomp, 2, "task %s: Seccomp %d", e->d_name, seccomp);
-		cr_assert_eq(nnp, 1, "task %s: NoNewPrivs %d", e->d_name, nnp);
-		cr_assert_eq(capeff, 0, "task %s: CapEff %llx", e->d_name, capeff);
-		cr_assert_neq(uid, 0, "task %s runs as root", e->d_name);
+		struct h_jail_status j = h_jail_status(path);
+		cr_assert_eq(j.seccomp, 2, "task %s: Seccomp %d", e->d_name, j.seccomp);
+		cr_assert_eq(j.no_new_privs, 1, "task %s: NoNewPrivs %d", e->d_name, j.no_new_privs);
+		cr_assert_eq(j.cap_eff, 0, "task %s: CapEff %llx", e->d_name, j.cap_eff);
+		cr_assert_neq(j.uid, 0, "task %s runs as root", e->d_name);
 		tasks++;
 	}
 	closedir(d);

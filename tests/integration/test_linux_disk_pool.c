@@ -88,32 +88,16 @@ static pid_t backend_of(struct harness *h, const char *pool, pid_t child)
 /* The backend runs jailed: its own uid, no capabilities, the filter. */
 static void backend_is_jailed(pid_t b, pid_t child)
 {
-	char path[64], line[256];
+	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/status", b);
-	FILE *f = fopen(path, "re");
-	cr_assert_not_null(f, "%s: %s", path, strerror(errno));
-	int seccomp = -1, nnp = -1;
-	unsigned long long capeff = ~0ull;
-	unsigned uid = 0;
-	while (fgets(line, sizeof(line), f)) {
-		sscanf(line, "Seccomp: %d", &seccomp);
-		sscanf(line, "NoNewPrivs: %d", &nnp);
-		sscanf(line, "CapEff: %llx", &capeff);
-		sscanf(line, "Uid: %u", &uid);
-	}
-	fclose(f);
-	cr_assert_eq(seccomp, 2);
-	cr_assert_eq(nnp, 1);
-	cr_assert_eq(capeff, 0);
-	cr_assert_neq(uid, 0);
+	struct h_jail_status j = h_jail_status(path);
+	cr_assert_eq(j.seccomp, 2, "backend %d: Seccomp %d", b, j.seccomp);
+	cr_assert_eq(j.no_new_privs, 1);
+	cr_assert_eq(j.cap_eff, 0, "backend %d: CapEff %llx", b, j.cap_eff);
+	cr_assert_neq(j.uid, 0, "backend %d runs as root", b);
 	snprintf(path, sizeof(path), "/proc/%d/status", child);
-	f = fopen(path, "re");
-	cr_assert_not_null(f);
-	unsigned cuid = 0;
-	while (fgets(line, sizeof(line), f))
-		sscanf(line, "Uid: %u", &cuid);
-	fclose(f);
-	cr_assert_neq(uid, cuid, "the backend shares its VM's uid %u", uid);
+	cr_assert_neq(j.uid, h_jail_status(path).uid, "the backend shares its VM's uid %u",
+		      j.uid);
 }
 
 static bool gone(void *arg)
