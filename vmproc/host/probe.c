@@ -105,8 +105,9 @@ static struct probe_report probe_run(int kvm_fd, int vcpu_mmap_size)
 	return r;
 }
 
-int vmp_kvm_probe_kernel_mode(const struct vmp_kvm_host *h, uint64_t *run_ns,
-			      struct hatch_err *err)
+/* One probe in a throwaway process: its report, or -1 with err. */
+static int probe_once(const struct vmp_kvm_host *h, struct probe_report *out,
+		      struct hatch_err *err)
 {
 	int p[2];
 	if (pipe2(p, O_CLOEXEC) < 0)
@@ -141,6 +142,28 @@ int vmp_kvm_probe_kernel_mode(const struct vmp_kvm_host *h, uint64_t *run_ns,
 				     "%d ms without finishing", PROBE_WAIT_MS);
 	if (n != (ssize_t)sizeof(r))
 		return hatch_err_set(err, E_PRECOND, 0, "probe: no report from the probe process");
+	*out = r;
+	return 0;
+}
+
+/* Probes past the first, when it was slow: a loaded host (other
+ * emulators on its CPUs) can make one run slow; hardware never makes all
+ * of them slow, and kvm-pvm's are 4x past the line every time. */
+#define PROBE_TRIES 3
+
+int vmp_kvm_probe_kernel_mode(const struct vmp_kvm_host *h, uint64_t *run_ns,
+			      struct hatch_err *err)
+{
+	struct probe_report r = { 0 };
+	for (int i = 0; i < PROBE_TRIES; i++) {
+		struct probe_report t;
+		if (probe_once(h, &t, err) < 0)
+			return -1;
+		if (i == 0 || (!t.err && t.ok && t.run_ns < r.run_ns))
+			r = t;
+		if (r.err || !r.ok || r.run_ns <= PROBE_SLOW_NS)
+			break;
+	}
 	if (run_ns)
 		*run_ns = r.run_ns;
 	if (r.err)
@@ -157,8 +180,8 @@ int vmp_kvm_probe_kernel_mode(const struct vmp_kvm_host *h, uint64_t *run_ns,
 	if (r.run_ns > PROBE_SLOW_NS)
 		return hatch_err_set(err, E_PRECOND, 0,
 				     "guest kernel-mode code runs in software here: 400k "
-				     "instructions took %llu ms (hardware: under 1 ms), as "
+				     "instructions took %llu ms at best of %d (hardware: under 1 ms), as "
 				     "under kvm-pvm, whose emulator cannot boot a kernel",
-				     (unsigned long long)(r.run_ns / 1000000));
+				     (unsigned long long)(r.run_ns / 1000000), PROBE_TRIES);
 	return 0;
 }
