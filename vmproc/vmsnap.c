@@ -87,6 +87,41 @@ static int get_vcpu(struct vmp_vm *vm, const struct vmp_kvm_host *h, unsigned i,
 	return 0;
 }
 
+/* kvm-clock as the guest last computed it on vCPU i: the pvclock record
+ * KVM keeps in guest memory (MSR_KVM_SYSTEM_TIME_NEW says where) applied
+ * to the vCPU's saved TSC, as the guest's own pvclock_clocksource_read
+ * does. 0 if the guest has no kvm-clock there. */
+#define MSR_KVM_SYSTEM_TIME_NEW 0x4b564d01
+struct pvclock_rec {
+	uint32_t version, pad0;
+	uint64_t tsc_timestamp, system_time;
+	uint32_t tsc_to_system_mul;
+	int8_t tsc_shift;
+	uint8_t flags, pad[2];
+};
+
+static uint64_t guest_kvmclock_ns(const struct vmp_vm *vm, const struct snap_vcpu *v)
+{
+	uint64_t msr = 0;
+	for (uint32_t k = 0; k < v->nmsrs; k++)
+		if (v->msrs[k].index == MSR_KVM_SYSTEM_TIME_NEW)
+			msr = v->msrs[k].data;
+	uint64_t gpa = msr & ~1ull;
+	if (!(msr & 1) || gpa + sizeof(struct pvclock_rec) > vm->mem_size ||
+	    gpa + sizeof(struct pvclock_rec) > 3ull << 30)
+		return 0;
+	struct pvclock_rec r;
+	memcpy(&r, vm->mem + snap_gpa_to_ram_offset(gpa), sizeof(r));
+	if ((r.version & 1) || v->tsc.tsc < r.tsc_timestamp)
+		return 0;
+	uint64_t delta = v->tsc.tsc - r.tsc_timestamp;
+	if (r.tsc_shift < 0)
+		delta >>= -r.tsc_shift;
+	else
+		delta <<= r.tsc_shift;
+	return r.system_time + (uint64_t)(((unsigned __int128)delta * r.tsc_to_system_mul) >> 32);
+}
+
 static int get_irqchip(int vm_fd, uint32_t chip, struct kvm_irqchip *c,
 		       struct hatch_err *err)
 {
@@ -121,6 +156,17 @@ int vmp_snap_save(struct vmp_vm *vm, const struct vmp_kvm_host *h,
 		return hatch_err_set(err, E(VM_ERROR), errno, "KVM_GET_PIT2");
 	if (ioctl(vm->vm_fd, KVM_GET_CLOCK, &s.vm.clock) < 0)
 		return hatch_err_set(err, E(VM_ERROR), errno, "KVM_GET_CLOCK");
+	/* Without a stable TSC (nested virtualisation, an emulator) the
+	 * guest's kvm-clock, computed from its TSC, can run ahead of KVM's
+	 * own: restored to KVM's value, a Linux guest would see its clock
+	 * stand still until KVM caught up (pvclock never goes back), seconds
+	 * after a minute of uptime. Save the later of the two, as QEMU does
+	 * when KVM's clock is not reliable. */
+	for (unsigned i = 0; i < vm->nvcpus; i++) {
+		uint64_t seen = guest_kvmclock_ns(vm, &vcpu_buf[i]);
+		if (seen > s.vm.clock.clock)
+			s.vm.clock.clock = seen;
+	}
 	static uint8_t rt[VMP_GUEST_RT_MAX];
 	if (g) {
 		s.runtime = rt;
