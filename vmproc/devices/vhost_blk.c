@@ -1,6 +1,7 @@
 /* vhost_blk.c - virtio-blk with its queue in a vhost-user backend: see
  * vhost_blk.h. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -17,7 +18,15 @@
 #define BLK_QUEUE 0u
 /* Device-specific feature bits are 0..23 (virtio 1.1 §6); above are the
  * transport's and the ring's, of which the transport adds VERSION_1. */
-#define DEVICE_FEATURE_MASK ((1ull << VIRTIO_TRANSPORT_F_START) - 1)
+/* The backend's device bits, but for those whose config fields lie past
+ * CONFIG_READ: secure erase (16) and zoned (17), which nothing here serves. */
+#define DEVICE_FEATURE_MASK                                                     \
+	(((1ull << VIRTIO_TRANSPORT_F_START) - 1) & ~(1ull << 16) & ~(1ull << 17))
+/* The config space read from the backend: up to the secure-erase fields
+ * (virtio 1.1's virtio_blk_config, 60 bytes); the rest of b->config stays
+ * zero. What QEMU 7.2 asks for, and the most qemu-storage-daemon 7.2
+ * answers: a GET_CONFIG larger than its own struct gets an empty reply. */
+#define CONFIG_READ offsetof(struct virtio_blk_config, max_secure_erase_sectors)
 
 /* The device cannot go on: tell the driver (NEEDS_RESET, a config
  * interrupt) and keep the reason for the machine, which ends the VM. */
@@ -119,7 +128,7 @@ int vmp_vhost_blk_init(struct vmp_vhost_blk *b, const struct vmp_vhost_blk_param
 	for (unsigned i = 0; i < p->nregions; i++)
 		fds[i] = p->mem_fd;
 	if (vhu_front_open(&b->fe, p->sock, err) < 0 ||
-	    vhu_front_get_config(&b->fe, b->config, sizeof(b->config), err) < 0 ||
+	    vhu_front_get_config(&b->fe, b->config, CONFIG_READ, err) < 0 ||
 	    vhu_front_set_mem_table(&b->fe, p->regions, fds, p->nregions, err) < 0) {
 		hatch_closep(&b->err_fd);
 		return hatch_err_wrap(err, "disk");
