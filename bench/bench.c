@@ -180,6 +180,11 @@ static void usage(FILE *f)
 "  qemulinuxin  the peer: QEMU boots the Linux guest to its agent, migrates\n"
 "            it to --snapshot, then -incoming of it -> first Exec true's\n"
 "            reply (--qemu, -n, and qemulinux's options)\n"
+"  linuxdisk linux pool of max = 1 with a disk: 4 KiB random reads and\n"
+"            writes at QD 1 and 32 by /bin/hatch-iobench through Exec, -n\n"
+"            I/Os each: IOPS, p50/p99, the backend's CPU per I/O (-l ours:\n"
+"            disk = IMG, the leased child's backend; -l qsd: disk_socket to\n"
+"            qemu-storage-daemon, --backend-pid)\n"
 "  report    read the rows, print the table, write --json\n"
 "\n"
 "Options:\n"
@@ -209,6 +214,7 @@ static void usage(FILE *f)
 "                        say the same)\n"
 "      --execs N         linux: sequential Execs on one lease (default 1000)\n"
 "      --files N         linux: 16 MiB WriteFile + ReadFile rounds (default 3)\n"
+"      --backend-pid PID linuxdisk -l qsd: qemu-storage-daemon's pid (its CPU)\n"
 "      --payload N       echo, cold: bytes echoed (default 16)\n"
 "      --bytes N         sha256: bytes hashed (default 1048576)\n"
 "      --snapshot FILE   save, density, qemurestore, linuxdensity,\n"
@@ -261,6 +267,7 @@ enum {
 	OPT_VCPUS,
 	OPT_EXECS,
 	OPT_FILES,
+	OPT_BACKEND_PID,
 };
 
 struct phase {
@@ -287,6 +294,7 @@ static const struct phase phases[] = {
 	{ "linuxsnap", bench_linux_snap, true },
 	{ "linuxdensity", bench_linux_density, true },
 	{ "qemulinuxin", bench_qemu_linux_incoming, false },
+	{ "linuxdisk", bench_linux_disk, true },
 };
 
 static const struct option lopts[] = {
@@ -319,6 +327,7 @@ static const struct option lopts[] = {
 	{ "vcpus", required_argument, NULL, OPT_VCPUS },
 	{ "execs", required_argument, NULL, OPT_EXECS },
 	{ "files", required_argument, NULL, OPT_FILES },
+	{ "backend-pid", required_argument, NULL, OPT_BACKEND_PID },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
 };
@@ -375,6 +384,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 		case OPT_VCPUS:
 		case OPT_EXECS:
 		case OPT_FILES:
+		case OPT_BACKEND_PID:
 			if (parse_uint(optarg, opt == OPT_MEMINFO_BEFORE ? UINT64_MAX
 					       : opt == OPT_PAYLOAD ? 60000 : 10000000,
 				       &v) < 0 || (v == 0 && opt != OPT_MEMINFO_BEFORE)) {
@@ -384,7 +394,8 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 					opt == OPT_MEMORY_MIB ? "memory-mib" :
 					opt == OPT_PAYLOAD ? "payload" : opt == OPT_BYTES ? "bytes" :
 					opt == OPT_VCPUS ? "vcpus" : opt == OPT_EXECS ? "execs" :
-					opt == OPT_FILES ? "files" : "meminfo-before",
+					opt == OPT_FILES ? "files" :
+					opt == OPT_BACKEND_PID ? "backend-pid" : "meminfo-before",
 					opt == OPT_PAYLOAD ? " up to 60000 (one packet)" : "", optarg);
 				return 2;
 			}
@@ -397,6 +408,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 			else if (opt == OPT_VCPUS) o->vcpus = (unsigned)v;
 			else if (opt == OPT_EXECS) o->execs = (unsigned)v;
 			else if (opt == OPT_FILES) o->files = (unsigned)v;
+			else if (opt == OPT_BACKEND_PID) o->backend_pid = (unsigned)v;
 			else o->meminfo_before = v;
 			break;
 		default:

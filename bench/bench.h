@@ -16,7 +16,8 @@
  * host_sha256.c (the default guest's sha256, built for the host), qemu.c
  * (the peer; QEMU booting the Linux guest too), linux.c (Linux guests:
  * warm Exec, cold boot, throughput, and 15's snapshot), linux_snap.c
- * (15: restore pools of a Linux snapshot), snap.c (Save, restore-pool
+ * (15: restore pools of a Linux snapshot), linux_disk.c (16: 4 KiB random
+ * I/O, our disk backend against qemu-storage-daemon), snap.c (Save, restore-pool
  * density, 13's and 15's), report*.c (the targets,
  * the table, the JSON; report.h says which file holds what).
  */
@@ -68,6 +69,7 @@ struct bench_opts {
 	unsigned vcpus;           /* linux, qemulinux: the pool's vcpus */
 	unsigned execs;           /* linux: sequential Execs on one lease */
 	unsigned files;           /* linux: WriteFile + ReadFile rounds */
+	unsigned backend_pid;     /* linuxdisk -l qsd: qemu-storage-daemon's pid */
 	unsigned payload;         /* echo, cold: bytes echoed (default 16) */
 	unsigned bytes;           /* sha256: bytes hashed (default 1 MiB) */
 	bool quick;
@@ -322,6 +324,7 @@ int bench_linux(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
 int bench_qemu_linux(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
 int bench_linux_snap(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
 int bench_linux_density(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
+int bench_linux_disk(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
 int bench_qemu_linux_incoming(const struct bench_opts *o, FILE *rows, struct hatch_err *err);
 int bench_report(const struct bench_opts *o, struct hatch_err *err);
 

@@ -83,6 +83,13 @@
 #define LXSNAP_PRE_VS_WARM "linux.snap.pre_vs_warm"
 #define LXSNAP_LEASE_VS_QEMU "linux.snap.lease_vs_qemu"
 
+/* Disk (measurement 16, bench/linux_disk.c), in the same run as 14:
+ * disk.ours.OP.qdN and disk.qsd.OP.qdN (unit IOPS, with p50_us, p99_us,
+ * cpu_us_per_io); derived, ours over qsd: disk.iops_ratio.OP.qdN (judged,
+ * >= 1.0) and disk.cpu_ratio.OP.qdN (CPU per I/O, shown). */
+#define DISK_IOPS_RATIO(op, qd) "disk.iops_ratio." op ".qd" qd
+#define DISK_CPU_RATIO(op, qd) "disk.cpu_ratio." op ".qd" qd
+
 /* ---- report_targets.c ------------------------------------------------------ */
 
 enum cmp {

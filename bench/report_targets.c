@@ -74,6 +74,18 @@ const struct target report_targets[] = {
 	{ 15, LXSNAP_DENSITY_PSS, "value", 0, INFO, "Linux density: Pss of N clones, KiB [m]" },
 	{ 15, LXSNAP_DENSITY, "value", 1.2, AT_MOST,
 	  "Linux density: Pss / (snapshot pages + clones' Private_Dirty) [m]" },
+	{ 16, DISK_IOPS_RATIO("randread", "1"), "value", 1.0, AT_LEAST,
+	  "disk 4 KiB randread QD1: IOPS ours / qemu-storage-daemon [n]" },
+	{ 16, DISK_IOPS_RATIO("randread", "32"), "value", 1.0, AT_LEAST,
+	  "disk 4 KiB randread QD32: IOPS ours / qemu-storage-daemon [n]" },
+	{ 16, DISK_IOPS_RATIO("randwrite", "1"), "value", 1.0, AT_LEAST,
+	  "disk 4 KiB randwrite QD1: IOPS ours / qemu-storage-daemon [n]" },
+	{ 16, DISK_IOPS_RATIO("randwrite", "32"), "value", 1.0, AT_LEAST,
+	  "disk 4 KiB randwrite QD32: IOPS ours / qemu-storage-daemon [n]" },
+	{ 16, DISK_CPU_RATIO("randread", "32"), "value", 0, INFO,
+	  "disk randread QD32: backend CPU per I/O, ours / qsd [n]" },
+	{ 16, DISK_CPU_RATIO("randwrite", "32"), "value", 0, INFO,
+	  "disk randwrite QD32: backend CPU per I/O, ours / qsd [n]" },
 };
 
 const size_t report_ntargets = HATCH_ARRAY_SIZE(report_targets);
@@ -332,11 +344,50 @@ static void derive_linux_snap(struct rows *rs)
 		     "first Exec p50", LXSNAP_LEASE, QEMU_LINUX_IN, "p50");
 }
 
+/* 16: each disk run of ours over qemu-storage-daemon's, same op and
+ * depth: IOPS (the issue's ratio) and the backend's CPU per I/O. */
+static void derive_disk(struct rows *rs)
+{
+	static const char *const ops[] = { "randread", "randwrite" };
+	static const char *const qds[] = { "1", "32" };
+	for (size_t i = 0; i < HATCH_ARRAY_SIZE(ops); i++)
+		for (size_t k = 0; k < HATCH_ARRAY_SIZE(qds); k++) {
+			char ours[64], qsd[64], name[64], label[160];
+			snprintf(ours, sizeof(ours), "disk.ours.%s.qd%s", ops[i], qds[k]);
+			snprintf(qsd, sizeof(qsd), "disk.qsd.%s.qd%s", ops[i], qds[k]);
+			const struct row *a = rows_find(rs, ours), *b = rows_find(rs, qsd);
+			static const char *const stat[] = { "value", "cpu_us_per_io" };
+			for (int s = 0; s < 2; s++) {
+				double x, y;
+				if (!row_get_num(a, stat[s], &x) || !row_get_num(b, stat[s], &y) ||
+				    y <= 0)
+					continue;
+				snprintf(name, sizeof(name), "disk.%s_ratio.%s.qd%s",
+					 s == 0 ? "iops" : "cpu", ops[i], qds[k]);
+				snprintf(label, sizeof(label),
+					 "disk 4 KiB %s QD%s: %s, ours / qemu-storage-daemon",
+					 ops[i], qds[k], s == 0 ? "IOPS" : "backend CPU per I/O");
+				struct row *r = rows_add(rs, name, "x", label);
+				if (!r)
+					continue;
+				row_set_num(r, "value", x / y);
+				row_set_num(r, "ours", x);
+				row_set_num(r, "qsd", y);
+				row_set_str(r, "section", "linux");
+				if (report_is_emulated_row(a) || report_is_emulated_row(b))
+					row_set_num(r, "emulated", 1);
+				if (report_is_emulated_row(a) != report_is_emulated_row(b))
+					row_set_str(r, "warning", "one side emulated, the other not");
+			}
+		}
+}
+
 void report_derive(struct rows *rs)
 {
 	derive_jail_cost(rs);
 	derive_linux(rs);
 	derive_linux_snap(rs);
+	derive_disk(rs);
 	derive_cold(rs);
 	derive_snap(rs);
 	struct row *m = rows_add(rs, MIMOBOX_ECHO, "us",

@@ -319,6 +319,7 @@ static void print_target_notes(const struct rows *rs)
 	print_snap_notes(rs);
 	printf("[l] Linux guests: see LINUX GUESTS below.\n");
 	printf("[m] Linux snapshots: see LINUX GUESTS below.\n");
+	printf("[n] Disk: see LINUX GUESTS below.\n");
 }
 
 /* ---- the targets --------------------------------------------------------------- */
@@ -521,6 +522,63 @@ static void print_linux_snap(const struct rows *rs, bool emu)
 		printf("  Emulation figures: ratios only.\n");
 }
 
+/* [n]: 16, the disk, in the same run as 14. */
+static void print_linux_disk(const struct rows *rs, bool emu)
+{
+	static const char *const who[] = { "ours", "qsd" };
+	static const char *const ops[] = { "randread", "randwrite" };
+	static const unsigned qds[] = { 1, 32 };
+	const struct row *any = NULL;
+	char name[64], b[5][32];
+	for (int w = 0; w < 2 && !any; w++) {
+		snprintf(name, sizeof(name), "disk.%s.randread.qd1", who[w]);
+		any = rows_find(rs, name);
+	}
+	printf("\n[n] 16, disk: 4 KiB random I/O on the guest's /dev/vda (O_DIRECT), by\n"
+	       "    /bin/hatch-iobench through Exec, one lease of a linux pool of max = 1;\n"
+	       "    the same frontend (hatchery's VMM) on the same image, two backends:\n"
+	       "    ours (disk = IMG, disk_mode = rw: hatchery-vhost-blk, jailed as\n"
+	       "    hatcheryd forks it) and qemu-storage-daemon's vhost-user-blk export\n"
+	       "    (disk_socket). Backend CPU: utime + stime of its process (all threads)\n"
+	       "    over the run, per I/O. Target: IOPS ours / qsd >= 1.0.\n");
+	if (!any) {
+		printf("  not measured (see NOT MEASURED below)\n");
+		return;
+	}
+	printf("  %-6s %-10s %4s %9s %9s %9s %9s %10s\n", "", "op", "QD", "n", "IOPS",
+	       "p50 us", "p99 us", "CPU us/IO");
+	for (int w = 0; w < 2; w++)
+		for (int i = 0; i < 2; i++)
+			for (int k = 0; k < 2; k++) {
+				snprintf(name, sizeof(name), "disk.%s.%s.qd%u", who[w], ops[i],
+					 qds[k]);
+				const struct row *r = rows_find(rs, name);
+				double v[5] = { 0 };
+				static const char *const key[5] = { "n", "value", "p50_us",
+								    "p99_us", "cpu_us_per_io" };
+				if (!r)
+					continue;
+				for (int j = 0; j < 5; j++)
+					row_get_num(r, key[j], &v[j]);
+				printf("  %-6s %-10s %4u %9.0f %9s %9s %9s %10s\n", who[w], ops[i],
+				       qds[k], v[0], fmt(b[0], sizeof(b[0]), v[1]),
+				       fmt(b[1], sizeof(b[1]), v[2]), fmt(b[2], sizeof(b[2]), v[3]),
+				       fmt(b[3], sizeof(b[3]), v[4]));
+			}
+	for (int i = 0; i < 2; i++)
+		for (int k = 0; k < 2; k++) {
+			double x, y;
+			snprintf(name, sizeof(name), "disk.iops_ratio.%s.qd%u", ops[i], qds[k]);
+			if (!row_get_num(rows_find(rs, name), "value", &x))
+				continue;
+			snprintf(name, sizeof(name), "disk.cpu_ratio.%s.qd%u", ops[i], qds[k]);
+			bool cpu = row_get_num(rows_find(rs, name), "value", &y);
+			printf("  %s QD%u: IOPS ours / qsd %.3f%s; CPU per I/O ours / qsd %s\n",
+			       ops[i], qds[k], x, emu ? " (emulation ratio)" : "",
+			       cpu ? fmt(b[4], sizeof(b[4]), y) : "-");
+		}
+}
+
 static void print_linux(const struct rows *rs, const struct bench_opts *o)
 {
 	bool any = false, emu = o->emulated;
@@ -600,6 +658,7 @@ static void print_linux(const struct rows *rs, const struct bench_opts *o)
 	       "    ReadFile of it back, compared byte for byte, each timed alone.\n",
 	       n, rounds);
 	print_linux_snap(rs, emu);
+	print_linux_disk(rs, emu);
 }
 
 static void print_peer(const struct rows *rs)

@@ -351,7 +351,7 @@ static int check_linux(struct parse_state *st, size_t i)
 	const struct pool_meta *m = &st->pool_meta[i];
 	static const char *const linux_keys[] = { "kernel", "initrd", "cmdline",
 						  "boot_timeout_ms", "disk", "disk_mode",
-						  "overlay_dir" };
+						  "overlay_dir", "disk_socket" };
 	if (p->kind != SUP_POOL_LINUX) {
 		for (size_t k = 0; k < HATCH_ARRAY_SIZE(linux_keys); k++)
 			if (pool_key_line(m, linux_keys[k]) &&
@@ -370,6 +370,11 @@ static int check_linux(struct parse_state *st, size_t i)
 			       "[pool \"%s\"] disk_mode = rw: one VM writes the image itself, so "
 			       "the pool needs max = 1 (got %u); overlay gives each VM its own "
 			       "writes", p->name, p->max);
+	if (p->disk[0] && p->disk_socket[0])
+		return fail_at(st, pool_key_line(m, "disk_socket"),
+			       "[pool \"%s\"] disk_socket: one disk per VM, and disk = PATH is set "
+			       "too (disk_socket connects to a backend already serving an image)",
+			       p->name);
 	if (!p->disk[0] && (pool_key_line(m, "disk_mode") || pool_key_line(m, "overlay_dir")))
 		return fail_at(st, pool_key_line(m, pool_key_line(m, "disk_mode") ? "disk_mode"
 										 : "overlay_dir"),
@@ -606,6 +611,7 @@ bool sup_pool_config_same_build(const struct sup_pool_config *a,
 	       strcmp(a->snapshot, b->snapshot) == 0 &&
 	       strcmp(a->kernel, b->kernel) == 0 && strcmp(a->initrd, b->initrd) == 0 &&
 	       strcmp(a->cmdline, b->cmdline) == 0 && strcmp(a->disk, b->disk) == 0 &&
+	       strcmp(a->disk_socket, b->disk_socket) == 0 &&
 	       a->disk_mode == b->disk_mode && strcmp(a->overlay_dir, b->overlay_dir) == 0 &&
 	       a->boot_timeout_ms == b->boot_timeout_ms &&
 	       a->prerestore == b->prerestore && a->reuse == b->reuse &&

@@ -83,6 +83,10 @@ struct sup_pool_config {
 	char disk[256];
 	enum sup_disk_mode disk_mode;   /* disk_mode = overlay|ro|rw, default overlay */
 	char overlay_dir[256];          /* overlay layers: unlinked files here, default /var/tmp */
+	/* kind = linux, instead of disk: an external vhost-user-blk backend's
+	 * listening socket (qemu-storage-daemon's vhost-user-blk export),
+	 * connected to once per VM; no backend or jail of ours; "" none. */
+	char disk_socket[108];
 	unsigned boot_timeout_ms;       /* 100..600000, default 60000 */
 	/* Their bytes, read once at start-up like guest_elf; inherited by
 	 * every child through the fork. Freed by sup_config_free(). */

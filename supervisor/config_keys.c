@@ -303,6 +303,8 @@ static const struct key_spec pool_rows[] = {
 	{ "disk", parse_abs_path, STR_FIELD(struct sup_pool_config, disk),
 	  1, STR_FIELD_MAX(struct sup_pool_config, disk) },
 	{ "disk_mode", parse_disk_mode, DISK_MODE_FIELD(struct sup_pool_config, disk_mode), 0, 0 },
+	{ "disk_socket", parse_abs_path, STR_FIELD(struct sup_pool_config, disk_socket),
+	  1, STR_FIELD_MAX(struct sup_pool_config, disk_socket) },
 	{ "overlay_dir", parse_abs_path, STR_FIELD(struct sup_pool_config, overlay_dir),
 	  1, STR_FIELD_MAX(struct sup_pool_config, overlay_dir) },
 	{ "prerestore", parse_bool, BOOL_FIELD(struct sup_pool_config, prerestore), 0, 0 },

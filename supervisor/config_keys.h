@@ -40,7 +40,7 @@ struct key_spec {
 
 /* The rows of each table (checked against the tables at compile time). */
 #define CFG_N_SUPERVISOR_KEYS 5
-#define CFG_N_POOL_KEYS 26
+#define CFG_N_POOL_KEYS 27
 extern const struct key_spec *const cfg_supervisor_keys; /* [CFG_N_SUPERVISOR_KEYS] */
 extern const struct key_spec *const cfg_pool_keys;       /* [CFG_N_POOL_KEYS] */
 

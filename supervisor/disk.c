@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -97,6 +98,25 @@ int sup_disk_start(struct sup_child *c, const struct sup_server_opts *o, uid_t u
 	c->disk_pid = pid;
 	c->disk_pidfd = steal_fd(&pidfd);
 	*vm_end = steal_fd(&mine);
+	return 0;
+}
+
+int sup_disk_connect(const struct sup_pool_config *cfg, int *vm_end, struct hatch_err *err)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	if (strlen(cfg->disk_socket) >= sizeof(a.sun_path))
+		return hatch_err_set(err, E(INVALID_ARGUMENT), 0, "disk_socket %s: too long",
+				     cfg->disk_socket);
+	memcpy(a.sun_path, cfg->disk_socket, strlen(cfg->disk_socket) + 1);
+	_cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return hatch_err_set(err, E(INTERNAL), errno, "socket (disk_socket)");
+	/* A local listener answers at once or refuses: no timeout needed. */
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+		return hatch_err_set(err, E(FAILED_PRECONDITION), errno,
+				     "disk_socket %s: connect to the external backend",
+				     cfg->disk_socket);
+	*vm_end = steal_fd(&fd);
 	return 0;
 }
 

@@ -39,6 +39,14 @@ int sup_disk_start(struct sup_child *c, const struct sup_server_opts *o, uid_t u
  * with errno. */
 int sup_disk_layer_open(const char *dir);
 
+/* disk_socket = PATH instead of disk: connect to that external
+ * vhost-user-blk backend (qemu-storage-daemon, ...) and give the connected
+ * socket to the caller in *vm_end, as sup_disk_start does. No process of
+ * ours, no jail around the backend: c->disk_pidfd stays -1, and the
+ * backend's life is its own (it sees the connection close when the VM
+ * ends, and must accept the next child's). */
+int sup_disk_connect(const struct sup_pool_config *cfg, int *vm_end, struct hatch_err *err);
+
 /* The backend's pidfd is readable: reap it. Returns false if it has not
  * exited after all (a spurious wake-up); else closes the pidfd and writes
  * how it ended to msg. */

@@ -97,6 +97,8 @@ int sup_spawn(struct sup_child *c, const struct sup_server_opts *o,
 			   (gid_t)(o->cfg->jail_uid_base + (unsigned)c->disk_slot), &disk_fd,
 			   err) < 0)
 		return -1;
+	if (cfg->disk_socket[0] && sup_disk_connect(cfg, &disk_fd, err) < 0)
+		return -1;
 	struct vmp_spawn s = {
 		.ctrl_fd = theirs,
 		.vm_fd = vm_child,

@@ -110,9 +110,10 @@ void handle_status(struct server *s, struct conn *cn, uint64_t id)
 		ps[i].waiting = p->waiting;
 		ps[i].removed = p->removed;
 		ps[i].generation = p->gen;
-		ps[i].disk = (char *)p->cfg->disk;
+		/* disk_socket: the external backend's socket, mode "socket". */
+		ps[i].disk = (char *)(p->cfg->disk_socket[0] ? p->cfg->disk_socket : p->cfg->disk);
 		ps[i].disk_mode = (char *)(p->cfg->disk[0] ? sup_disk_mode_name(p->cfg->disk_mode)
-							   : "");
+					   : p->cfg->disk_socket[0] ? "socket" : "");
 		ps[i].children = &cp[k];
 		for (int st = 0; st < CHILD__NSTATES; st++) {
 			for (struct sup_child *c = p->list[st]; c && k < nchildren; c = c->next) {

@@ -861,3 +861,23 @@ Test(config, linux_pool_disk_errors)
 	fails_with(POOL "kind = linux\noverlay_dir = /x\n", "overlay_dir: only with disk",
 		   NULL);
 }
+
+/* disk_socket: an external backend's socket instead of disk; no jail slot
+ * of its own (no process of ours). */
+Test(config, linux_pool_disk_socket)
+{
+	parses("[pool \"q\"]\nkind = linux\ndisk_socket = /run/qsd.sock\nmax = 1\n"
+	       "min_idle = 1\n");
+	cr_assert_str_eq(cfg.pools[0].disk_socket, "/run/qsd.sock");
+	cr_assert_str_eq(cfg.pools[0].disk, "");
+	cr_assert_eq(sup_config_jail_slots(&cfg), 1);
+	sup_config_free(&cfg);
+	fails_with(POOL "disk_socket = /run/q.sock\n", "disk_socket: only for kind = linux",
+		   NULL);
+	fails_with(POOL "kind = linux\ndisk_socket = q.sock\n", "disk_socket",
+		   "absolute path", NULL);
+	fails_with(POOL "kind = linux\ndisk = /i\ndisk_socket = /q.sock\n",
+		   "disk_socket: one disk per VM", NULL);
+	fails_with(POOL "kind = linux\ndisk_socket = /q.sock\ndisk_mode = ro\n",
+		   "disk_mode: only with disk", NULL);
+}
