@@ -73,44 +73,61 @@ int vmp_child_linux_build(struct child *ch, struct hatch_err *err)
 	return vmp_linux_create(&ch->vm, &cfg, &ch->lm, err);
 }
 
+/* The agent's next whole frame, serving the machine (its vCPUs' exits,
+ * the queues' kicks) until it comes or `deadline` (CLOCK_MONOTONIC ns)
+ * passes. 1 with *frame (valid until the next call), 0 at the deadline,
+ * -1 when the agent broke the channel's framing (err, without the
+ * console), -2 when the VM ended or polling failed (err; the machine's
+ * message has the console's last lines). */
+static int next_agent_frame(struct child *ch, uint64_t deadline, const uint8_t **frame,
+			    size_t *len, struct hatch_err *err)
+{
+	for (;;) {
+		int r = vmp_linux_agent_recv(ch->lm, frame, len, err);
+		if (r != 0)
+			return r;
+		uint64_t now = hatch_now_ns();
+		if (now >= deadline)
+			return 0;
+		struct pollfd p[VMP_LINUX_MAX_POLLFDS];
+		size_t n = vmp_linux_pollfds(ch->lm, p);
+		if (poll(p, n, (int)((deadline - now) / 1000000ull) + 1) < 0 && errno != EINTR) {
+			hatch_err_set(err, E(INTERNAL), errno, "poll");
+			return -2;
+		}
+		if (vmp_linux_process(ch->lm, p, n, err) < 0)
+			return -2;
+	}
+}
+
 int vmp_child_linux_boot(struct child *ch, struct hatch_err *err)
 {
 	uint64_t t0 = hatch_now_ns();
 	uint64_t deadline = t0 + (uint64_t)ch->s->boot_timeout_ms * 1000000ull;
 	if (vmp_linux_start(ch->lm, err) < 0)
 		return -1;
-	for (;;) {
-		const uint8_t *frame;
-		size_t len;
-		int r = vmp_linux_agent_recv(ch->lm, &frame, &len, err);
-		if (r < 0) {
-			boot_failure(ch, err, err->msg);
-			return -1;
-		}
-		if (r > 0) {
-			if (take_hello(ch, frame, len, err) < 0)
-				return -1;
-			ch->linux_boot_ns = hatch_now_ns() - t0;
-			return 0;
-		}
-		uint64_t now = hatch_now_ns();
-		if (now >= deadline) {
-			char what[128];
-			snprintf(what, sizeof(what),
-				 "the guest's agent was not ready within boot_timeout_ms (%u ms)",
-				 ch->s->boot_timeout_ms);
-			err->code = E(DEADLINE_EXCEEDED);
-			boot_failure(ch, err, what);
-			return -1;
-		}
-		struct pollfd p[VMP_LINUX_MAX_POLLFDS];
-		size_t n = vmp_linux_pollfds(ch->lm, p);
-		int ms = (int)((deadline - now) / 1000000ull) + 1;
-		if (poll(p, n, ms) < 0 && errno != EINTR)
-			return hatch_err_set(err, E(INTERNAL), errno, "poll");
-		if (vmp_linux_process(ch->lm, p, n, err) < 0)
-			return -1; /* the machine's message has the console */
+	const uint8_t *frame;
+	size_t len;
+	int r = next_agent_frame(ch, deadline, &frame, &len, err);
+	if (r == -1) {
+		boot_failure(ch, err, err->msg);
+		return -1;
 	}
+	if (r < 0)
+		return -1;
+	if (r == 0) {
+		char what[128];
+		snprintf(what, sizeof(what),
+			 "the guest's agent was not ready within boot_timeout_ms (%u ms)",
+			 ch->s->boot_timeout_ms);
+		err->code = E(DEADLINE_EXCEEDED);
+		boot_failure(ch, err, what);
+		return -1;
+	}
+	if (take_hello(ch, frame, len, err) < 0)
+		return -1;
+	ch->linux_boot_ns = hatch_now_ns() - t0;
+	return 0;
 }
 
 static void send_pong(uint64_t seq)
@@ -344,9 +361,8 @@ void vmp_child_linux_serve(struct child *ch)
 /* ---- snapshots ----------------------------------------------------------- */
 
 /* Save{fd} of a Linux VM, between operations: the vCPUs stop, the machine's
- * KVM state, devices and memory go to the file, the vCPUs go on. Replies
- * to the client like the kernel-less Save. Returns 1 (the lease goes on)
- * or -1 when the VM ended meanwhile (err; the caller ends the child). */
+ * KVM state, devices and memory go to the file, the vCPUs go on. Returns
+ * 0, or -1 with err (child.h). */
 int vmp_child_linux_save(struct child *ch, int fd, struct vmp_snap_save_stats *st,
 			 struct hatch_err *err)
 {
@@ -421,26 +437,16 @@ static int resume_once(struct child *ch, size_t n, uint64_t deadline, struct hat
 	if (sent < 0)
 		return hatch_err_set(err, E(INTERNAL), 0, "the agent channel takes no frame");
 	vmp_relay_resume_start(&ch->relay);
-	for (;;) {
-		const uint8_t *frame;
-		size_t flen;
-		int r = vmp_linux_agent_recv(ch->lm, &frame, &flen, err);
-		if (r < 0)
-			return -1;
-		if (r > 0)
-			return take_resumed(ch, frame, flen, err);
-		uint64_t t = hatch_now_ns();
-		if (t >= deadline)
-			return hatch_err_set(err, E(DEADLINE_EXCEEDED), 0,
-					     "the restored guest's agent did not answer within "
-					     "boot_timeout_ms (%u ms)", ch->s->boot_timeout_ms);
-		struct pollfd p[VMP_LINUX_MAX_POLLFDS];
-		size_t np = vmp_linux_pollfds(ch->lm, p);
-		if (poll(p, np, (int)((deadline - t) / 1000000ull) + 1) < 0 && errno != EINTR)
-			return hatch_err_set(err, E(INTERNAL), errno, "poll");
-		if (vmp_linux_process(ch->lm, p, np, err) < 0)
-			return -1;
-	}
+	const uint8_t *frame;
+	size_t flen;
+	int r = next_agent_frame(ch, deadline, &frame, &flen, err);
+	if (r < 0)
+		return -1;
+	if (r == 0)
+		return hatch_err_set(err, E(DEADLINE_EXCEEDED), 0,
+				     "the restored guest's agent did not answer within "
+				     "boot_timeout_ms (%u ms)", ch->s->boot_timeout_ms);
+	return take_resumed(ch, frame, flen, err);
 }
 
 /* A resume whose answer took longer than this set the guest's clock that
